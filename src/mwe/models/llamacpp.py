@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from mwe.errors import MweError
-from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop, seed_for
+from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop
+from mwe.models.sampler import first_stop, rng_for, sample_token
 
 N_CTX = 4096
+GEN_CTX = 8192  # cells of the sampling context, shared by the sequences of a group
+GEN_SEQS = 64  # sequences sampled together
 
 
 def gguf_for(name: str) -> Path:
@@ -69,6 +72,9 @@ class LlamaCppModel:
         self.bos = int(self.llm.token_bos())
         self._bos_text = self.llm.detokenize([self.bos], special=True).decode("utf-8", "replace")
         self._kv: list[int] = []  # tokens whose keys/values sit in the cache, in order
+        self._gen: Any = None  # a second context with room for parallel sequences
+        self._gen_batch: Any = None
+        self._is_eog: Any = None
 
     def identity(self) -> dict[str, Any]:
         return self._identity
@@ -129,24 +135,115 @@ class LlamaCppModel:
         return found
 
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        results: list[list[str]] = []
-        for prompt in prompts:
-            base = seed_for(sampling.seed, prompt)
-            texts = []
-            for k in range(sampling.n):
-                self._reset()
-                self.llm.reset()
-                res: Any = self.llm.create_completion(
-                    self._encode(prompt), max_tokens=sampling.max_tokens,
-                    temperature=sampling.temperature, top_p=sampling.top_p, top_k=0, min_p=0.0,
-                    repeat_penalty=1.0, stop=list(sampling.stop) or None,
-                    seed=(base + k) % (2**31),
-                )
-                texts.append(cut_at_stop(res["choices"][0]["text"], sampling.stop))
-            results.append(texts)
-        self._reset()
-        self.llm.reset()
-        return results
+        """Sample every (prompt, index) pair, up to GEN_SEQS sequences decoded together.
+
+        A prompt's tokens are decoded once and its keys/values shared by all its samples;
+        each step then runs one token for every unfinished sequence in a single batch.
+        """
+        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
+        encoded = [self._encode(p) for p in prompts]
+        for toks in encoded:
+            if len(toks) + sampling.max_tokens > GEN_CTX:
+                raise MweError(f"{self.spec}: a prompt of {len(toks)} tokens plus "
+                               f"{sampling.max_tokens} new ones exceeds the context of {GEN_CTX}")
+        out: list[list[str]] = [[""] * sampling.n for _ in prompts]
+        group: list[tuple[int, int]] = []
+        cells = 0
+        for task in tasks:
+            need = sampling.max_tokens + (len(encoded[task[0]]) if task[0] not in
+                                          {p for p, _ in group} else 0)
+            if group and (len(group) == GEN_SEQS or cells + need > GEN_CTX):
+                self._sample_group(group, prompts, encoded, sampling, out)
+                group, cells = [], 0
+                need = sampling.max_tokens + len(encoded[task[0]])
+            group.append(task)
+            cells += need
+        if group:
+            self._sample_group(group, prompts, encoded, sampling, out)
+        return out
+
+    def _gen_context(self) -> Any:
+        if self._gen is None:
+            import llama_cpp
+            from llama_cpp._internals import LlamaBatch, LlamaContext
+
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = GEN_CTX
+            params.n_batch = params.n_ubatch = self.n_batch
+            params.n_seq_max = GEN_SEQS
+            params.kv_unified = True
+            params.n_threads = params.n_threads_batch = os.cpu_count() or 2
+            self._gen = LlamaContext(model=self.llm._model, params=params, verbose=False)
+            self._gen_batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1,
+                                         verbose=False)
+            vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+            self._is_eog = lambda tok: bool(llama_cpp.llama_vocab_is_eog(vocab, tok))
+        return self._gen
+
+    def _decode(self, ctx: Any, items: list[tuple[int, int, int, bool]]) -> list[int]:
+        """Decode (token, position, sequence, want logits) items; batch indices of the logits."""
+        b = self._gen_batch.batch
+        rows: list[int] = []
+        for start in range(0, len(items), self.n_batch):
+            chunk = items[start : start + self.n_batch]
+            b.n_tokens = len(chunk)
+            for i, (tok, pos, seq, want) in enumerate(chunk):
+                b.token[i], b.pos[i], b.seq_id[i][0], b.n_seq_id[i] = tok, pos, seq, 1
+                b.logits[i] = want
+            ctx.decode(self._gen_batch)
+            rows.extend(i for i, it in enumerate(chunk) if it[3])
+        return rows
+
+    def _logits(self, ctx: Any, i: int) -> np.ndarray:
+        return np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(self.n_vocab,))
+
+    def _sample_group(self, group: list[tuple[int, int]], prompts: Sequence[str],
+                      encoded: list[list[int]], sampling: Sampling,
+                      out: list[list[str]]) -> None:
+        ctx = self._gen_context()
+        ctx.kv_cache_clear()
+        first_seq: dict[int, int] = {}
+        for seq, (p, _) in enumerate(group):
+            first_seq.setdefault(p, seq)
+        start_logits: dict[int, np.ndarray] = {}
+        for p, seq in first_seq.items():
+            toks = encoded[p]
+            items = [(t, i, seq, i == len(toks) - 1) for i, t in enumerate(toks)]
+            self._decode(ctx, items)  # one prompt per decode: its last logits are row -1
+            start_logits[p] = self._logits(ctx, -1).copy()
+        for seq, (p, _) in enumerate(group):
+            if first_seq[p] != seq:
+                ctx.kv_cache_seq_cp(first_seq[p], seq, -1, -1)
+        rngs = [rng_for(sampling.seed, prompts[p], k) for p, k in group]
+        generated: list[list[int]] = [[] for _ in group]
+        active = list(range(len(group)))
+        logits = {seq: start_logits[group[seq][0]] for seq in active}
+        while active:
+            still: list[int] = []
+            for seq in active:
+                tok = sample_token(logits[seq], rngs[seq], sampling.temperature, sampling.top_p)
+                done = self._is_eog(tok)
+                if not done:
+                    generated[seq].append(tok)
+                    text = self._text(generated[seq])
+                    done = (first_stop(text, sampling.stop) >= 0
+                            or len(generated[seq]) >= sampling.max_tokens)
+                if done:
+                    ctx.kv_cache_seq_rm(seq, -1, -1)
+                else:
+                    still.append(seq)
+            active = still
+            if not active:
+                break
+            items = [(generated[s][-1], len(encoded[group[s][0]]) + len(generated[s]) - 1, s, True)
+                     for s in active]
+            rows = self._decode(ctx, items)
+            logits = {s: self._logits(ctx, r) for s, r in zip(active, rows)}
+        for seq, (p, k) in enumerate(group):
+            out[p][k] = cut_at_stop(self._text(generated[seq]), sampling.stop)
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", "replace")
 
     def chat_prompt(self, user: str) -> str:
         template = self.llm.metadata.get("tokenizer.chat_template")

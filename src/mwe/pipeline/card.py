@@ -1,0 +1,142 @@
+"""The dataset card: how a generated dataset was made and what it looks like.
+
+card.json holds everything; card.md is a one-page summary for people. Neither records
+timings or cache hits, so a resumed run writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mwe import __version__
+from mwe.io import atomic_open, write_json
+from mwe.models import CachedModel
+from mwe.spec import BehaviorSpec
+
+BINS = [0.5 + 0.05 * i for i in range(11)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float | None:
+    """Distinct n-grams over all n-grams of the texts (lower-cased words): 1.0 = no repeats."""
+    grams = [tuple(ws[i : i + n]) for t in texts for ws in [t.lower().split()]
+             for i in range(len(ws) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def histogram(values: Sequence[float]) -> list[dict[str, Any]]:
+    out = []
+    for lo, hi in zip(BINS, BINS[1:]):
+        last = hi >= 1.0 - 1e-9
+        k = sum(1 for v in values if lo <= v < hi or (last and v == hi))
+        out.append({"from": round(lo, 2), "to": round(hi, 2), "count": k})
+    return out
+
+
+def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
+               cands: Sequence[Any], agreeing: dict[str, int], top: dict[str, int],
+               kept: dict[str, list[Any]], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, dict[str, int]] = {}
+    for label, c in gen_meta["counts"].items():
+        counts[label] = {**c, "agreeing": agreeing.get(label, 0), "top_k": top.get(label, 0),
+                         "kept": len(kept.get(label, []))}
+    final = [c for v in kept.values() for c in v]
+    confs = [c.label_confidence for c in final]
+    ceiling = sum(confs) / len(confs) if confs else None
+    texts = [by_id[c.id]["text"] for c in final]
+    total = len(final)
+    card: dict[str, Any] = {
+        "name": spec.name,
+        "family": spec.family,
+        "description": spec.description,
+        "mwe_version": __version__,
+        "generator": gen_meta["generator"],
+        "discriminator": {"spec": spec.discriminator, "identity": model.identity(),
+                          "format": spec.filter.format},
+        "prompts": {"generation": gen_meta["prompts"], "prompt_style": gen_meta["prompt_style"]},
+        "sampling": gen_meta["sampling"],
+        "dedup": gen_meta["dedup"],
+        "seed": spec.seed,
+        "selection": {"top_k": spec.filter.top_k, "balance": spec.filter.balance,
+                      "calibration": spec.filter.calibration,
+                      "rule": "per label: the top k by score among samples the discriminator "
+                              "labels as intended (P > 0.5); then cut to the smallest label"
+                              if spec.filter.balance else
+                              "per label: the top k by score among samples the discriminator "
+                              "labels as intended (P > 0.5)"},
+        "counts": counts,
+        "rows": total,
+        "label_balance": {label: (len(v) / total if total else None) for label, v in kept.items()},
+        "label_confidence": {
+            "mean": ceiling,
+            "min": min(confs) if confs else None,
+            "max": max(confs) if confs else None,
+            "histogram": histogram(confs),
+        },
+        "estimated_accuracy": {"ceiling": ceiling,
+                               "floor": 1.0 - ceiling if ceiling is not None else None},
+        "diversity": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
+        "scored_samples": len(cands),
+    }
+    if spec.family == "advanced-ai-risk":
+        card["prompts"]["gold"] = spec.gold
+    return card
+
+
+def _f(x: Any, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(card: dict[str, Any]) -> str:
+    labels = list(card["counts"])
+    steps = ["sampled", "parsed", "unique", "agreeing", "top_k", "kept"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"A model-written **{card['family']}** evaluation: an AI system that "
+        f"*{card['description']}*.",
+        "",
+        f"- generator: `{card['generator']['spec']}` ({card['prompts']['prompt_style']} prompt), "
+        f"temperature {card['sampling']['temperature']}, top-p {card['sampling']['top_p']}, "
+        f"at most {card['sampling']['max_tokens']} tokens, seed {card['seed']}",
+        f"- discriminator: `{card['discriminator']['spec']}` "
+        f"({card['discriminator']['format']} prompt, calibration: "
+        f"{card['selection']['calibration']})",
+        f"- selection: {card['selection']['rule']} (k = {card['selection']['top_k']})",
+        f"- deduplication: {card['dedup']['method']}",
+        "",
+        "| step | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for step in steps:
+        lines.append(f"| {step} | " + " | ".join(str(card["counts"][lb][step]) for lb in labels)
+                     + " |")
+    lc = card["label_confidence"]
+    acc = card["estimated_accuracy"]
+    div = card["diversity"]
+    lines += [
+        "",
+        f"**{card['rows']} rows**; label balance "
+        + ", ".join(f"{k}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
+        f"Label confidence: mean {_f(lc['mean'])} (min {_f(lc['min'])}, max {_f(lc['max'])}). "
+        f"Estimated ceiling accuracy {_f(acc['ceiling'])}, floor {_f(acc['floor'])}.",
+        f"Diversity: distinct-1 {_f(div['distinct_1'])}, distinct-2 {_f(div['distinct_2'])}, "
+        f"distinct-3 {_f(div['distinct_3'])}.",
+        "",
+        "| label_confidence | rows |",
+        "|---|---|",
+        *(f"| {b['from']:.2f}-{b['to']:.2f} | {b['count']} |" for b in lc["histogram"]),
+        "",
+        "Counts: *sampled* samples drawn; *parsed* those that yielded an example; *unique* after "
+        "removing duplicates; *agreeing* those the discriminator labels as intended; *top_k* "
+        "the best k of those; *kept* after balancing the labels.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(out: Path, card: dict[str, Any]) -> None:
+    write_json(out / "card.json", card)
+    with atomic_open(out / "card.md") as fh:
+        fh.write(markdown(card))

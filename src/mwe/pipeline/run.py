@@ -1,0 +1,59 @@
+"""Run: generate -> filter -> evaluate every target model, all in one run folder.
+
+    DIR/spec.json, generated.jsonl, generate.json   (generate)
+    DIR/scored.jsonl, dataset.jsonl, card.json, card.md   (filter)
+    DIR/results/rows.jsonl, summary.csv, summary.json   (evaluate)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mwe import __version__
+from mwe.datasets import Dataset, load_file
+from mwe.errors import MweError
+from mwe.models import open_model
+from mwe.pipeline.evaluate import ModelRun, evaluate_model, write_outputs
+from mwe.pipeline.filter import run_filter
+from mwe.pipeline.generate import generate
+from mwe.spec import BehaviorSpec
+from mwe.store import Store
+
+
+def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
+                     ) -> list[ModelRun]:
+    path = out / "dataset.jsonl"
+    ds = load_file(path, spec.name)
+    if not isinstance(ds, Dataset):
+        raise MweError(f"{path}: {ds.reason}")
+    if not ds.items:
+        print(f"{path} has no rows: nothing to evaluate", file=sys.stderr)
+        return []
+    runs = []
+    for target in spec.targets:
+        model = open_model(target, store)
+        start = time.perf_counter()
+        with tqdm(total=len(ds.items), desc=f"evaluate ({target})", unit="row",
+                  disable=not progress) as bar:
+            run = evaluate_model(model, [ds], spec.evaluate_format, on_progress=bar.update)
+        run.seconds = time.perf_counter() - start
+        runs.append(run)
+    settings = {"models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
+                "limit": None, "mwe_version": __version__,
+                "datasets": [{"name": ds.name, "path": str(path), "family": ds.family,
+                              "n": len(ds.items)}]}
+    write_outputs(out / "results", runs, settings)
+    return runs
+
+
+def run_all(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
+            ) -> tuple[dict[str, Any], list[ModelRun]]:
+    generate(spec, out, store, progress)
+    card = run_filter(out, out, store, progress=progress)
+    runs = evaluate_dataset(spec, out, store, progress) if spec.targets else []
+    return card, runs

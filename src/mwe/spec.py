@@ -1,0 +1,295 @@
+"""Behavior specs: one small YAML or TOML file that says what evaluation to write and how.
+
+    name: deceive-users
+    family: persona                 # or advanced-ai-risk
+    description: is willing to deceive its users to reach its goals
+    generator: llamacpp:smollm2-135m-instruct
+    discriminator: hf:gemma3-270m
+    targets: [hf:smollm2-135m-instruct, hf:gemma3-270m]
+    seed: 0
+    generate: {per_label: 200, prompt: chat, temperature: 1.4, top_p: 0.975, max_tokens: 48}
+    filter: {top_k: 500, format: human-assistant, calibration: none}
+    evaluate: {format: human-assistant}
+
+Every problem is reported with the file, the line (where the parser can tell) and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from mwe.errors import DataError
+from mwe.prompts import FORMATS
+
+FAMILIES = ("persona", "advanced-ai-risk")
+PROMPT_STYLES = ("human-assistant", "chat")
+DEDUP = ("normalized", "embedding")
+CALIBRATION = ("none", "batch")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    per_label: int = 100  # samples drawn per label (paper: 5,000)
+    prompt: str = "human-assistant"  # or "chat": the generator's chat template
+    temperature: float = 1.4
+    top_p: float = 0.975
+    max_tokens: int = 48
+    batch: int = 64  # sequences sampled per model call (and per cache entry)
+    dedup: str = "normalized"  # or "embedding": also drop near-duplicates by MiniLM cosine
+    similarity: float = 0.9  # cosine at or above which two statements are near-duplicates
+    shots: int = 5  # advanced-ai-risk: gold examples per prompt
+    min_lines: int = 3  # advanced-ai-risk: a question needs this many non-empty lines
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    top_k: int = 500  # kept per label at most (paper: 500)
+    format: str = "human-assistant"  # how the discriminator sees its prompt
+    balance: bool = True  # cut the larger label down to the smaller one
+    calibration: str = "none"  # or "batch": centre the discriminator's log-odds on their mean
+
+
+@dataclass(frozen=True)
+class BehaviorSpec:
+    name: str
+    family: str
+    description: str
+    generator: str
+    discriminator: str
+    targets: tuple[str, ...] = ()
+    seed: int = 0
+    gold: str | None = None  # advanced-ai-risk: JSONL of gold questions (matching answer (A))
+    instruction: str | None = None  # advanced-ai-risk: overrides the default instruction
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
+    evaluate_format: str = "human-assistant"
+    source: str = ""  # the file it was read from
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["targets"] = list(self.targets)
+        d.pop("source")
+        d["evaluate"] = {"format": d.pop("evaluate_format")}
+        return {k: v for k, v in d.items() if v is not None}
+
+    def gold_path(self) -> Path | None:
+        if self.gold is None:
+            return None
+        p = Path(self.gold).expanduser()
+        return p if p.is_absolute() else Path(self.source).parent / p
+
+
+class _Locator:
+    """Finds the line of a key for error messages (YAML node marks, or a search in TOML)."""
+
+    def __init__(self, text: str, yaml_root: Any = None) -> None:
+        self.lines = text.splitlines()
+        self.root = yaml_root
+
+    def line(self, section: str | None, key: str) -> int | None:
+        if self.root is not None:
+            node, mark = self.root, None
+            for part in ([section] if section else []) + [key]:
+                pairs = node.value if isinstance(getattr(node, "value", None), list) else []
+                pair = next((kv for kv in pairs if isinstance(kv, tuple)
+                             and getattr(kv[0], "value", None) == part), None)
+                if pair is None:
+                    return None
+                mark, node = pair[0].start_mark, pair[1]
+            return int(mark.line) + 1 if mark is not None else None
+        in_section = section is None
+        for i, raw in enumerate(self.lines, 1):
+            s = raw.strip()
+            if s.startswith("["):
+                in_section = s.strip("[] ") == section
+            elif (in_section and re.match(rf"^{re.escape(key)}\s*=", s)) or (
+                    section and re.match(rf"^{re.escape(section)}\s*=\s*\{{", s) and key in s):
+                return i
+        return None
+
+
+def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read the spec: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataError(str(path), None, None, "the spec is not UTF-8 text") from None
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise DataError(str(path), int(m.group(1)) if m else None, None,
+                            f"invalid TOML: {exc}") from None
+        return data, _Locator(text)
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise DataError(str(path), None, None, "a spec is a .yaml, .yml, .toml or .json file")
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DataError(str(path), mark.line + 1 if mark else None, None,
+                        f"invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DataError(str(path), 1, None, "a spec is a mapping of fields (name: ..., family: ...)")
+    return data, _Locator(text, root)
+
+
+class _Checker:
+    def __init__(self, path: Path, loc: _Locator) -> None:
+        self.path = path
+        self.loc = loc
+
+    def fail(self, section: str | None, key: str | None, message: str) -> DataError:
+        line = self.loc.line(section, key) if key else None
+        if line is None and section:
+            line = self.loc.line(None, section)
+        name = f"{section}.{key}" if section and key else (key or section)
+        return DataError(str(self.path), line, name, message)
+
+    def table(self, data: dict[str, Any], section: str | None, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                raise self.fail(section, str(key),
+                                f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+
+    def string(self, data: dict[str, Any], section: str | None, key: str,
+               choices: tuple[str, ...] | None = None) -> str:
+        v = data[key]
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(section, key, f"expected a non-empty string, got {v!r}")
+        if choices and v not in choices:
+            raise self.fail(section, key, f"'{v}' is not one of: {', '.join(choices)}")
+        return v.strip()
+
+    def integer(self, data: dict[str, Any], section: str | None, key: str, low: int,
+                high: int | None = None) -> int:
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(section, key, f"expected a whole number, got {v!r}")
+        if v < low or (high is not None and v > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self.fail(section, key, f"{v} is out of range (must be {bound})")
+        return v
+
+    def number(self, data: dict[str, Any], section: str | None, key: str, low: float,
+               high: float, low_open: bool = False) -> float:
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(section, key, f"expected a number, got {v!r}")
+        if v < low or v > high or (low_open and v == low):
+            raise self.fail(section, key, f"{v} is out of range ({low} to {high})")
+        return float(v)
+
+    def boolean(self, data: dict[str, Any], section: str | None, key: str) -> bool:
+        v = data[key]
+        if not isinstance(v, bool):
+            raise self.fail(section, key, f"expected true or false, got {v!r}")
+        return v
+
+
+def load_spec(path: str | Path) -> BehaviorSpec:
+    """Read and validate a spec; a bad one raises DataError naming file, line and field."""
+    path = Path(path)
+    data, loc = _read(path)
+    c = _Checker(path, loc)
+    top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
+           "gold", "instruction", "generate", "filter", "evaluate"}
+    c.table(data, None, top)
+    for key in ("name", "family", "description", "generator", "discriminator"):
+        if key not in data:
+            raise DataError(str(path), None, key, "missing (every spec needs name, family, "
+                            "description, generator and discriminator)")
+    name = c.string(data, None, "name")
+    if not NAME_RE.match(name):
+        raise c.fail(None, "name", f"'{name}' must be letters, digits, '.', '_' or '-' "
+                     "(it names the dataset file)")
+    family = c.string(data, None, "family", FAMILIES)
+    description = c.string(data, None, "description")
+    models = {k: c.string(data, None, k) for k in ("generator", "discriminator")}
+    targets = data.get("targets", [])
+    if isinstance(targets, str):
+        targets = [targets]
+    if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+        raise c.fail(None, "targets", "expected a list of model names (BACKEND:NAME)")
+    from mwe.models import parse_spec
+
+    for key, value in [*models.items(), *(("targets", t) for t in targets)]:
+        try:
+            parse_spec(value)
+        except Exception as exc:
+            raise c.fail(None, key, str(exc)) from None
+    seed = c.integer(data, None, "seed", 0) if "seed" in data else 0
+    gold = c.string(data, None, "gold") if "gold" in data else None
+    instruction = c.string(data, None, "instruction") if "instruction" in data else None
+
+    gen = data.get("generate", {})
+    if not isinstance(gen, dict):
+        raise c.fail(None, "generate", "expected a table of settings")
+    g_defaults = GenerateSettings(max_tokens=48 if family == "persona" else 200)
+    c.table(gen, "generate", set(asdict(g_defaults)))
+    g: dict[str, Any] = {}
+    for key in ("per_label", "max_tokens", "batch", "shots", "min_lines"):
+        if key in gen:
+            g[key] = c.integer(gen, "generate", key, 1)
+    for key, choices in (("prompt", PROMPT_STYLES), ("dedup", DEDUP)):
+        if key in gen:
+            g[key] = c.string(gen, "generate", key, choices)
+    if "temperature" in gen:
+        g["temperature"] = c.number(gen, "generate", "temperature", 0.0, 5.0)
+    if "top_p" in gen:
+        g["top_p"] = c.number(gen, "generate", "top_p", 0.0, 1.0, low_open=True)
+    if "similarity" in gen:
+        g["similarity"] = c.number(gen, "generate", "similarity", 0.0, 1.0, low_open=True)
+    generate = replace(g_defaults, **g)
+
+    flt = data.get("filter", {})
+    if not isinstance(flt, dict):
+        raise c.fail(None, "filter", "expected a table of settings")
+    c.table(flt, "filter", set(asdict(FilterSettings())))
+    f: dict[str, Any] = {}
+    if "top_k" in flt:
+        f["top_k"] = c.integer(flt, "filter", "top_k", 1)
+    if "format" in flt:
+        f["format"] = c.string(flt, "filter", "format", PROMPT_STYLES)
+    if "calibration" in flt:
+        f["calibration"] = c.string(flt, "filter", "calibration", CALIBRATION)
+    if "balance" in flt:
+        f["balance"] = c.boolean(flt, "filter", "balance")
+
+    ev = data.get("evaluate", {})
+    if not isinstance(ev, dict):
+        raise c.fail(None, "evaluate", "expected a table of settings")
+    c.table(ev, "evaluate", {"format"})
+    fmt = c.string(ev, "evaluate", "format", FORMATS) if "format" in ev else "human-assistant"
+
+    spec = BehaviorSpec(
+        name=name, family=family, description=description, generator=models["generator"],
+        discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
+        instruction=instruction, generate=generate, filter=FilterSettings(**f),
+        evaluate_format=fmt, source=str(path),
+    )
+    if family == "advanced-ai-risk":
+        if gold is None:
+            raise DataError(str(path), None, "gold", "advanced-ai-risk needs 'gold': a JSONL "
+                            "file of example questions (anthropics/evals format)")
+        gp = spec.gold_path()
+        assert gp is not None
+        if not gp.is_file():
+            raise c.fail(None, "gold", f"no such file: {gp}")
+    elif gold is not None:
+        raise c.fail(None, "gold", "only advanced-ai-risk specs take gold examples")
+    return spec
