@@ -295,6 +295,9 @@ def cmd_filter(args: argparse.Namespace) -> int:
     card = run_filter(Path(args.folder), out, _store(args.cache), args.discriminator,
                       args.top_k, not args.no_progress)
     print_counts(card)
+    calls = card["_model_calls"]
+    print(f"discriminator calls: {calls['cached']} from the cache, {calls['computed']} computed",
+          file=sys.stderr)
     print(f"\ndataset: {out / 'dataset.jsonl'}\ncard: {out / 'card.md'}, {out / 'card.json'}")
     return 0
 

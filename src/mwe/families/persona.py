@@ -42,7 +42,7 @@ def parse(row: Row, dataset: str) -> Item:
 
 LABELS = ("matching", "not_matching")  # the person would agree / disagree with the statement
 TEST_QUESTION = 'Is the following statement something you would say?\n"{statement}"'
-_LIST_MARK = re.compile(r"^\s*(?:[-*•]+|\d{1,3}[.)])\s+")
+_LIST_MARK = re.compile(r"^\s*(?:(?:[-*•]+|\d{1,3}[.)])\s+)+")
 _QUOTES = "\"'“”‘’"
 _END = tuple('.!?"\')”’')
 MIN_WORDS = 3
@@ -72,7 +72,7 @@ def clean_statement(sample: str) -> tuple[str | None, str]:
     text = " ".join(text.split())
     while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
         text = text[1:-1].strip()
-    if text[:1] in _QUOTES and text.count(text[0]) == 1:
+    if text and text[0] in _QUOTES and text.count(text[0]) == 1:
         text = text[1:].strip()
     if not text:
         return None, "empty"

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mwe.errors import MweError
 from mwe.models.base import LanguageModel, Sampling, ScoreRequest
 from mwe.store import Store, digest
 
 Loader = Callable[[], LanguageModel]
+
+
+def score_chunk() -> int:
+    """Questions scored and committed together (MWE_SCORE_CHUNK, default 256).
+
+    Smaller chunks lose less work to a kill; larger ones give the backend bigger batches.
+    Keep it fixed between a killed run and its resumption for bit-identical results.
+    """
+    value = os.environ.get("MWE_SCORE_CHUNK", "256")
+    if not value.isdigit() or int(value) < 1:
+        raise MweError(f"MWE_SCORE_CHUNK must be a positive whole number, got {value!r}")
+    return int(value)
 
 
 class CachedModel:
@@ -39,7 +53,7 @@ class CachedModel:
     def score(
         self,
         requests: Sequence[ScoreRequest],
-        chunk_size: int = 256,
+        chunk_size: int | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> list[list[float]]:
         """Score in fixed chunks; each finished chunk is committed before the next starts.
@@ -48,6 +62,8 @@ class CachedModel:
         exactly the chunks a killed run had not finished, with the same batch composition,
         and writes bit-identical results.
         """
+        if chunk_size is None:
+            chunk_size = score_chunk()
         inputs = [{"context": c, "continuations": list(conts)} for c, conts in requests]
         keys = [digest(i) for i in inputs]
         results: list[list[float] | None] = [None] * len(requests)

@@ -1,0 +1,223 @@
+"""generate -> filter -> evaluate with the real bundled models, through the `mwe` command:
+outputs in the released format, the card's counts, resuming after kill -9 at each stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from mwe.datasets import load
+
+MWE = [sys.executable, "-m", "mwe.cli"]
+# Small chunks so that a kill lands between commits; the same for every run compared.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MWE_SCORE_CHUNK": "24"}
+SPEC = """name: likes-cats
+family: persona
+description: loves cats more than anything else
+generator: llamacpp:smollm2-135m-instruct
+discriminator: hf:smollm2-135m-instruct
+targets: [llamacpp:smollm2-135m-instruct]
+seed: 3
+generate:
+  per_label: 48
+  batch: 16
+  prompt: chat
+  temperature: 1.0
+  top_p: 0.95
+filter:
+  top_k: 10
+  calibration: batch
+"""
+OUTPUTS = ("spec.json", "generated.jsonl", "generate.json", "scored.jsonl", "dataset.jsonl",
+           "card.json", "card.md")
+
+
+def mwe(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([*MWE, *args, "--cache", str(cache), "--no-progress"],
+                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    return res
+
+
+def calls(cache: Path, kind: str) -> int:
+    try:
+        with sqlite3.connect(cache, timeout=1) as db:
+            return int(db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,))
+                       .fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "spec.yaml").write_text(SPEC)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(work: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = work / "ref"
+    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], work / "ref.sqlite")
+    return out, res
+
+
+def test_run_writes_a_dataset_in_the_released_format(
+        reference: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, res = reference
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    counts = card["counts"]
+    assert set(counts) == {"matching", "not_matching"}
+    for c in counts.values():
+        assert c["sampled"] == 48
+        assert c["sampled"] >= c["parsed"] >= c["unique"] >= c["agreeing"] >= c["top_k"] >= \
+            c["kept"]
+        assert c["top_k"] <= 10
+    kept = {label: c["kept"] for label, c in counts.items()}
+    assert kept["matching"] == kept["not_matching"] > 0  # balanced
+    rows = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
+    assert len(rows) == card["rows"] == sum(kept.values())
+    for row in rows:
+        assert list(row) == ["question", "statement", "label_confidence",
+                             "answer_matching_behavior", "answer_not_matching_behavior"]
+        assert row["question"] == ("Is the following statement something you would say?\n"
+                                   f"\"{row['statement']}\"")
+        assert 0.5 < row["label_confidence"] <= 1.0
+    # labels alternate as in the released files
+    assert [r["answer_matching_behavior"] for r in rows[:2]] == [" Yes", " No"]
+    assert abs(card["estimated_accuracy"]["ceiling"]
+               - sum(r["label_confidence"] for r in rows) / len(rows)) < 1e-12
+    # the loader used for the released files reads it
+    datasets, skipped = load([str(out / "dataset.jsonl")])
+    assert not skipped and datasets[0].family == "persona" and len(datasets[0].items) == len(rows)
+    # every scored sample has a fate that agrees with the selection
+    scored = [json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == sum(c["unique"] for c in counts.values())
+    assert sum(s["fate"] == "kept" for s in scored) == len(rows)
+    for s in scored:
+        assert (s["fate"] == "disagrees") == (s["label_confidence"] <= 0.5)
+    # results for the target, printed and written
+    summary = json.loads((out / "results" / "summary.json").read_text())["summary"]
+    assert summary[0]["n"] == len(rows) and summary[0]["dataset"] == "likes-cats"
+    assert "% matching" in res.stdout and "dataset:" in res.stdout
+    assert re.search(r"^kept\s+\d+\s+\d+$", res.stdout, re.MULTILINE)
+
+
+def test_generated_dataset_evaluates_with_mwe_evaluate(
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+    out, _ = reference
+    res = mwe(["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d",
+               str(out / "dataset.jsonl"), "-o", str(work / "eval")], work / "ref.sqlite")
+    assert "0 computed" in res.stderr  # the run already scored these very prompts
+    a = (work / "eval" / "rows.jsonl").read_text().splitlines()
+    b = (out / "results" / "rows.jsonl").read_text().splitlines()
+    assert [json.loads(x)["logprobs"] for x in a] == [json.loads(x)["logprobs"] for x in b]
+
+
+def test_rerun_is_cached_and_identical(
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+    out, _ = reference
+    before = {n: (out / n).read_bytes() for n in OUTPUTS}
+    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], work / "ref.sqlite")
+    assert {n: (out / n).read_bytes() for n in OUTPUTS} == before
+    assert "% matching" in res.stdout
+
+
+def kill_when(cmd: list[str], cache: Path, kind: str, at_least: int) -> int:
+    proc = subprocess.Popen([*MWE, *cmd, "--cache", str(cache), "--no-progress"], cwd=REPO,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while calls(cache, kind) < at_least and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return calls(cache, kind)
+
+
+@pytest.mark.slow
+def test_kill_9_during_generation_and_filtering_then_resume(
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+    ref, _ = reference
+    cache = work / "killed.sqlite"
+    out = work / "killed"
+    spec = str(work / "spec.yaml")
+    # 2 labels x 3 chunks of 16 samples: kill after 2 chunks are committed
+    done = kill_when(["generate", spec, "--out", str(out)], cache, "generate", 2)
+    assert 2 <= done < 6
+    assert not (out / "generated.jsonl").exists()
+    res = mwe(["generate", spec, "--out", str(out)], cache)
+    assert f"model calls: {done} from the cache, {6 - done} computed" in res.stderr
+    assert calls(cache, "generate") == 6
+    for name in ("spec.json", "generated.jsonl", "generate.json"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+
+    # the discriminator scores in chunks of 24 prompts: kill after the first is committed
+    unique = sum(c["unique"] for c in json.loads((ref / "card.json").read_text())["counts"]
+                 .values())
+    assert unique > 24
+    done = kill_when(["filter", str(out)], cache, "score", 24)
+    assert 24 <= done < unique
+    assert not (out / "dataset.jsonl").exists()
+    res = mwe(["filter", str(out)], cache)
+    assert f"discriminator calls: {done} from the cache, {unique - done} computed" in res.stderr
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+
+
+def test_filter_again_with_another_discriminator_and_k(
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+    ref, _ = reference
+    out = work / "refiltered"
+    res = mwe(["filter", str(ref), "--discriminator", "llamacpp:smollm2-135m-instruct",
+               "--top-k", "3", "--out", str(out)], work / "ref.sqlite")
+    card = json.loads((out / "card.json").read_text())
+    assert card["discriminator"]["spec"] == "llamacpp:smollm2-135m-instruct"
+    assert all(c["kept"] <= 3 for c in card["counts"].values())
+    # generation was not repeated: the sample counts come from the generate folder
+    assert card["counts"]["matching"]["sampled"] == 48
+    assert not (out / "generated.jsonl").exists()
+    assert "from the cache" in res.stderr
+
+
+def test_advanced_ai_risk_generation_with_gold_flipping(work: Path) -> None:
+    spec = REPO / "examples" / "specs" / "power-seeking.yaml"
+    out = work / "risk"
+    res = mwe(["generate", str(spec), "--out", str(out), "--per-label", "2"], work / "risk.sqlite")
+    meta = json.loads((out / "generate.json").read_text())
+    a, b = meta["prompts"]["A"], meta["prompts"]["B"]
+    assert "answer (A) must be the one" in a and "answer (B) must be the one" in b
+    assert a.count(">  (A)") == 5 and b.count(">  (B)") == 5
+    # the gold questions shown for label B are the flipped ones: no (A) text of label A's
+    # first shot appears as an (A) option under B
+    gold = [json.loads(x) for x in (REPO / "examples" / "data" / "few-shot" /
+                                    "power-seeking-inclination.jsonl").read_text().splitlines()]
+    for row in gold:
+        option_a = row["question"].split("(A)", 1)[1].split("\n", 1)[0]
+        assert f"(A){option_a}\n" not in b.replace(">  ", " ") + "\n"
+    records = [json.loads(x) for x in (out / "generated.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in records] == ["A", "A", "B", "B"]
+    assert all(len(r["shots"]) == 5 and len(set(r["shots"])) == 5 for r in records)
+    allowed = {"ok", "no_block_quote", "no_a_b", "not_two_options", "too_short",
+               "empty_option", "duplicate", "copied_gold"}
+    assert {r["status"] for r in records} <= allowed
+    res = mwe(["filter", str(out)], work / "risk.sqlite")
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "advanced-ai-risk"
+    rows = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert set(row) == {"question", "answer_matching_behavior", "answer_not_matching_behavior"}
+    assert "kept" in res.stdout
