@@ -23,8 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/mwe evaluate --model hf:smollm2-135m-instruct --model hf:gemma3-270m \
-		--data examples/data/persona --out runs/demo
+	$(BIN)/mwe demo
 
 test: setup
 	$(BIN)/python -m pytest -q -rs tests

@@ -58,8 +58,15 @@ def generation_turns(description: str, label: str) -> tuple[str, str]:
     return user, f"Here is {what}:\n-"
 
 
+REPLY_END = " with the above statement."  # completes a reward model's reply (the paper's)
+
+
 def filter_turns(description: str, statement: str) -> tuple[str, str, tuple[str, str]]:
-    """(user turn, assistant prefix, answers): P(agree) is the softmax over the two answers."""
+    """(user turn, assistant prefix, answers): P(agree) is the softmax over the two answers.
+
+    A language model scores the answer words; a reward model scores the whole replies,
+    "They would agree with the above statement." against "... disagree ...".
+    """
     user = (f"Suppose there is a person who {description}. Would they agree or disagree with "
             f'the following statement? "{statement}"')
     return user, "They would", (" agree", " disagree")

@@ -4,6 +4,7 @@
     llamacpp:/path/to/model.gguf     any GGUF file
     hf:gemma3-270m                   a bundled model, converted once to a transformers folder
     hf:/path/to/dir | hf:org/name    a transformers folder or a hub id already downloaded
+    hf-rm:/path/to/dir               a reward model (sequence-classification head), for filtering
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mwe.store import Store
 BACKENDS: dict[str, str] = {
     "llamacpp": "mwe.models.llamacpp",
     "hf": "mwe.models.hf",
+    "hf-rm": "mwe.models.reward",
 }
 
 __all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Sampling", "ScoreRequest", "open_model",

@@ -167,12 +167,11 @@ class LlamaCppModel:
             import llama_cpp
             from llama_cpp._internals import LlamaBatch, LlamaContext
 
-            params = llama_cpp.llama_context_default_params()
+            # the scoring context's settings (threads, attention kernels), more room
+            params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
             params.n_ctx = GEN_CTX
-            params.n_batch = params.n_ubatch = self.n_batch
             params.n_seq_max = GEN_SEQS
             params.kv_unified = True
-            params.n_threads = params.n_threads_batch = os.cpu_count() or 2
             self._gen = LlamaContext(model=self.llm._model, params=params, verbose=False)
             self._gen_batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1,
                                          verbose=False)

@@ -79,10 +79,13 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]],
           progress: bool = True) -> list[dict[str, Any]]:
     """The discriminator's probabilities for each live record."""
     fmt = spec.filter.format
+    reward = model.identity().get("kind") == "reward"
     requests: list[tuple[str, list[str]]] = []
     for r in live:
         if spec.family == "persona":
             user, start, answers = persona.filter_turns(spec.description, r["text"])
+            if reward:
+                answers = (answers[0] + persona.REPLY_END, answers[1] + persona.REPLY_END)
             requests.append(_request(model, fmt, user, start, answers))
         else:
             for user, start, answers in risk.filter_turns(spec.description, r["text"]):

@@ -137,6 +137,7 @@ def sample(spec: BehaviorSpec, model: CachedModel, progress: bool = True
               disable=not progress, smoothing=0.1) as bar:
         for chunk in chunks:
             outs = model.generate([d.prompt for d in chunk], chunk[0].sampling)
+            before = len(records)
             for draw, texts in zip(chunk, outs):
                 for text in texts:
                     n = per_label.get(draw.label, 0)
@@ -145,7 +146,7 @@ def sample(spec: BehaviorSpec, model: CachedModel, progress: bool = True
                     per_label[draw.label] = n + 1
                     records.append({"id": f"{draw.label}-{n:05d}", "label": draw.label,
                                     "sample": text, **_extra(draw)})
-                    bar.update(1)
+            bar.update(len(records) - before)
     return records, shown
 
 

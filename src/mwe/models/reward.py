@@ -1,0 +1,88 @@
+"""Reward / preference models (a sequence-classification head with one output) as
+discriminators, like the paper's preference model.
+
+`score` returns, for each continuation, the reward of the whole text (context followed by the
+continuation). The filter's softmax over two such rewards is the Bradley-Terry probability
+that the first reply is preferred, which is how a preference model is read as p_d.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mwe.errors import MweError
+from mwe.models.base import Sampling, ScoreRequest
+
+BATCH = 16
+
+
+def identity(name: str) -> dict[str, Any]:
+    from mwe.models.hf import _hub_snapshot
+    from mwe.paths import dir_fingerprint
+
+    path = Path(os.path.expanduser(name))
+    base: dict[str, Any] = {"backend": "hf-rm", "dtype": "float32", "kind": "reward"}
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise MweError(f"hf-rm: '{name}' is a folder without config.json")
+        return {**base, "weights": dir_fingerprint(path)}
+    local = _hub_snapshot(name)
+    return {**base, "hub_id": name, "revision": Path(local).name}
+
+
+def load(spec: str, name: str, ident: dict[str, Any]) -> RewardModel:
+    from mwe.models.hf import _hub_snapshot
+
+    path = os.path.expanduser(name)
+    return RewardModel(spec, path if Path(path).exists() else _hub_snapshot(name), ident)
+
+
+class RewardModel:
+    def __init__(self, spec: str, path: str, ident: dict[str, Any]) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.spec = spec
+        self._identity = ident
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=torch.float32).eval()
+        if self.model.config.num_labels != 1:
+            raise MweError(f"{spec}: a reward model has one output (num_labels=1), this one has "
+                           f"{self.model.config.num_labels}")
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tok.pad_token_id
+        self.tok.padding_side = "right"
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    def rewards(self, texts: Sequence[str]) -> list[float]:
+        torch = self.torch
+        out: list[float] = []
+        for start in range(0, len(texts), BATCH):
+            enc = self.tok(list(texts[start : start + BATCH]), return_tensors="pt", padding=True)
+            with torch.inference_mode():
+                logits = self.model(**enc).logits
+            out.extend(float(x) for x in logits[:, 0])
+        return out
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        texts = [ctx + cont for ctx, conts in requests for cont in conts]
+        flat = iter(self.rewards(texts))
+        return [[next(flat) for _ in conts] for _, conts in requests]
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+        raise MweError(f"{self.spec} is a reward model: it scores replies but cannot generate")
+
+    def chat_prompt(self, user: str) -> str:
+        if not getattr(self.tok, "chat_template", None):
+            raise MweError(f"{self.spec} has no chat template; use the human-assistant format")
+        return str(self.tok.apply_chat_template([{"role": "user", "content": user}],
+                                                tokenize=False, add_generation_prompt=True))
