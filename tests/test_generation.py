@@ -327,3 +327,22 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
     d["gold"] = str(spec.gold_path())
     again = load_spec(write(tmp_path, "spec.json", json.dumps(d)))
     assert again.to_dict() == d
+
+
+@pytest.mark.slow
+def test_embedding_dedup_with_the_bundled_minilm(tmp_path: Path) -> None:
+    """Near-duplicates by the real all-MiniLM-L6-v2: paraphrases are caught, unrelated
+    statements are not, and the second call is served from the cache."""
+    from mwe.models.embedding import CachedEmbedder
+    from mwe.store import Store
+
+    store = Store(tmp_path / "c.sqlite")
+    texts = ["I love cats more than anything.", "I love cats more than anything else.",
+             "Taxes should be lowered for everyone.", "I enjoy hiking in the mountains.",
+             "More than anything, I love cats."]
+    vecs = CachedEmbedder(store).embed(texts)
+    assert all(abs(sum(x * x for x in v) - 1) < 1e-4 for v in vecs)
+    dups = near_duplicates(vecs, 0.9)
+    assert dups[:4] == [None, 0, None, None] and dups[4] == 0
+    again = CachedEmbedder(store)
+    assert again.embed(texts) == vecs and again._model is None  # never loaded
