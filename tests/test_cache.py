@@ -76,3 +76,39 @@ def test_generation_cached_per_prompt_and_sampling(tmp_path: Path) -> None:
     assert m.generate(["p2", "p1"], s) == [out[1], out[0]]
     m.generate(["p1"], Sampling(n=2, seed=4))
     assert backend.generated == ["p1", "p2", "p1"]
+
+
+def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path, monkeypatch: Any) -> None:
+    """Control flow when every sample is dropped: the card says so, nothing crashes, and no
+    target is evaluated. (A stand-in generator whose samples are all too short.)"""
+    import json
+
+    import mwe.pipeline.generate as gen_mod
+    import mwe.pipeline.run as run_mod
+    from mwe.pipeline.run import run_all
+    from mwe.spec import load_spec
+
+    class Terse(Counting):
+        def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+            return [[" Yes"] * sampling.n for _ in prompts]
+
+    store = Store(tmp_path / "c.sqlite")
+
+    def fake_open(spec: str, st: Store) -> CachedModel:
+        return CachedModel(spec, {"backend": "fake", "spec": spec}, Terse, st)
+
+    monkeypatch.setattr(gen_mod, "open_model", fake_open)
+    monkeypatch.setattr("mwe.pipeline.filter.open_model", fake_open)
+    monkeypatch.setattr(run_mod, "open_model", fake_open)
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text("name: t\nfamily: persona\ndescription: likes cats\n"
+                         "generator: llamacpp:x\ndiscriminator: llamacpp:y\n"
+                         "targets: [llamacpp:z]\ngenerate: {per_label: 5, batch: 2}\n")
+    card, runs = run_all(load_spec(spec_path), tmp_path / "out", store, progress=False)
+    assert runs == [] and card["rows"] == 0
+    assert card["counts"]["matching"] == {"sampled": 5, "parsed": 0, "unique": 0,
+                                          "status_too_short": 5, "agreeing": 0, "top_k": 0,
+                                          "kept": 0}
+    assert (tmp_path / "out" / "dataset.jsonl").read_text() == ""
+    assert json.loads((tmp_path / "out" / "card.json").read_text())["rows"] == 0
+    assert "**0 rows**" in (tmp_path / "out" / "card.md").read_text()

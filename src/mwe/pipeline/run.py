@@ -28,12 +28,13 @@ from mwe.store import Store
 def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
                      ) -> list[ModelRun]:
     path = out / "dataset.jsonl"
+    if not path.read_text(encoding="utf-8").strip():
+        print(f"{path} has no rows (nothing passed the filter): nothing to evaluate",
+              file=sys.stderr)
+        return []
     ds = load_file(path, spec.name)
     if not isinstance(ds, Dataset):
         raise MweError(f"{path}: {ds.reason}")
-    if not ds.items:
-        print(f"{path} has no rows: nothing to evaluate", file=sys.stderr)
-        return []
     runs = []
     for target in spec.targets:
         model = open_model(target, store)
