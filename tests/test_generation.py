@@ -346,3 +346,15 @@ def test_embedding_dedup_with_the_bundled_minilm(tmp_path: Path) -> None:
     assert dups[:4] == [None, 0, None, None] and dups[4] == 0
     again = CachedEmbedder(store)
     assert again.embed(texts) == vecs and again._model is None  # never loaded
+
+
+def test_gold_path_is_absolute_from_a_relative_spec_path(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    """spec.json is read from the run folder, so the gold path written there must not depend
+    on the directory the spec was loaded from."""
+    monkeypatch.chdir(REPO)
+    spec = load_spec("examples/specs/power-seeking.yaml")
+    gold = spec.gold_path()
+    assert gold is not None and gold.is_absolute() and gold.is_file()
+    monkeypatch.chdir(tmp_path)
+    assert gold.is_file()

@@ -82,7 +82,7 @@ class BehaviorSpec:
         if self.gold is None:
             return None
         p = Path(self.gold).expanduser()
-        return p if p.is_absolute() else Path(self.source).parent / p
+        return p if p.is_absolute() else (Path(self.source).parent / p).resolve()
 
 
 class _Locator:

@@ -40,8 +40,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return backend, name
 
 
+def quiet_transformers() -> None:
+    """mwe draws its own progress bars; transformers' per-load bars only add noise."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _module(backend: str) -> Any:
     try:
+        if backend in ("hf", "hf-rm"):
+            quiet_transformers()
         return importlib.import_module(BACKENDS[backend])
     except ImportError as exc:
         raise MweError(f"backend '{backend}' is not installed ({exc}); run 'make setup'") from None
