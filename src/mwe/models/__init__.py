@@ -5,6 +5,7 @@
     hf:gemma3-270m                   a bundled model, converted once to a transformers folder
     hf:/path/to/dir | hf:org/name    a transformers folder or a hub id already downloaded
     hf-rm:/path/to/dir               a reward model (sequence-classification head), for filtering
+    openai:MODEL[@BASE_URL][?opts]   an OpenAI-compatible server (OpenAI, vLLM, llama.cpp, ...)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ BACKENDS: dict[str, str] = {
     "llamacpp": "mwe.models.llamacpp",
     "hf": "mwe.models.hf",
     "hf-rm": "mwe.models.reward",
+    "openai": "mwe.models.openai_compat",
 }
 
 __all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Sampling", "ScoreRequest", "open_model",

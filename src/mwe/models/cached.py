@@ -75,7 +75,21 @@ class CachedModel:
                 if keys[i] in found:
                     results[i] = found[keys[i]]
             self.hits += len(idx) - len(todo)
-            if todo:
+            streaming = bool(todo) and hasattr(self.backend, "score_each")
+            if streaming:
+                # an HTTP backend: every finished call is committed at once
+                def commit(j: int, o: list[float], todo: list[int] = todo) -> None:
+                    i = todo[j]
+                    self.store.put_many(self.model_id, "score", [(keys[i], inputs[i], o)])
+                    results[i] = o
+                    self.misses += 1
+                    if on_progress:
+                        on_progress(1)
+
+                if on_progress:
+                    on_progress(len(idx) - len(todo))
+                self.backend.score_each([requests[i] for i in todo], commit)  # type: ignore[attr-defined]
+            elif todo:
                 out = self.backend.score([requests[i] for i in todo])
                 self.store.put_many(
                     self.model_id, "score", [(keys[i], inputs[i], o) for i, o in zip(todo, out)]
@@ -83,7 +97,7 @@ class CachedModel:
                 for i, o in zip(todo, out):
                     results[i] = o
                 self.misses += len(todo)
-            if on_progress:
+            if on_progress and not streaming:
                 on_progress(len(idx))
         done = [r for r in results if r is not None]
         assert len(done) == len(requests), "every request is scored or read from the cache"
@@ -95,7 +109,15 @@ class CachedModel:
         found = self.store.get_many(self.model_id, "generate", keys)
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)
-        if todo:
+        if todo and hasattr(self.backend, "generate_each"):
+            def commit(j: int, o: list[str]) -> None:
+                i = todo[j]
+                self.store.put_many(self.model_id, "generate", [(keys[i], inputs[i], o)])
+                found[keys[i]] = o
+                self.misses += 1
+
+            self.backend.generate_each([prompts[i] for i in todo], sampling, commit)
+        elif todo:
             out = self.backend.generate([prompts[i] for i in todo], sampling)
             self.store.put_many(
                 self.model_id, "generate", [(keys[i], inputs[i], o) for i, o in zip(todo, out)]

@@ -1,0 +1,394 @@
+"""OpenAI-compatible servers: OpenAI, vLLM, llama.cpp's server, Ollama, ...
+
+    openai:MODEL                       base URL from $OPENAI_BASE_URL (default: api.openai.com)
+    openai:MODEL@http://host:8000/v1   an explicit base URL
+    openai:MODEL@URL?endpoint=chat&scoring=forced&concurrency=16&rpm=600
+
+The key is read from $OPENAI_API_KEY only (a local server needs none) and is never part of
+the model's identity, the cache, logs or reports.
+
+Scoring (`scoring=`):
+- `echo`: the completions endpoint with echo=true returns the log-probs of the prompt's own
+  tokens; the continuation's are those at or after the context's end (vLLM, OpenAI legacy
+  models, llama.cpp's server for models with a BOS token).
+- `forced`: for each continuation token, a one-token completion after the text before it,
+  with a logit bias that forces that token; the server reports its unbiased log-prob. Needs
+  the server's tokenizer endpoints (llama.cpp's /extras/tokenize and /extras/detokenize).
+  Exact where echo is misaligned (llama.cpp's server echoes off by one for models without
+  a BOS token, such as SmolLM2).
+- `top`: the chat endpoint's top_logprobs for the next token; an answer's log-prob is that
+  of its first token, and an answer outside the top 20 gets the 20th's (an upper bound).
+- `auto` (default): `top` for endpoint=chat; otherwise `echo` if a probe shows the echoed
+  log-probs aligned with a forced completion, else `forced`, else a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from mwe.errors import MweError
+from mwe.models.base import Sampling, ScoreRequest, cut_at_stop, seed_for, split_trailing_spaces
+from mwe.models.http import (
+    HttpSettings,
+    HttpStats,
+    classify,
+    run_all,
+    settings_from,
+    with_retries,
+)
+
+DEFAULT_BASE = "https://api.openai.com/v1"
+SCORING = ("auto", "echo", "forced", "top")
+ENDPOINTS = ("completions", "chat")
+CHAT_MARK = "\x00mwe-chat\x00"  # chat_prompt() output: the user turn, then the reply prefix
+TOP_K = 20
+FORCE_BIAS = 100
+
+
+class HttpStatusError(Exception):
+    """An error status from an endpoint outside the OpenAI client's own methods."""
+
+    def __init__(self, message: str, response: Any) -> None:
+        super().__init__(message)
+        self.response = response
+        self.status_code = int(response.status_code)
+
+
+def parse_name(name: str) -> tuple[str, str, dict[str, str]]:
+    rest, _, query = name.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    model, sep, base = rest.partition("@")
+    if not model:
+        raise MweError(f"openai: '{name}' names no model (openai:MODEL[@BASE_URL])")
+    base = base if sep else os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE)
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise MweError(f"openai: base URL '{base}' is not an http(s) URL")
+    # never keep credentials that someone put in the URL
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    known = {"endpoint", "scoring", "concurrency", "rpm", "tpm", "timeout", "max_attempts",
+             "backoff", "max_backoff"}
+    for key in options:
+        if key not in known:
+            raise MweError(f"openai: unknown option '{key}' (known: {', '.join(sorted(known))})")
+    if options.get("endpoint", "completions") not in ENDPOINTS:
+        raise MweError(f"openai: endpoint must be one of {', '.join(ENDPOINTS)}")
+    if options.get("scoring", "auto") not in SCORING:
+        raise MweError(f"openai: scoring must be one of {', '.join(SCORING)}")
+    return model, base, options
+
+
+def identity(name: str) -> dict[str, Any]:
+    model, base, options = parse_name(name)
+    return {"backend": "openai", "model": model, "base_url": base,
+            "endpoint": options.get("endpoint", "completions"),
+            "scoring": options.get("scoring", "auto")}
+
+
+def load(spec: str, name: str, ident: dict[str, Any]) -> OpenAIModel:
+    model, base, options = parse_name(name)
+    return OpenAIModel(spec, model, base, options, ident)
+
+
+def _is_local(base: str) -> bool:
+    host = urlsplit(base).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
+
+
+class OpenAIModel:
+    def __init__(self, spec: str, model: str, base: str, options: dict[str, str],
+                 ident: dict[str, Any]) -> None:
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            raise MweError("the openai backend needs the openai package: "
+                           "pip install 'mwe[http]'") from None
+        self.spec = spec
+        self.model = model
+        self.base = base
+        self.endpoint = options.get("endpoint", "completions")
+        self.scoring = options.get("scoring", "auto")
+        self.settings: HttpSettings = settings_from(options)
+        self.stats = HttpStats()
+        self._identity = ident
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and not _is_local(base):
+            raise MweError(f"{spec}: set OPENAI_API_KEY in the environment")
+        self._key = key or "not-needed"
+        self._client: Any = None
+        self._loop: Any = None
+        self._resolved: str | None = None
+        self._tok_cache: dict[str, list[int]] = {}
+        self._detok_cache: dict[tuple[int, ...], str] = {}
+        self._eos: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    # --- plumbing ---
+
+    def client(self) -> Any:
+        """One AsyncOpenAI client per event loop (its connection pool belongs to the loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(base_url=self.base, api_key=self._key, max_retries=0,
+                                       timeout=self.settings.timeout)
+            self._loop = loop
+        return self._client
+
+    async def _post_root(self, path: str, body: dict[str, Any]) -> Any:
+        """POST to a path at the server's root (llama.cpp's /extras/... endpoints)."""
+        parts = urlsplit(self.base)
+        url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        client = self.client()
+        response = await client._client.post(
+            url, json=body, headers={"Authorization": f"Bearer {self._key}"},
+            timeout=self.settings.timeout)
+        if response.status_code >= 400:
+            raise HttpStatusError(f"{path}: HTTP {response.status_code}", response)
+        return response.json()
+
+    def _run(self, jobs: list[Callable[[], Awaitable[Any]]],
+             on_result: Callable[[int, Any], None], tokens: Sequence[int] | None = None) -> None:
+        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
+
+    async def _close(self) -> None:
+        """Close the connection pool inside the loop that opened it."""
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
+        self._loop = None
+
+    # --- generation ---
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+        out: list[list[str]] = [[""] * sampling.n for _ in prompts]
+        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
+        return out
+
+    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
+                      on_result: Callable[[int, list[str]], None]) -> None:
+        """All samples of a prompt are requested at once (servers often ignore `n`: one
+        request per sample, seeded); on_result(prompt index, texts) when a prompt is done."""
+        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
+        pending = {p: sampling.n for p in range(len(prompts))}
+        texts: dict[int, list[str]] = {p: [""] * sampling.n for p in range(len(prompts))}
+
+        def job(p: int, k: int) -> Callable[[], Awaitable[str]]:
+            return lambda: self._sample(prompts[p], sampling, seed_for(sampling.seed, prompts[p])
+                                        + k)
+
+        def done(i: int, text: str) -> None:
+            p, k = tasks[i]
+            texts[p][k] = cut_at_stop(text, sampling.stop)
+            pending[p] -= 1
+            if pending[p] == 0:
+                on_result(p, texts.pop(p))
+
+        estimates = [len(prompts[p]) // 4 + sampling.max_tokens for p, _ in tasks]
+        self._run([job(p, k) for p, k in tasks], done, estimates)
+
+    async def _sample(self, prompt: str, sampling: Sampling, seed: int) -> str:
+        common: dict[str, Any] = {"model": self.model, "max_tokens": sampling.max_tokens,
+                                  "temperature": sampling.temperature, "top_p": sampling.top_p,
+                                  "seed": seed % (2**31)}
+        if sampling.stop:
+            common["stop"] = list(sampling.stop)[:4]
+        if self.endpoint == "chat" or prompt.startswith(CHAT_MARK):
+            res = await self.client().chat.completions.create(
+                messages=self._messages(prompt), **common)
+            return str(res.choices[0].message.content or "")
+        res = await self.client().completions.create(prompt=prompt, **common)
+        return str(res.choices[0].text or "")
+
+    def _messages(self, prompt: str) -> list[dict[str, str]]:
+        if prompt.startswith(CHAT_MARK):
+            user, _, prefix = prompt[len(CHAT_MARK):].partition(CHAT_MARK)
+            messages = [{"role": "user", "content": json.loads(user)}]
+            if prefix.strip():
+                messages.append({"role": "assistant", "content": prefix})
+            return messages
+        return [{"role": "user", "content": prompt}]
+
+    def chat_prompt(self, user: str) -> str:
+        """A marker the backend turns back into chat messages: the server applies its own
+        template. Text appended after it becomes the start of the assistant's reply."""
+        return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"
+
+    # --- scoring ---
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in requests]
+        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
+        return out
+
+    def score_each(self, requests: Sequence[ScoreRequest],
+                   on_result: Callable[[int, list[float]], None]) -> None:
+        method = self.resolve_scoring()
+        flat = [(r, c, ctx, cont) for r, (ctx, conts) in enumerate(requests)
+                for c, cont in enumerate(conts)]
+        pending = {r: len(conts) for r, (_, conts) in enumerate(requests)}
+        results: dict[int, list[float]] = {r: [0.0] * len(conts)
+                                           for r, (_, conts) in enumerate(requests)}
+        for r, n in pending.items():
+            if n == 0:
+                on_result(r, [])
+        if method == "top":
+            jobs = [self._top_job(ctx, list(conts)) for ctx, conts in requests]
+
+            def done_top(i: int, lps: list[float]) -> None:
+                on_result(i, lps)
+
+            self._run(jobs, done_top, [len(ctx) // 4 + 1 for ctx, _ in requests])
+            return
+        scorer = self._echo if method == "echo" else self._forced
+
+        def job(ctx: str, cont: str) -> Callable[[], Awaitable[float]]:
+            return lambda: scorer(ctx, cont)
+
+        def done(i: int, lp: float) -> None:
+            r, c, _, _ = flat[i]
+            results[r][c] = lp
+            pending[r] -= 1
+            if pending[r] == 0:
+                on_result(r, results.pop(r))
+
+        self._run([job(ctx, cont) for _, _, ctx, cont in flat], done,
+                  [(len(ctx) + len(cont)) // 4 + 1 for _, _, ctx, cont in flat])
+
+    def resolve_scoring(self) -> str:
+        if self._resolved is None:
+            if self.scoring != "auto":
+                self._resolved = self.scoring
+            elif self.endpoint == "chat":
+                self._resolved = "top"
+            else:
+                self._resolved = asyncio.run(self._probe_and_close())
+        return self._resolved
+
+    async def _probe_and_close(self) -> str:
+        try:
+            return await self._probe()
+        finally:
+            await self._close()
+
+    async def _probe(self) -> str:
+        """Is echo aligned? Compare an echoed log-prob with a forced completion's."""
+        ctx, cont = "The capital of France is", " Paris"
+        forced: float | None = None
+        echoed: float | None = None
+        # transient faults are retried (and raise if they persist); only a server that
+        # answers but cannot do a method counts as "not supported"
+        try:
+            forced = await self._call(lambda: self._forced(ctx, cont))
+        except (MweError, HttpStatusError) as exc:
+            if isinstance(exc, HttpStatusError) and classify(exc)[0]:
+                raise
+        except Exception as exc:
+            if classify(exc)[0] or "status_code" not in dir(exc):
+                raise
+        try:
+            echoed = await self._call(lambda: self._echo(ctx, cont))
+        except MweError:
+            pass
+        except Exception as exc:
+            if classify(exc)[0] or "status_code" not in dir(exc):
+                raise
+        forced_ok = forced is not None
+        if forced is not None and echoed is not None and abs(echoed - forced) < 0.02:
+            return "echo"
+        if forced_ok:
+            return "forced"
+        if echoed is not None:
+            return "echo"
+        raise MweError(f"{self.spec}: the server can score neither by echoing prompt log-probs "
+                       "nor by forced one-token completions; use endpoint=chat (top_logprobs) "
+                       "or another server")
+
+    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        return await with_retries(make, self.settings, self.stats)
+
+    async def _echo(self, ctx: str, cont: str) -> float:
+        ctx, cont = split_trailing_spaces(ctx, cont)
+        res = await self.client().completions.create(
+            model=self.model, prompt=ctx + cont, echo=True, logprobs=1, max_tokens=1,
+            temperature=0.0)
+        lp = res.choices[0].logprobs
+        if lp is None or lp.token_logprobs is None or lp.text_offset is None:
+            raise MweError(f"{self.spec}: the server returned no echoed log-probs")
+        total = 0.0
+        end = len(ctx) + len(cont)
+        for offset, value in zip(lp.text_offset, lp.token_logprobs):
+            if len(ctx) <= offset < end:
+                if value is None:
+                    raise MweError(f"{self.spec}: the server gave no log-prob for a "
+                                   "continuation token")
+                total += float(value)
+        return total
+
+    async def _tokenize(self, text: str) -> list[int]:
+        if text not in self._tok_cache:
+            body = await self._call(lambda: self._post_root(
+                "/extras/tokenize", {"input": text, "model": self.model}))
+            self._tok_cache[text] = [int(t) for t in body["tokens"]]
+        return self._tok_cache[text]
+
+    async def _detokenize(self, tokens: list[int]) -> str:
+        key = tuple(tokens)
+        if key not in self._detok_cache:
+            body = await self._call(lambda: self._post_root(
+                "/extras/detokenize", {"tokens": tokens, "model": self.model}))
+            self._detok_cache[key] = str(body["text"])
+        return self._detok_cache[key]
+
+    async def _forced(self, ctx: str, cont: str) -> float:
+        """Sum over the continuation's tokens of a forced one-token completion's log-prob."""
+        ctx, cont = split_trailing_spaces(ctx, cont)
+        whole = await self._tokenize(ctx + cont)
+        head = await self._tokenize(ctx) if ctx else []
+        aligned = whole[: len(head)] == head
+        if not aligned:  # a token straddles the boundary: split where the two part
+            k = 0
+            while k < min(len(head), len(whole)) and head[k] == whole[k]:
+                k += 1
+            head = whole[:k]
+        total = 0.0
+        for k in range(len(head), len(whole)):
+            first = k == len(head) and aligned and bool(ctx)
+            prefix = ctx if first else await self._detokenize(whole[:k])
+            if not prefix:
+                raise MweError(f"{self.spec}: forced scoring needs a non-empty context")
+            target = whole[k]
+            res = await self.client().completions.create(
+                model=self.model, prompt=prefix, max_tokens=1, temperature=0.0, logprobs=1,
+                logit_bias={str(target): FORCE_BIAS})
+            lp = res.choices[0].logprobs
+            if lp is None or not lp.token_logprobs or lp.token_logprobs[0] is None:
+                raise MweError(f"{self.spec}: the server returned no log-prob for a forced token")
+            total += float(lp.token_logprobs[0])
+        return total
+
+    def _top_job(self, ctx: str, conts: list[str]) -> Callable[[], Awaitable[list[float]]]:
+        async def run() -> list[float]:
+            res = await self.client().chat.completions.create(
+                model=self.model, messages=self._messages(ctx), max_tokens=1, temperature=0.0,
+                logprobs=True, top_logprobs=TOP_K)
+            content = res.choices[0].logprobs.content if res.choices[0].logprobs else None
+            if not content:
+                raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
+            top: dict[str, float] = {}
+            for entry in content[0].top_logprobs:
+                key = entry.token.strip()
+                top[key] = max(top.get(key, -math.inf), float(entry.logprob))
+            floor = min(top.values())
+            return [top.get(c.strip(), floor) for c in conts]
+        return run
