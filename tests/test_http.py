@@ -231,3 +231,36 @@ def test_a_server_without_log_probs_is_a_clear_error(tmp_path: Path) -> None:
             model.score([("Hello", [" world"])])
     finally:
         srv.shutdown()
+
+
+def test_kill_9_over_http_loses_only_calls_in_flight(server: int, tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+
+    def committed() -> int:
+        try:
+            with sqlite3.connect(cache, timeout=1) as db:
+                return int(db.execute("SELECT COUNT(*) FROM calls WHERE kind='score'")
+                           .fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    cache = tmp_path / "c.sqlite"
+    args = [sys.executable, "-m", "mwe.cli", "evaluate", "-m",
+            f"openai:smollm2@http://127.0.0.1:{server}/v1?concurrency=4", "-d", PERSONA,
+            "--limit", "40", "--no-progress", "--cache", str(cache)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([*args, "-o", str(tmp_path / "a")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while committed() < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = committed()
+    assert 5 <= done < 40  # committed one by one, not per chunk of 256
+    res = subprocess.run([*args, "-o", str(tmp_path / "b")], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert f"{done} from the cache, {40 - done} computed" in res.stderr

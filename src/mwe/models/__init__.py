@@ -6,6 +6,7 @@
     hf:/path/to/dir | hf:org/name    a transformers folder or a hub id already downloaded
     hf-rm:/path/to/dir               a reward model (sequence-classification head), for filtering
     openai:MODEL[@BASE_URL][?opts]   an OpenAI-compatible server (OpenAI, vLLM, llama.cpp, ...)
+    anthropic:MODEL[@BASE_URL][?opts]  Anthropic's Messages API (scores by sampling answers)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BACKENDS: dict[str, str] = {
     "hf": "mwe.models.hf",
     "hf-rm": "mwe.models.reward",
     "openai": "mwe.models.openai_compat",
+    "anthropic": "mwe.models.anthropic_api",
 }
 
 __all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Sampling", "ScoreRequest", "open_model",

@@ -1,0 +1,221 @@
+"""Anthropic's Messages API, through the official SDK.
+
+    anthropic:MODEL                       base URL from $ANTHROPIC_BASE_URL (SDK default)
+    anthropic:MODEL@http://host:port      an explicit base URL
+    anthropic:MODEL?samples=20&concurrency=8&rpm=50
+
+The key is read from $ANTHROPIC_API_KEY only and never stored.
+
+The API returns no log-probs, so scoring is an estimate: the model answers `samples` times
+(temperature 1, a few tokens) and each answer's probability is its share of the answers
+that start with it, smoothed by half a count: p = (count + 0.5) / (samples + 1). A share p
+from k samples has a binomial standard error of sqrt(p(1 - p) / k); with 20 samples a
+probability near 0.5 is known to about +-0.11. The probability that fell on no valid answer
+shows as valid mass below 1.
+
+Dialogue contexts in the paper's format ("\\n\\nHuman: ...\\n\\nAssistant: prefix") become a
+user message and, when there is one, a prefilled assistant turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from mwe.errors import MweError
+from mwe.models.base import Sampling, ScoreRequest, cut_at_stop
+from mwe.models.http import HttpSettings, HttpStats, run_all, settings_from
+from mwe.models.openai_compat import CHAT_MARK
+
+DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
+SCORE_TOKENS = 8
+
+
+def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
+    rest, _, query = name.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    model, sep, base = rest.partition("@")
+    if not model:
+        raise MweError(f"anthropic: '{name}' names no model (anthropic:MODEL[@BASE_URL])")
+    if sep:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise MweError(f"anthropic: base URL '{base}' is not an http(s) URL")
+        base = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" \
+               f"{parts.path.rstrip('/')}"
+    known = {"samples", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "backoff",
+             "max_backoff"}
+    for key in options:
+        if key not in known:
+            raise MweError(f"anthropic: unknown option '{key}' (known: {', '.join(sorted(known))})")
+    if "samples" in options and (not options["samples"].isdigit() or int(options["samples"]) < 1):
+        raise MweError("anthropic: samples must be a positive whole number")
+    return model, (base if sep else os.environ.get("ANTHROPIC_BASE_URL")), options
+
+
+def identity(name: str) -> dict[str, Any]:
+    model, base, options = parse_name(name)
+    return {"backend": "anthropic", "model": model, "base_url": base or "default",
+            "scoring": "sampled", "samples": int(options.get("samples", "20"))}
+
+
+def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:
+    model, base, options = parse_name(name)
+    return AnthropicModel(spec, model, base, options, ident)
+
+
+def to_messages(prompt: str) -> list[dict[str, str]]:
+    """A prompt string as Messages API turns (the last one may be a prefilled reply)."""
+    if prompt.startswith(CHAT_MARK):
+        user, _, prefix = prompt[len(CHAT_MARK):].partition(CHAT_MARK)
+        messages = [{"role": "user", "content": json.loads(user)}]
+    else:
+        m = DIALOGUE.match(prompt)
+        if m and "Human:" not in m.group(1):
+            messages = [{"role": "user", "content": m.group(1)}]
+            prefix = m.group(2)
+        else:
+            messages = [{"role": "user", "content": prompt}]
+            prefix = ""
+    if prefix.strip():
+        messages.append({"role": "assistant", "content": prefix.strip(" ")})
+    return messages
+
+
+class AnthropicModel:
+    def __init__(self, spec: str, model: str, base: str | None, options: dict[str, str],
+                 ident: dict[str, Any]) -> None:
+        try:
+            import anthropic  # noqa: F401
+        except ImportError:
+            raise MweError("the anthropic backend needs the anthropic package: "
+                           "pip install 'mwe[http]'") from None
+        self.spec = spec
+        self.model = model
+        self.base = base
+        self.samples = int(options.get("samples", "20"))
+        self.settings: HttpSettings = settings_from(options)
+        self.stats = HttpStats()
+        self._identity = ident
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise MweError(f"{spec}: set ANTHROPIC_API_KEY in the environment")
+        self._key = key
+        self._client: Any = None
+        self._loop: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    def client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            from anthropic import AsyncAnthropic
+
+            kwargs: dict[str, Any] = {"api_key": self._key, "max_retries": 0,
+                                      "timeout": self.settings.timeout}
+            if self.base:
+                kwargs["base_url"] = self.base
+            self._client = AsyncAnthropic(**kwargs)
+            self._loop = loop
+        return self._client
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
+        self._loop = None
+
+    async def _message(self, prompt: str, max_tokens: int, temperature: float, top_p: float,
+                       stop: Sequence[str]) -> str:
+        messages = to_messages(prompt)
+        extra: dict[str, Any] = {"temperature": temperature}
+        if top_p < 1.0:
+            extra["top_p"] = top_p
+        kwargs: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens,
+                                  "messages": messages, "extra_body": extra}
+        stops = [s for s in stop if s.strip()]
+        if stops:
+            kwargs["stop_sequences"] = stops
+        res = await self.client().messages.create(**kwargs)
+        return "".join(getattr(block, "text", "") for block in res.content)
+
+    def _run(self, jobs: list[Callable[[], Awaitable[Any]]],
+             on_result: Callable[[int, Any], None], tokens: Sequence[int]) -> None:
+        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in prompts]
+        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
+        return out
+
+    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
+                      on_result: Callable[[int, list[str]], None]) -> None:
+        """One request per sample (the API has no `n` and no seed)."""
+        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
+        texts = {p: [""] * sampling.n for p in range(len(prompts))}
+        pending = {p: sampling.n for p in range(len(prompts))}
+
+        def job(p: int) -> Callable[[], Awaitable[str]]:
+            return lambda: self._message(prompts[p], sampling.max_tokens, sampling.temperature,
+                                         sampling.top_p, sampling.stop)
+
+        def done(i: int, text: str) -> None:
+            p, k = tasks[i]
+            texts[p][k] = cut_at_stop(text, sampling.stop)
+            pending[p] -= 1
+            if pending[p] == 0:
+                on_result(p, texts.pop(p))
+
+        self._run([job(p) for p, _ in tasks], done,
+                  [len(prompts[p]) // 4 + sampling.max_tokens for p, _ in tasks])
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in requests]
+        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
+        return out
+
+    def score_each(self, requests: Sequence[ScoreRequest],
+                   on_result: Callable[[int, list[float]], None]) -> None:
+        k = self.samples
+        tasks = [(r, j) for r in range(len(requests)) for j in range(k)]
+        answers: dict[int, list[str]] = {r: [] for r in range(len(requests))}
+
+        def job(r: int) -> Callable[[], Awaitable[str]]:
+            return lambda: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ())
+
+        def done(i: int, text: str) -> None:
+            r, _ = tasks[i]
+            answers[r].append(text)
+            if len(answers[r]) == k:
+                on_result(r, estimate(list(requests[r][1]), answers.pop(r)))
+
+        self._run([job(r) for r, _ in tasks], done,
+                  [len(requests[r][0]) // 4 + SCORE_TOKENS for r, _ in tasks])
+
+    def chat_prompt(self, user: str) -> str:
+        return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"
+
+
+def estimate(continuations: list[str], answers: list[str]) -> list[float]:
+    """Log of each continuation's smoothed share of the sampled answers. An answer counts
+    for the longest continuation it starts with (so "(A)" is not read as "(A) or (B)")."""
+    keys = [c.strip() for c in continuations]
+    counts = [0] * len(keys)
+    for a in answers:
+        text = a.strip()
+        best = -1
+        for i, key in enumerate(keys):
+            at_boundary = text == key or (text.startswith(key) and not text[len(key)].isalnum())
+            if key and at_boundary and (best < 0 or len(key) > len(keys[best])):
+                best = i
+        if best >= 0:
+            counts[best] += 1
+    k = len(answers)
+    return [math.log((c + 0.5) / (k + 1)) for c in counts]

@@ -1,0 +1,130 @@
+"""The anthropic backend through the official SDK, aimed at a stand-in Messages API server
+in this file (no Anthropic server can be reached offline). The stand-in answers scoring
+requests from a known mix, so the sampled estimate can be checked against it."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mwe.errors import MweError
+from mwe.models import Sampling, open_model
+from mwe.models.anthropic_api import estimate, to_messages
+from mwe.store import Store
+
+pytest.importorskip("anthropic")
+KEY = "sk-ant-test-NEVER-STORE-0123456789"
+
+
+class StandIn:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bodies: list[dict[str, Any]] = []
+        self.keys: set[str] = set()
+        self.per_prompt: dict[str, int] = {}
+        self.fail_first = 2  # two 429s with Retry-After before answering
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner.lock:
+                    owner.keys.add(self.headers.get("x-api-key") or self.headers.get(
+                        "authorization", "").removeprefix("Bearer "))
+                    if owner.fail_first > 0:
+                        owner.fail_first -= 1
+                        self._send(429, {"type": "error", "error": {
+                            "type": "rate_limit_error", "message": "slow"}}, {"retry-after": "0"})
+                        return
+                    owner.bodies.append(body)
+                    user = body["messages"][0]["content"]
+                    n = owner.per_prompt.get(user, 0)
+                    owner.per_prompt[user] = n + 1
+                if body["max_tokens"] <= 8:  # a scoring request: 3 of 4 say Yes
+                    text = ["Yes, it is.", "Yes", "Yes!", "No."][n % 4]
+                else:
+                    text = f"sample {n} for: {user[:20]}\nsecond line"
+                self._send(200, {"id": f"msg_{n}", "type": "message", "role": "assistant",
+                                 "model": body["model"], "content": [{"type": "text", "text": text}],
+                                 "stop_reason": "end_turn", "stop_sequence": None,
+                                 "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+            def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None
+                      ) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture()
+def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    s = StandIn()
+    yield s
+    s.server.shutdown()
+
+
+def test_scoring_estimates_the_answer_mix(standin: StandIn, tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.sqlite")
+    model = open_model(f"anthropic:claude-test@{standin.url}?samples=20&concurrency=4", store)
+    ctx = "\n\nHuman: Is the sky blue?\n\nAssistant:"
+    got = model.score([(ctx, [" Yes", " No"]), ("\n\nHuman: Is grass green?\n\nAssistant:",
+                                                 [" No", " Yes"])])
+    # 15 of 20 answers start with "Yes", 5 with "No"; smoothed by half a count
+    yes, no = math.log(15.5 / 21), math.log(5.5 / 21)
+    assert got[0] == pytest.approx([yes, no]) and got[1] == pytest.approx([no, yes])
+    assert model.backend.stats.retries == 2  # type: ignore[attr-defined]
+    assert {b["temperature"] for b in standin.bodies} == {1.0}
+    assert standin.keys == {KEY}
+    assert KEY.encode() not in (tmp_path / "c.sqlite").read_bytes()
+    assert store.count(model.model_id) == 2
+
+
+def test_generation_sends_sampling_settings_and_prefill(standin: StandIn, tmp_path: Path) -> None:
+    model = open_model(f"anthropic:claude-test@{standin.url}", Store(tmp_path / "c.sqlite"))
+    prompt = "\n\nHuman: List facts about cats.\n\nAssistant: Here is a list:\n-"
+    out = model.generate([prompt], Sampling(n=3, temperature=0.7, top_p=0.9, max_tokens=30))
+    assert len(out[0]) == 3 and all("\n" not in t for t in out[0])  # cut at the stop string
+    body = standin.bodies[-1]
+    assert body["temperature"] == 0.7 and body["top_p"] == 0.9 and body["max_tokens"] == 30
+    assert body["messages"] == [{"role": "user", "content": "List facts about cats."},
+                                {"role": "assistant", "content": "Here is a list:\n-"}]
+    assert "stop_sequences" not in body  # a newline-only stop is applied client-side
+
+
+def test_messages_and_estimate_rules() -> None:
+    assert to_messages("plain text") == [{"role": "user", "content": "plain text"}]
+    assert to_messages("\n\nHuman: Q?\n\nAssistant: I believe the best answer is") == [
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "I believe the best answer is"}]
+    lps = estimate([" (A)", " (B)"], ["(A)", "(A) because", "(B)", "(C)", "(AB)"])
+    assert [round(math.exp(x) * 6, 6) for x in lps] == [2.5, 1.5]  # (AB) and (C) count for none
+
+
+def test_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    model = open_model("anthropic:claude-test@http://127.0.0.1:9", Store(tmp_path / "c.sqlite"))
+    with pytest.raises(MweError, match="ANTHROPIC_API_KEY"):
+        model.score([("x", [" a"])])
