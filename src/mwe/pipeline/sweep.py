@@ -1,0 +1,62 @@
+"""Sweep: every model of a series over every dataset, then trends.
+
+Outputs in the sweep folder (each written atomically):
+    rows.jsonl    one line per (model, question), with the model's label
+    results.csv   the tidy table: model, label, axes, dataset, family, n, % matching, CI, ...
+    trends.csv    per dataset and axis: slope with a bootstrap 95% interval, direction,
+                  and what confounds it; base-vs-tuned differences
+    sweep.json    settings, the series, results and trends together
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mwe import __version__
+from mwe.datasets import Dataset
+from mwe.io import write_csv, write_json, write_jsonl
+from mwe.models import open_model, parse_spec
+from mwe.pipeline.evaluate import SUMMARY_COLUMNS, ModelRun, evaluate_model
+from mwe.series import Series
+from mwe.store import Store
+from mwe.trends import trend_rows
+
+AXES = ["params", "step", "tuning", "model_family", "quantization", "backend"]
+RESULT_COLUMNS = ["label", *SUMMARY_COLUMNS[:1], *AXES, *SUMMARY_COLUMNS[1:]]
+TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low", "ci_high",
+                 "trend", "confounded"]
+
+
+def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, store: Store,
+          progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                          list[ModelRun]]:
+    n_rows = sum(len(d.items) for d in datasets)
+    runs: list[ModelRun] = []
+    results: list[dict[str, Any]] = []
+    with tqdm(total=n_rows * len(series.models), desc=f"sweep ({len(series.models)} models)",
+              unit="row", disable=not progress, smoothing=0.05) as bar:
+        for m in series.models:
+            bar.set_postfix_str(m.label)
+            model = open_model(m.model, store)
+            run = evaluate_model(model, datasets, fmt, on_progress=bar.update)
+            axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
+            for row in run.rows:
+                row["label"] = m.label
+            for s in run.summaries:
+                results.append({"label": m.label, **axes, **s})
+            runs.append(run)
+    trends = trend_rows(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))
+    write_csv(out / "results.csv", results, RESULT_COLUMNS)
+    write_csv(out / "trends.csv", trends, TREND_COLUMNS)
+    write_json(out / "sweep.json", {
+        "mwe_version": __version__, "format": fmt, "series": series.name,
+        "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
+        "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
+                     for d in datasets],
+        "results": results, "trends": trends})
+    return results, trends, runs

@@ -1,0 +1,121 @@
+"""Trends across a model series: the slope of % matching over an axis, with a bootstrap
+interval over rows, and base-vs-tuned differences.
+
+Resampling the rows of a model with replacement is resampling its count of matching answers
+from Binomial(n, p): that is how the bootstrap draws them (exactly equivalent, and fast).
+A trend is called "increasing" or "decreasing" only when its 95% interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+B = 2000
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model on one dataset: its position on the axis and its answers."""
+
+    label: str
+    x: float
+    n: int
+    k: int  # answers matching the behavior
+
+
+def ols_slope(xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> float:
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    dx = x - x.mean()
+    return float((dx * (y - y.mean())).sum() / (dx * dx).sum())
+
+
+def bootstrap_slope(points: Sequence[Point], b: int = B, seed: int = 0
+                    ) -> tuple[float, float, float]:
+    """Slope of % matching over x, and its 95% percentile interval from resampled rows."""
+    xs = np.array([p.x for p in points], dtype=float)
+    n = np.array([p.n for p in points])
+    pct = np.array([100.0 * p.k / p.n for p in points])
+    slope = ols_slope(xs, pct)
+    rng = np.random.default_rng(seed)
+    draws = 100.0 * rng.binomial(n[None, :], (pct / 100.0)[None, :], size=(b, len(points))) / n
+    dx = xs - xs.mean()
+    slopes = (draws - draws.mean(axis=1, keepdims=True)) @ dx / (dx * dx).sum()
+    lo, hi = np.percentile(slopes, [2.5, 97.5])
+    return slope, float(lo), float(hi)
+
+
+def bootstrap_difference(a: Sequence[Point], b_: Sequence[Point], b: int = B, seed: int = 0
+                         ) -> tuple[float, float, float]:
+    """Mean % matching of group a minus group b, with a 95% bootstrap interval."""
+    rng = np.random.default_rng(seed)
+
+    def draws(group: Sequence[Point]) -> np.ndarray:
+        n = np.array([p.n for p in group])
+        p = np.array([p.k / p.n for p in group])
+        return (100.0 * rng.binomial(n[None, :], p[None, :], size=(b, len(group))) / n).mean(1)
+
+    point = (sum(100.0 * p.k / p.n for p in a) / len(a)
+             - sum(100.0 * p.k / p.n for p in b_) / len(b_))
+    diff = draws(a) - draws(b_)
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def direction(lo: float, hi: float) -> str:
+    return "increasing" if lo > 0 else "decreasing" if hi < 0 else "flat"
+
+
+def confounds(models: Sequence[dict[str, Any]]) -> list[str]:
+    """What besides the axis differs between the models of a trend."""
+    out = []
+    for key, what in (("model_family", "family"), ("tuning", "tuning"),
+                      ("quantization", "quantization"), ("backend", "backend")):
+        values = {str(m.get(key)) for m in models if m.get(key) is not None}
+        if len(values) > 1:
+            out.append(f"{what} ({', '.join(sorted(values))})")
+    return out
+
+
+def trend_rows(results: Sequence[dict[str, Any]], b: int = B) -> list[dict[str, Any]]:
+    """One row per (dataset, axis) with at least two distinct axis values."""
+    out: list[dict[str, Any]] = []
+    datasets = list(dict.fromkeys(r["dataset"] for r in results if r.get("n_matching") is not None))
+    for ds in datasets:
+        rs = [r for r in results if r["dataset"] == ds and r.get("n_matching") is not None]
+        for axis, transform, unit in (("params", math.log10, "pct points per 10x parameters"),
+                                      ("step", float, "pct points per step")):
+            usable = [r for r in rs if r.get(axis) is not None]
+            if len({r[axis] for r in usable}) < 2:
+                continue
+            points = [Point(r["label"], transform(r[axis]), int(r["n"]), int(r["n_matching"]))
+                      for r in usable]
+            slope, lo, hi = bootstrap_slope(points, b)
+            reasons = confounds(usable)
+            out.append({"dataset": ds, "family": rs[0]["family"], "axis": axis, "unit": unit,
+                        "models": len(points), "slope": slope, "ci_low": lo, "ci_high": hi,
+                        "trend": direction(lo, hi),
+                        "confounded": "; ".join(reasons) if reasons else ""})
+        base = [r for r in rs if r.get("tuning") == "base"]
+        tuned = [r for r in rs if r.get("tuning") in ("tuned", "rlhf")]
+        if base and tuned:
+            diff, lo, hi = bootstrap_difference(
+                [Point(r["label"], 0, int(r["n"]), int(r["n_matching"])) for r in tuned],
+                [Point(r["label"], 0, int(r["n"]), int(r["n_matching"])) for r in base], b)
+            reasons = [c for c in confounds(rs) if not c.startswith("tuning")]
+            out.append({"dataset": ds, "family": rs[0]["family"], "axis": "tuned - base",
+                        "unit": "pct points", "models": len(base) + len(tuned), "slope": diff,
+                        "ci_low": lo, "ci_high": hi, "trend": direction(lo, hi),
+                        "confounded": "; ".join(reasons) if reasons else ""})
+    return out
+
+
+def strongest(trends: Sequence[dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:
+    """Inverse-scaling candidates: increasing with size or steps, by the interval's lower end."""
+    rising = [t for t in trends if t["axis"] in ("params", "step") and t["trend"] == "increasing"]
+    return sorted(rising, key=lambda t: -t["ci_low"])[:k]
