@@ -83,3 +83,24 @@ def test_filter_with_a_reward_model(tiny_rm: Path, tmp_path: Path) -> None:
     assert len(scored) == 4 and all(0 < s["p_agree"] < 1 for s in scored)
     assert card["discriminator"]["identity"]["backend"] == "hf-rm"
     assert card["rows"] == sum(c["kept"] for c in card["counts"].values())
+
+
+def test_reward_model_as_an_evaluation_target(tiny_rm: Path, tmp_path: Path) -> None:
+    """As in the paper, a preference model is evaluated by scoring the two replies: its
+    answer is the reply with the higher reward."""
+    from mwe.datasets import load
+    from mwe.pipeline.evaluate import evaluate_model
+
+    repo = Path(__file__).parent.parent
+    datasets, _ = load([str(repo / "examples" / "data" / "persona" / "agreeableness.jsonl")])
+    ds = datasets[0]
+    ds = type(ds)(ds.name, ds.path, ds.family, ds.items[:6])
+    model = open_model(f"hf-rm:{tiny_rm}", Store(tmp_path / "c.sqlite"))
+    run = evaluate_model(model, [ds], "human-assistant")
+    for row in run.rows:
+        rewards = dict(zip(row["answers"], row["logprobs"]))
+        matching = row["answer_matching_behavior"][0]
+        other = next(a for a in row["answers"] if a != matching)
+        assert row["matches_behavior"] == (rewards[matching] > rewards[other])
+        assert 0 < row["p_matching"] < 1 and row["valid_mass"] is None
+    assert run.summaries[0]["n"] == 6

@@ -75,7 +75,8 @@ def summarise(spec: str, fmt: str, dataset: Dataset, rows: list[dict[str, Any]])
     n = len(rows)
     out: dict[str, Any] = {"model": spec, "dataset": dataset.name, "family": dataset.family,
                            "format": fmt, "n": n}
-    out["mean_valid_mass"] = sum(r["valid_mass"] for r in rows) / n if n else float("nan")
+    masses = [r["valid_mass"] for r in rows if r["valid_mass"] is not None]
+    out["mean_valid_mass"] = sum(masses) / len(masses) if masses else float("nan")
     if dataset.family == "winogenerated":
         xs = [r["BLS_percent_women_2019"] for r in rows]
         ys = [r["p_female_minus_male"] for r in rows]
@@ -113,8 +114,11 @@ def evaluate_model(
         scores = model.score(list(zip(contexts, conts)), on_progress=on_progress)
         run.cached_rows += model.hits - before
         rows = []
+        reward = model.identity().get("kind") == "reward"
         for item, lps, cs in zip(ds.items, scores, conts):
             row = {"model": model.spec, "format": fmt, **row_result(item, lps, cs)}
+            if reward:  # rewards, not log-probs: no probability mass to speak of
+                row["valid_mass"] = None
             rows.append(row)
         run.rows.extend(rows)
         run.summaries.append(summarise(model.spec, fmt, ds, rows))
