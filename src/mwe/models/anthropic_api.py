@@ -19,7 +19,6 @@ user message and, when there is one, a prefilled assistant turn.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -30,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from mwe.errors import MweError
 from mwe.models.base import Sampling, ScoreRequest, cut_at_stop
-from mwe.models.http import HttpSettings, HttpStats, run_all, settings_from
+from mwe.models.http import HttpBackend
 from mwe.models.openai_compat import CHAT_MARK
 
 DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
@@ -88,49 +87,26 @@ def to_messages(prompt: str) -> list[dict[str, str]]:
     return messages
 
 
-class AnthropicModel:
+class AnthropicModel(HttpBackend):
     def __init__(self, spec: str, model: str, base: str | None, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
-        try:
-            import anthropic  # noqa: F401
-        except ImportError:
-            raise MweError("the anthropic backend needs the anthropic package: "
-                           "pip install 'mwe[http]'") from None
-        self.spec = spec
+        super().__init__(spec, options, ident, "anthropic")
         self.model = model
         self.base = base
         self.samples = int(options.get("samples", "20"))
-        self.settings: HttpSettings = settings_from(options)
-        self.stats = HttpStats()
-        self._identity = ident
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise MweError(f"{spec}: set ANTHROPIC_API_KEY in the environment")
         self._key = key
-        self._client: Any = None
-        self._loop: Any = None
 
-    def identity(self) -> dict[str, Any]:
-        return self._identity
+    def _make_client(self) -> Any:
+        from anthropic import AsyncAnthropic
 
-    def client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            from anthropic import AsyncAnthropic
-
-            kwargs: dict[str, Any] = {"api_key": self._key, "max_retries": 0,
-                                      "timeout": self.settings.timeout}
-            if self.base:
-                kwargs["base_url"] = self.base
-            self._client = AsyncAnthropic(**kwargs)
-            self._loop = loop
-        return self._client
-
-    async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-        self._client = None
-        self._loop = None
+        kwargs: dict[str, Any] = {"api_key": self._key, "max_retries": 0,
+                                  "timeout": self.settings.timeout}
+        if self.base:
+            kwargs["base_url"] = self.base
+        return AsyncAnthropic(**kwargs)
 
     async def _message(self, prompt: str, max_tokens: int, temperature: float, top_p: float,
                        stop: Sequence[str]) -> str:
@@ -145,10 +121,6 @@ class AnthropicModel:
             kwargs["stop_sequences"] = stops
         res = await self.client().messages.create(**kwargs)
         return "".join(getattr(block, "text", "") for block in res.content)
-
-    def _run(self, jobs: list[Callable[[], Awaitable[Any]]],
-             on_result: Callable[[int, Any], None], tokens: Sequence[int]) -> None:
-        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
         out: list[list[str]] = [[] for _ in prompts]

@@ -176,3 +176,46 @@ def run_all(jobs: Sequence[Callable[[], Awaitable[T]]], settings: HttpSettings,
 
     if jobs:
         asyncio.run(main())
+
+
+class HttpBackend:
+    """What the HTTP backends share: settings, counters, the identity, and one async client
+    per event loop (a client's connection pool belongs to the loop that opened it, so it is
+    closed inside that loop when a batch of calls ends)."""
+
+    def __init__(self, spec: str, options: dict[str, str], ident: dict[str, Any],
+                 package: str) -> None:
+        try:
+            __import__(package)
+        except ImportError:
+            raise MweError(f"{spec} needs the {package} package: pip install 'mwe[http]' "
+                           "(or run 'make setup')") from None
+        self.spec = spec
+        self.settings: HttpSettings = settings_from(options)
+        self.stats = HttpStats()
+        self._identity = ident
+        self._client: Any = None
+        self._loop: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._client = self._make_client()
+            self._loop = loop
+        return self._client
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
+        self._loop = None
+
+    def _run(self, jobs: Sequence[Callable[[], Awaitable[Any]]],
+             on_result: Callable[[int, Any], None], tokens: Sequence[int] | None = None) -> None:
+        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)

@@ -34,14 +34,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mwe.errors import MweError
 from mwe.models.base import Sampling, ScoreRequest, cut_at_stop, seed_for, split_trailing_spaces
-from mwe.models.http import (
-    HttpSettings,
-    HttpStats,
-    classify,
-    run_all,
-    settings_from,
-    with_retries,
-)
+from mwe.models.http import HttpBackend, classify, with_retries
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 SCORING = ("auto", "echo", "forced", "top")
@@ -102,48 +95,27 @@ def _is_local(base: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
 
 
-class OpenAIModel:
+class OpenAIModel(HttpBackend):
     def __init__(self, spec: str, model: str, base: str, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
-        try:
-            import openai  # noqa: F401
-        except ImportError:
-            raise MweError("the openai backend needs the openai package: "
-                           "pip install 'mwe[http]'") from None
-        self.spec = spec
+        super().__init__(spec, options, ident, "openai")
         self.model = model
         self.base = base
         self.endpoint = options.get("endpoint", "completions")
         self.scoring = options.get("scoring", "auto")
-        self.settings: HttpSettings = settings_from(options)
-        self.stats = HttpStats()
-        self._identity = ident
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not _is_local(base):
             raise MweError(f"{spec}: set OPENAI_API_KEY in the environment")
         self._key = key or "not-needed"
-        self._client: Any = None
-        self._loop: Any = None
         self._resolved: str | None = None
         self._tok_cache: dict[str, list[int]] = {}
         self._detok_cache: dict[tuple[int, ...], str] = {}
-        self._eos: int | None = None
 
-    def identity(self) -> dict[str, Any]:
-        return self._identity
+    def _make_client(self) -> Any:
+        from openai import AsyncOpenAI
 
-    # --- plumbing ---
-
-    def client(self) -> Any:
-        """One AsyncOpenAI client per event loop (its connection pool belongs to the loop)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(base_url=self.base, api_key=self._key, max_retries=0,
-                                       timeout=self.settings.timeout)
-            self._loop = loop
-        return self._client
+        return AsyncOpenAI(base_url=self.base, api_key=self._key, max_retries=0,
+                           timeout=self.settings.timeout)
 
     async def _post_root(self, path: str, body: dict[str, Any]) -> Any:
         """POST to a path at the server's root (llama.cpp's /extras/... endpoints)."""
@@ -156,17 +128,6 @@ class OpenAIModel:
         if response.status_code >= 400:
             raise HttpStatusError(f"{path}: HTTP {response.status_code}", response)
         return response.json()
-
-    def _run(self, jobs: list[Callable[[], Awaitable[Any]]],
-             on_result: Callable[[int, Any], None], tokens: Sequence[int] | None = None) -> None:
-        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
-
-    async def _close(self) -> None:
-        """Close the connection pool inside the loop that opened it."""
-        if self._client is not None:
-            await self._client.close()
-        self._client = None
-        self._loop = None
 
     # --- generation ---
 
