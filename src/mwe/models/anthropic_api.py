@@ -122,11 +122,6 @@ class AnthropicModel(HttpBackend):
         res = await self.client().messages.create(**kwargs)
         return "".join(getattr(block, "text", "") for block in res.content)
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        out: list[list[str]] = [[] for _ in prompts]
-        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
-        return out
-
     def generate_each(self, prompts: Sequence[str], sampling: Sampling,
                       on_result: Callable[[int, list[str]], None]) -> None:
         """One request per sample (the API has no `n` and no seed)."""
@@ -147,11 +142,6 @@ class AnthropicModel(HttpBackend):
 
         self._run([job(p) for p, _ in tasks], done,
                   [len(prompts[p]) // 4 + sampling.max_tokens for p, _ in tasks])
-
-    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        out: list[list[float]] = [[] for _ in requests]
-        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
-        return out
 
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:

@@ -219,3 +219,23 @@ class HttpBackend:
     def _run(self, jobs: Sequence[Callable[[], Awaitable[Any]]],
              on_result: Callable[[int, Any], None], tokens: Sequence[int] | None = None) -> None:
         run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
+
+    # Synchronous forms of the streaming calls the subclasses implement.
+
+    def score(self, requests: Sequence[Any]) -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in requests]
+        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
+        return out
+
+    def generate(self, prompts: Sequence[str], sampling: Any) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in prompts]
+        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
+        return out
+
+    def score_each(self, requests: Sequence[Any],
+                   on_result: Callable[[int, list[float]], None]) -> None:
+        raise NotImplementedError
+
+    def generate_each(self, prompts: Sequence[str], sampling: Any,
+                      on_result: Callable[[int, list[str]], None]) -> None:
+        raise NotImplementedError

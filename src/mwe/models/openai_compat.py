@@ -131,11 +131,6 @@ class OpenAIModel(HttpBackend):
 
     # --- generation ---
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        out: list[list[str]] = [[""] * sampling.n for _ in prompts]
-        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
-        return out
-
     def generate_each(self, prompts: Sequence[str], sampling: Sampling,
                       on_result: Callable[[int, list[str]], None]) -> None:
         """All samples of a prompt are requested at once (servers often ignore `n`: one
@@ -186,11 +181,6 @@ class OpenAIModel(HttpBackend):
         return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"
 
     # --- scoring ---
-
-    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        out: list[list[float]] = [[] for _ in requests]
-        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
-        return out
 
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:
