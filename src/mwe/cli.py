@@ -234,24 +234,31 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def _datasets(args: argparse.Namespace) -> list[Any]:
+    """--data and --limit, validated before any model loads."""
     from mwe.datasets import Dataset, load
-    from mwe.models import open_model, parse_spec
-    from mwe.pipeline.evaluate import evaluate_model, write_outputs
 
     if args.limit is not None and args.limit < 1:
         raise MweError("--limit must be at least 1")
-    for spec in args.model:
-        parse_spec(spec)
     datasets, skipped = load(args.data)
-    for s in skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    for sk in skipped:
+        print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
     if not datasets:
         raise MweError("no evaluation datasets found in --data")
     if args.limit:
         datasets = [Dataset(d.name, d.path, d.family, d.items[: args.limit]) for d in datasets]
+    return datasets
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mwe.models import open_model, parse_spec
+    from mwe.pipeline.evaluate import evaluate_model, write_outputs
+
+    for spec in args.model:
+        parse_spec(spec)
+    datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(datasets)} datasets, {n_rows} questions, {len(args.model)} model(s), "
           f"format {args.format}", file=sys.stderr)
@@ -371,24 +378,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mwe.datasets import Dataset, load
     from mwe.pipeline.sweep import sweep
     from mwe.series import Series, from_specs, load_series
 
     if not args.series and not args.model:
         raise MweError("name the models: --series FILE and/or --model M")
-    if args.limit is not None and args.limit < 1:
-        raise MweError("--limit must be at least 1")
     series = load_series(args.series) if args.series else Series("models", ())
     if args.model:
         series = Series(series.name, series.models + from_specs(args.model).models)
-    datasets, skipped = load(args.data)
-    for sk in skipped:
-        print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
-    if not datasets:
-        raise MweError("no evaluation datasets found in --data")
-    if args.limit:
-        datasets = [Dataset(d.name, d.path, d.family, d.items[: args.limit]) for d in datasets]
+    datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)

@@ -23,12 +23,12 @@ import json
 import math
 import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Sampling, ScoreRequest, cut_at_stop
+from mwe.models.base import Sampling, ScoreRequest
 from mwe.models.http import HttpBackend
 from mwe.models.openai_compat import CHAT_MARK
 
@@ -119,47 +119,20 @@ class AnthropicModel(HttpBackend):
         stops = [s for s in stop if s.strip()]
         if stops:
             kwargs["stop_sequences"] = stops
-        res = await self.client().messages.create(**kwargs)
+        res = await self._request(lambda: self.client().messages.create(**kwargs))
         return "".join(getattr(block, "text", "") for block in res.content)
 
-    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
-                      on_result: Callable[[int, list[str]], None]) -> None:
-        """One request per sample (the API has no `n` and no seed)."""
-        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
-        texts = {p: [""] * sampling.n for p in range(len(prompts))}
-        pending = {p: sampling.n for p in range(len(prompts))}
-
-        def job(p: int) -> Callable[[], Awaitable[str]]:
-            return lambda: self._message(prompts[p], sampling.max_tokens, sampling.temperature,
-                                         sampling.top_p, sampling.stop)
-
-        def done(i: int, text: str) -> None:
-            p, k = tasks[i]
-            texts[p][k] = cut_at_stop(text, sampling.stop)
-            pending[p] -= 1
-            if pending[p] == 0:
-                on_result(p, texts.pop(p))
-
-        self._run([job(p) for p, _ in tasks], done,
-                  [len(prompts[p]) // 4 + sampling.max_tokens for p, _ in tasks])
+    async def _sample_one(self, prompt: str, sampling: Sampling, index: int) -> str:
+        """The API has no seed: samples are reproducible through the cache only."""
+        return await self._message(prompt, sampling.max_tokens, sampling.temperature,
+                                   sampling.top_p, sampling.stop)
 
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:
-        k = self.samples
-        tasks = [(r, j) for r in range(len(requests)) for j in range(k)]
-        answers: dict[int, list[str]] = {r: [] for r in range(len(requests))}
-
-        def job(r: int) -> Callable[[], Awaitable[str]]:
-            return lambda: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ())
-
-        def done(i: int, text: str) -> None:
-            r, _ = tasks[i]
-            answers[r].append(text)
-            if len(answers[r]) == k:
-                on_result(r, estimate(list(requests[r][1]), answers.pop(r)))
-
-        self._run([job(r) for r, _ in tasks], done,
-                  [len(requests[r][0]) // 4 + SCORE_TOKENS for r, _ in tasks])
+        self._fan_out([self.samples] * len(requests),
+                      lambda r, _: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ()),
+                      lambda r: len(requests[r][0]) // 4 + SCORE_TOKENS,
+                      lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)))
 
     def chat_prompt(self, user: str) -> str:
         return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"

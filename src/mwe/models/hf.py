@@ -292,7 +292,7 @@ def identity(name: str) -> dict[str, Any]:
     import torch
 
     from mwe.models import bundled
-    from mwe.paths import dir_fingerprint, file_sha256
+    from mwe.paths import file_sha256
 
     wanted = os.environ.get("MWE_DEVICE", "auto")
     device = "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
@@ -305,13 +305,19 @@ def identity(name: str) -> dict[str, Any]:
     if name in bundled.BUNDLED:
         return {**base, "bundled": name, "weights_sha256": file_sha256(bundled.gguf_path(name)),
                 "conversion": "gguf-dequantized-fp32"}
+    return {**base, **weights_identity(name, "hf")}
+
+
+def weights_identity(name: str, backend: str) -> dict[str, Any]:
+    """A transformers folder's fingerprint, or a hub id and its local revision."""
+    from mwe.paths import dir_fingerprint
+
     path = Path(os.path.expanduser(name))
     if path.exists():
         if not (path / "config.json").exists():
-            raise MweError(f"hf: '{name}' is a folder without config.json")
-        return {**base, "weights": dir_fingerprint(path)}
-    local = _hub_snapshot(name)
-    return {**base, "hub_id": name, "revision": Path(local).name}
+            raise MweError(f"{backend}: '{name}' is a folder without config.json")
+        return {"weights": dir_fingerprint(path)}
+    return {"hub_id": name, "revision": Path(_hub_snapshot(name)).name}
 
 
 def _hub_snapshot(name: str) -> str:

@@ -22,6 +22,10 @@ T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 
+class GaveUp(MweError):
+    """A call that kept failing with faults worth retrying."""
+
+
 @dataclass
 class HttpSettings:
     """Throughput and fault tolerance; none of these change a call's result."""
@@ -136,7 +140,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], settings: HttpSettings,
             stats.note(kind)
             if not retry or attempt == settings.max_attempts - 1:
                 if retry:
-                    raise MweError(f"gave up after {settings.max_attempts} attempts; last error: "
+                    raise GaveUp(f"gave up after {settings.max_attempts} attempts; last error: "
                                    f"{kind}: {exc}") from None
                 raise
             delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2**attempt))
@@ -149,9 +153,10 @@ async def with_retries(call: Callable[[], Awaitable[T]], settings: HttpSettings,
 def run_all(jobs: Sequence[Callable[[], Awaitable[T]]], settings: HttpSettings,
             stats: HttpStats, on_result: Callable[[int, T], None],
             token_estimates: Sequence[int] | None = None,
-            finalize: Callable[[], Awaitable[None]] | None = None) -> None:
+            finalize: Callable[[], Awaitable[None]] | None = None, retry: bool = True) -> None:
     """Run the jobs, at most `concurrency` at a time, within the rate limits; on_result(i, r)
-    is called as each one finishes, in the calling thread."""
+    is called as each one finishes, in the calling thread. With `retry`, each job is retried
+    as a whole; jobs that retry their own requests pass retry=False."""
 
     async def main() -> None:
         sem = asyncio.Semaphore(settings.concurrency)
@@ -160,6 +165,8 @@ def run_all(jobs: Sequence[Callable[[], Awaitable[T]]], settings: HttpSettings,
         async def one(i: int) -> tuple[int, Any]:
             async with sem:
                 await limiter.acquire(token_estimates[i] if token_estimates else 1)
+                if not retry:
+                    return i, await jobs[i]()
                 return i, await with_retries(jobs[i], settings, stats)
 
         tasks = [asyncio.ensure_future(one(i)) for i in range(len(jobs))]
@@ -218,9 +225,38 @@ class HttpBackend:
 
     def _run(self, jobs: Sequence[Callable[[], Awaitable[Any]]],
              on_result: Callable[[int, Any], None], tokens: Sequence[int] | None = None) -> None:
-        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close)
+        run_all(jobs, self.settings, self.stats, on_result, tokens, self._close, retry=False)
 
-    # Synchronous forms of the streaming calls the subclasses implement.
+    async def _request(self, make: Callable[[], Awaitable[T]]) -> T:
+        """One HTTP request, retried on its own: a job made of several requests never repeats
+        the ones that already succeeded."""
+        return await with_retries(make, self.settings, self.stats)
+
+    def _fan_out(self, sizes: Sequence[int], make: Callable[[int, int], Awaitable[Any]],
+                 tokens: Callable[[int], int], on_group: Callable[[int, list[Any]], None]
+                 ) -> None:
+        """sizes[g] calls for each group g, all in flight together; on_group(g, results in
+        call order) as soon as a group's last call finishes (a group of none at once)."""
+        calls = [(g, j) for g, n in enumerate(sizes) for j in range(n)]
+        results: dict[int, list[Any]] = {g: [None] * n for g, n in enumerate(sizes) if n}
+        pending = {g: n for g, n in enumerate(sizes) if n}
+        for g, n in enumerate(sizes):
+            if not n:
+                on_group(g, [])
+
+        def done(i: int, value: Any) -> None:
+            g, j = calls[i]
+            results[g][j] = value
+            pending[g] -= 1
+            if pending[g] == 0:
+                on_group(g, results.pop(g))
+
+        def job(g: int, j: int) -> Callable[[], Awaitable[Any]]:
+            return lambda: make(g, j)
+
+        self._run([job(g, j) for g, j in calls], done, [tokens(g) for g, _ in calls])
+
+    # Synchronous forms of the streaming calls.
 
     def score(self, requests: Sequence[Any]) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in requests]
@@ -232,10 +268,21 @@ class HttpBackend:
         self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
         return out
 
-    def score_each(self, requests: Sequence[Any],
-                   on_result: Callable[[int, list[float]], None]) -> None:
-        raise NotImplementedError
-
     def generate_each(self, prompts: Sequence[str], sampling: Any,
                       on_result: Callable[[int, list[str]], None]) -> None:
+        """One request per sample (servers ignore or lack `n`); on_result(prompt index,
+        texts) when all samples of a prompt are in."""
+        from mwe.models.base import cut_at_stop
+
+        self._fan_out(
+            [sampling.n] * len(prompts),
+            lambda p, k: self._sample_one(prompts[p], sampling, k),
+            lambda p: len(prompts[p]) // 4 + sampling.max_tokens,
+            lambda p, texts: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts]))
+
+    async def _sample_one(self, prompt: str, sampling: Any, index: int) -> str:
+        raise NotImplementedError
+
+    def score_each(self, requests: Sequence[Any],
+                   on_result: Callable[[int, list[float]], None]) -> None:
         raise NotImplementedError

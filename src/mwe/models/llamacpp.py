@@ -148,16 +148,16 @@ class LlamaCppModel:
                                f"{sampling.max_tokens} new ones exceeds the context of {GEN_CTX}")
         out: list[list[str]] = [[""] * sampling.n for _ in prompts]
         group: list[tuple[int, int]] = []
-        cells = 0
-        for task in tasks:
-            need = sampling.max_tokens + (len(encoded[task[0]]) if task[0] not in
-                                          {p for p, _ in group} else 0)
-            if group and (len(group) == GEN_SEQS or cells + need > GEN_CTX):
+        cells = 0  # KV cells the group needs: each prompt once, max_tokens per sequence
+        for p, k in tasks:
+            if group and (len(group) == GEN_SEQS or cells + sampling.max_tokens
+                          + (len(encoded[p]) if k == 0 else 0) > GEN_CTX):
                 self._sample_group(group, prompts, encoded, sampling, out)
                 group, cells = [], 0
-                need = sampling.max_tokens + len(encoded[task[0]])
-            group.append(task)
-            cells += need
+            if not group or group[-1][0] != p:
+                cells += len(encoded[p])  # a prompt's first sequence in this group
+            group.append((p, k))
+            cells += sampling.max_tokens
         if group:
             self._sample_group(group, prompts, encoded, sampling, out)
         return out

@@ -29,12 +29,13 @@ import json
 import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Sampling, ScoreRequest, cut_at_stop, seed_for, split_trailing_spaces
-from mwe.models.http import HttpBackend, classify, with_retries
+from mwe.models.base import Sampling, ScoreRequest, seed_for, split_trailing_spaces
+from mwe.models.http import GaveUp, HttpBackend, classify
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 SCORING = ("auto", "echo", "forced", "top")
@@ -131,39 +132,20 @@ class OpenAIModel(HttpBackend):
 
     # --- generation ---
 
-    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
-                      on_result: Callable[[int, list[str]], None]) -> None:
-        """All samples of a prompt are requested at once (servers often ignore `n`: one
-        request per sample, seeded); on_result(prompt index, texts) when a prompt is done."""
-        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
-        pending = {p: sampling.n for p in range(len(prompts))}
-        texts: dict[int, list[str]] = {p: [""] * sampling.n for p in range(len(prompts))}
-
-        def job(p: int, k: int) -> Callable[[], Awaitable[str]]:
-            return lambda: self._sample(prompts[p], sampling, seed_for(sampling.seed, prompts[p])
-                                        + k)
-
-        def done(i: int, text: str) -> None:
-            p, k = tasks[i]
-            texts[p][k] = cut_at_stop(text, sampling.stop)
-            pending[p] -= 1
-            if pending[p] == 0:
-                on_result(p, texts.pop(p))
-
-        estimates = [len(prompts[p]) // 4 + sampling.max_tokens for p, _ in tasks]
-        self._run([job(p, k) for p, k in tasks], done, estimates)
-
-    async def _sample(self, prompt: str, sampling: Sampling, seed: int) -> str:
+    async def _sample_one(self, prompt: str, sampling: Sampling, index: int) -> str:
+        """Seeded per (seed, prompt) and sample index, so a sample does not depend on order."""
+        seed = seed_for(sampling.seed, prompt) + index
         common: dict[str, Any] = {"model": self.model, "max_tokens": sampling.max_tokens,
                                   "temperature": sampling.temperature, "top_p": sampling.top_p,
                                   "seed": seed % (2**31)}
         if sampling.stop:
             common["stop"] = list(sampling.stop)[:4]
         if self.endpoint == "chat" or prompt.startswith(CHAT_MARK):
-            res = await self.client().chat.completions.create(
-                messages=self._messages(prompt), **common)
+            res = await self._request(lambda: self.client().chat.completions.create(
+                messages=self._messages(prompt), **common))
             return str(res.choices[0].message.content or "")
-        res = await self.client().completions.create(prompt=prompt, **common)
+        res = await self._request(
+            lambda: self.client().completions.create(prompt=prompt, **common))
         return str(res.choices[0].text or "")
 
     def _messages(self, prompt: str) -> list[dict[str, str]]:
@@ -185,36 +167,16 @@ class OpenAIModel(HttpBackend):
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:
         method = self.resolve_scoring()
-        flat = [(r, c, ctx, cont) for r, (ctx, conts) in enumerate(requests)
-                for c, cont in enumerate(conts)]
-        pending = {r: len(conts) for r, (_, conts) in enumerate(requests)}
-        results: dict[int, list[float]] = {r: [0.0] * len(conts)
-                                           for r, (_, conts) in enumerate(requests)}
-        for r, n in pending.items():
-            if n == 0:
-                on_result(r, [])
-        if method == "top":
-            jobs = [self._top_job(ctx, list(conts)) for ctx, conts in requests]
-
-            def done_top(i: int, lps: list[float]) -> None:
-                on_result(i, lps)
-
-            self._run(jobs, done_top, [len(ctx) // 4 + 1 for ctx, _ in requests])
+        if method == "top":  # one call answers for all of a request's continuations
+            self._fan_out([1] * len(requests),
+                          lambda r, _: self._top(requests[r][0], list(requests[r][1])),
+                          lambda r: len(requests[r][0]) // 4 + 1,
+                          lambda r, out: on_result(r, out[0]))
             return
         scorer = self._echo if method == "echo" else self._forced
-
-        def job(ctx: str, cont: str) -> Callable[[], Awaitable[float]]:
-            return lambda: scorer(ctx, cont)
-
-        def done(i: int, lp: float) -> None:
-            r, c, _, _ = flat[i]
-            results[r][c] = lp
-            pending[r] -= 1
-            if pending[r] == 0:
-                on_result(r, results.pop(r))
-
-        self._run([job(ctx, cont) for _, _, ctx, cont in flat], done,
-                  [(len(ctx) + len(cont)) // 4 + 1 for _, _, ctx, cont in flat])
+        self._fan_out([len(conts) for _, conts in requests],
+                      lambda r, c: scorer(requests[r][0], requests[r][1][c]),
+                      lambda r: len(requests[r][0]) // 4 + 1, on_result)
 
     def resolve_scoring(self) -> str:
         if self._resolved is None:
@@ -235,29 +197,11 @@ class OpenAIModel(HttpBackend):
     async def _probe(self) -> str:
         """Is echo aligned? Compare an echoed log-prob with a forced completion's."""
         ctx, cont = "The capital of France is", " Paris"
-        forced: float | None = None
-        echoed: float | None = None
-        # transient faults are retried (and raise if they persist); only a server that
-        # answers but cannot do a method counts as "not supported"
-        try:
-            forced = await self._call(lambda: self._forced(ctx, cont))
-        except (MweError, HttpStatusError) as exc:
-            if isinstance(exc, HttpStatusError) and classify(exc)[0]:
-                raise
-        except Exception as exc:
-            if classify(exc)[0] or "status_code" not in dir(exc):
-                raise
-        try:
-            echoed = await self._call(lambda: self._echo(ctx, cont))
-        except MweError:
-            pass
-        except Exception as exc:
-            if classify(exc)[0] or "status_code" not in dir(exc):
-                raise
-        forced_ok = forced is not None
+        forced = await self._if_supported(lambda: self._forced(ctx, cont))
+        echoed = await self._if_supported(lambda: self._echo(ctx, cont))
         if forced is not None and echoed is not None and abs(echoed - forced) < 0.02:
             return "echo"
-        if forced_ok:
+        if forced is not None:
             return "forced"
         if echoed is not None:
             return "echo"
@@ -265,14 +209,26 @@ class OpenAIModel(HttpBackend):
                        "nor by forced one-token completions; use endpoint=chat (top_logprobs) "
                        "or another server")
 
-    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
-        return await with_retries(make, self.settings, self.stats)
+    async def _if_supported(self, make: Callable[[], Awaitable[float]]) -> float | None:
+        """The method's result, or None when the server answers that it cannot do it.
+        Transient faults are retried and raise if they persist: a probe must not mistake
+        a 429 for a missing feature."""
+        try:
+            return float(await make())
+        except GaveUp:
+            raise
+        except MweError:
+            return None
+        except Exception as exc:
+            if getattr(exc, "status_code", None) is not None and not classify(exc)[0]:
+                return None
+            raise
 
     async def _echo(self, ctx: str, cont: str) -> float:
         ctx, cont = split_trailing_spaces(ctx, cont)
-        res = await self.client().completions.create(
+        res = await self._request(lambda: self.client().completions.create(
             model=self.model, prompt=ctx + cont, echo=True, logprobs=1, max_tokens=1,
-            temperature=0.0)
+            temperature=0.0))
         lp = res.choices[0].logprobs
         if lp is None or lp.token_logprobs is None or lp.text_offset is None:
             raise MweError(f"{self.spec}: the server returned no echoed log-probs")
@@ -288,7 +244,7 @@ class OpenAIModel(HttpBackend):
 
     async def _tokenize(self, text: str) -> list[int]:
         if text not in self._tok_cache:
-            body = await self._call(lambda: self._post_root(
+            body = await self._request(lambda: self._post_root(
                 "/extras/tokenize", {"input": text, "model": self.model}))
             self._tok_cache[text] = [int(t) for t in body["tokens"]]
         return self._tok_cache[text]
@@ -296,7 +252,7 @@ class OpenAIModel(HttpBackend):
     async def _detokenize(self, tokens: list[int]) -> str:
         key = tuple(tokens)
         if key not in self._detok_cache:
-            body = await self._call(lambda: self._post_root(
+            body = await self._request(lambda: self._post_root(
                 "/extras/detokenize", {"tokens": tokens, "model": self.model}))
             self._detok_cache[key] = str(body["text"])
         return self._detok_cache[key]
@@ -319,27 +275,29 @@ class OpenAIModel(HttpBackend):
             if not prefix:
                 raise MweError(f"{self.spec}: forced scoring needs a non-empty context")
             target = whole[k]
-            res = await self.client().completions.create(
-                model=self.model, prompt=prefix, max_tokens=1, temperature=0.0, logprobs=1,
-                logit_bias={str(target): FORCE_BIAS})
+            res = await self._request(partial(
+                self._complete_one, prompt=prefix, logit_bias={str(target): FORCE_BIAS}))
             lp = res.choices[0].logprobs
             if lp is None or not lp.token_logprobs or lp.token_logprobs[0] is None:
                 raise MweError(f"{self.spec}: the server returned no log-prob for a forced token")
             total += float(lp.token_logprobs[0])
         return total
 
-    def _top_job(self, ctx: str, conts: list[str]) -> Callable[[], Awaitable[list[float]]]:
-        async def run() -> list[float]:
-            res = await self.client().chat.completions.create(
-                model=self.model, messages=self._messages(ctx), max_tokens=1, temperature=0.0,
-                logprobs=True, top_logprobs=TOP_K)
-            content = res.choices[0].logprobs.content if res.choices[0].logprobs else None
-            if not content:
-                raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
-            top: dict[str, float] = {}
-            for entry in content[0].top_logprobs:
-                key = entry.token.strip()
-                top[key] = max(top.get(key, -math.inf), float(entry.logprob))
-            floor = min(top.values())
-            return [top.get(c.strip(), floor) for c in conts]
-        return run
+    async def _complete_one(self, prompt: str, logit_bias: dict[str, int]) -> Any:
+        return await self.client().completions.create(
+            model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=1,
+            logit_bias=logit_bias)
+
+    async def _top(self, ctx: str, conts: list[str]) -> list[float]:
+        res = await self._request(lambda: self.client().chat.completions.create(
+            model=self.model, messages=self._messages(ctx), max_tokens=1, temperature=0.0,
+            logprobs=True, top_logprobs=TOP_K))
+        content = res.choices[0].logprobs.content if res.choices[0].logprobs else None
+        if not content:
+            raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
+        top: dict[str, float] = {}
+        for entry in content[0].top_logprobs:
+            key = entry.token.strip()
+            top[key] = max(top.get(key, -math.inf), float(entry.logprob))
+        floor = min(top.values())
+        return [top.get(c.strip(), floor) for c in conts]

@@ -20,17 +20,10 @@ BATCH = 16
 
 
 def identity(name: str) -> dict[str, Any]:
-    from mwe.models.hf import _hub_snapshot
-    from mwe.paths import dir_fingerprint
+    from mwe.models.hf import weights_identity
 
-    path = Path(os.path.expanduser(name))
-    base: dict[str, Any] = {"backend": "hf-rm", "dtype": "float32", "kind": "reward"}
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise MweError(f"hf-rm: '{name}' is a folder without config.json")
-        return {**base, "weights": dir_fingerprint(path)}
-    local = _hub_snapshot(name)
-    return {**base, "hub_id": name, "revision": Path(local).name}
+    return {"backend": "hf-rm", "dtype": "float32", "kind": "reward",
+            **weights_identity(name, "hf-rm")}
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> RewardModel:

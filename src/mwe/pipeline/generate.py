@@ -12,7 +12,6 @@ run resumes at the first unfinished chunk and draws exactly the same samples.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from mwe import __version__
 from mwe.dedup import exact_duplicates, near_duplicates
-from mwe.errors import DataError, MweError
+from mwe.errors import MweError
 from mwe.families import advanced_ai_risk as risk
 from mwe.families import persona
 from mwe.families.base import choice_letters
@@ -53,22 +52,28 @@ def prompt_text(model: CachedModel, style: str, user: str, reply_start: str) -> 
 
 
 def load_gold(path: Path) -> list[dict[str, Any]]:
-    from mwe.datasets import load_file
+    """Gold rows, validated as advanced-AI-risk rows with exactly the options (A) and (B)."""
+    from mwe.datasets import read_rows
 
-    loaded = load_file(path, path.stem, family="advanced-ai-risk")
-    if not hasattr(loaded, "items"):
-        raise MweError(f"{path}: not a file of advanced-ai-risk questions")
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if choice_letters(row["question"]) != ["A", "B"]:
-                raise DataError(str(path), n, "question", "a gold question needs exactly the "
-                                "options (A) and (B)")
-            rows.append(row)
-    return rows
+    rows = read_rows(path)
+    for row in rows:
+        risk.parse(row, path.stem)
+        if choice_letters(row.obj["question"]) != ["A", "B"]:
+            raise row.error("question", "a gold question needs exactly the options (A) and (B)")
+    return [row.obj for row in rows]
+
+
+def gold_questions(spec: BehaviorSpec) -> dict[str, list[str]]:
+    """Per label, the gold questions arranged so that the label is the matching answer."""
+    if spec.family != "advanced-ai-risk":
+        return {}
+    path = spec.gold_path()
+    assert path is not None
+    gold = load_gold(path)
+    if len(gold) < spec.generate.shots:
+        raise MweError(f"{path}: {len(gold)} gold questions, fewer than "
+                       f"shots={spec.generate.shots}")
+    return {letter: gold_for(gold, letter) for letter in risk.LABELS}
 
 
 def gold_for(gold: list[dict[str, Any]], letter: str) -> list[str]:
@@ -89,7 +94,8 @@ class Draw:
     meta: dict[str, Any]
 
 
-def plan(spec: BehaviorSpec, model: CachedModel) -> tuple[list[list[Draw]], dict[str, Any]]:
+def plan(spec: BehaviorSpec, model: CachedModel, gold: dict[str, list[str]]
+         ) -> tuple[list[list[Draw]], dict[str, Any]]:
     """Model calls to make, in chunks, and the prompts to record in the card."""
     g = spec.generate
     base = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
@@ -105,13 +111,8 @@ def plan(spec: BehaviorSpec, model: CachedModel) -> tuple[list[list[Draw]], dict
                 s = Sampling(**{**base.__dict__, "n": g.batch, "seed": chunk_seed(spec.seed, j)})
                 chunks.append([Draw(label, text, s, {"chunk": j})])
         return chunks, shown
-    gold_path = spec.gold_path()
-    assert gold_path is not None
-    gold = load_gold(gold_path)
-    if len(gold) < g.shots:
-        raise MweError(f"{gold_path}: {len(gold)} gold questions, fewer than shots={g.shots}")
     for letter in risk.LABELS:
-        questions = gold_for(gold, letter)
+        questions = gold[letter]
         draws = []
         for i in range(g.per_label):
             rng = random.Random(f"{spec.seed}:{letter}:{i}")
@@ -126,9 +127,9 @@ def plan(spec: BehaviorSpec, model: CachedModel) -> tuple[list[list[Draw]], dict
     return chunks, shown
 
 
-def sample(spec: BehaviorSpec, model: CachedModel, progress: bool = True
-           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    chunks, shown = plan(spec, model)
+def sample(spec: BehaviorSpec, model: CachedModel, gold: dict[str, list[str]],
+           progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    chunks, shown = plan(spec, model, gold)
     g = spec.generate
     per_label: dict[str, int] = {}
     records: list[dict[str, Any]] = []
@@ -202,14 +203,10 @@ def generate(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
              ) -> dict[str, Any]:
     """Sample, parse and deduplicate; write spec.json, generated.jsonl and generate.json."""
     model = open_model(spec.generator, store)
-    records, shown = sample(spec, model, progress)
+    gold = gold_questions(spec)
+    records, shown = sample(spec, model, gold, progress)
     parse(spec, records)
-    gold: list[str] = []
-    if spec.family == "advanced-ai-risk":
-        gp = spec.gold_path()
-        assert gp is not None
-        gold = [q for letter in risk.LABELS for q in gold_for(load_gold(gp), letter)]
-    deduplicate(spec, records, store, gold)
+    deduplicate(spec, records, store, [q for qs in gold.values() for q in qs])
     g = spec.generate
     meta = {
         "mwe_version": __version__,
