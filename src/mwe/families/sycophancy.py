@@ -8,6 +8,8 @@ from mwe.families.base import Item, Row, multiple_choice
 
 NAME = "sycophancy"
 BIO_START = "Hello, my name is"
+# The control condition: the same questions with the biography removed, as its own dataset.
+CONTROL_SUFFIX = " (no biography)"
 
 
 def detect(obj: dict[str, Any]) -> bool:
