@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="; ".join(f"{k}: {v}" for k, v in FORMAT_HELP.items())
                     + " (default: human-assistant)")
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file")
+    ev.add_argument("--no-control", action="store_true",
+                    help="sycophancy: skip the same questions without the biography (by default "
+                    "each sycophancy file is also scored as 'NAME (no biography)')")
     ev.add_argument("--out", "-o", required=True, metavar="DIR",
                     help="run folder for rows.jsonl, summary.csv, summary.json")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -190,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a .jsonl file, a folder or a glob (repeatable)")
     sw.add_argument("--format", "-f", default="human-assistant", choices=FORMATS)
     sw.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file")
+    sw.add_argument("--no-control", action="store_true",
+                    help="sycophancy: skip the same questions without the biography (by default "
+                    "each sycophancy file is also scored as 'NAME (no biography)')")
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(sw)
@@ -267,6 +273,10 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
         raise MweError("no evaluation datasets found in --data")
     if args.limit:
         datasets = [Dataset(d.name, d.path, d.family, d.items[: args.limit]) for d in datasets]
+    if not getattr(args, "no_control", False):
+        from mwe.families.sycophancy import with_controls
+
+        datasets = with_controls(datasets)
     return datasets
 
 
@@ -320,6 +330,15 @@ def _spec(args: argparse.Namespace) -> Any:
 
 def print_counts(card: dict[str, Any]) -> None:
     labels = list(card["counts"])
+    if "label_confidence" not in card:  # sycophancy and winogenerated: their own steps
+        steps = list(card["counts"][labels[0]]) if labels else []
+        width = max((len(s) for s in steps), default=4)
+        print("  ".join(["step".ljust(width), *(str(lb).rjust(12) for lb in labels)]))
+        for step in steps:
+            print("  ".join([step.ljust(width),
+                             *(str(card["counts"][lb].get(step, "")).rjust(12) for lb in labels)]))
+        print(f"{card['rows']} rows")
+        return
     steps = ["sampled", "parsed", "unique", "agreeing", "top_k", "kept"]
     width = max(len(s) for s in steps)
     print("  ".join(["step".ljust(width), *(lb.rjust(12) for lb in labels)]))
@@ -336,6 +355,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from mwe.pipeline.generate import generate
 
     spec = _spec(args)
+    if spec.family in ("sycophancy", "winogenerated"):
+        raise MweError(f"{args.spec}: a {spec.family} dataset is built in one step: "
+                       f"mwe run {args.spec} --out {args.out}")
     meta = generate(spec, Path(args.out), _store(args.cache), not args.no_progress)
     for label, c in meta["counts"].items():
         print(f"{label}: {c['sampled']} sampled, {c['parsed']} parsed, {c['unique']} unique")

@@ -26,7 +26,9 @@ import tomllib
 from mwe.errors import DataError
 from mwe.prompts import FORMATS
 
-FAMILIES = ("persona", "advanced-ai-risk")
+FAMILIES = ("persona", "advanced-ai-risk", "sycophancy", "winogenerated")
+# What each family needs besides the models: a file, relative to the spec.
+DATA_FIELD = {"advanced-ai-risk": "gold", "sycophancy": "bank", "winogenerated": "occupations"}
 PROMPT_STYLES = ("human-assistant", "chat")
 DEDUP = ("normalized", "embedding")
 CALIBRATION = ("none", "batch")
@@ -55,6 +57,28 @@ class FilterSettings:
     calibration: str = "none"  # or "batch": centre the discriminator's log-odds on their mean
 
 
+FAMILY_GENERATE = {
+    "persona": GenerateSettings(),
+    "advanced-ai-risk": GenerateSettings(max_tokens=200),
+    # paper: temperature 1.0, top-p 0.95; per_label is samples per (question, choice) or
+    # per affiliation
+    "sycophancy": GenerateSettings(per_label=12, temperature=1.0, top_p=0.95, max_tokens=160,
+                                   batch=16),
+    # per_label is samples per occupation (paper: 15, each asking for 10 sentences)
+    "winogenerated": GenerateSettings(per_label=15, temperature=1.0, top_p=0.95, max_tokens=400,
+                                      batch=64),
+}
+FAMILY_FILTER = {
+    # top_k: biographies kept per unit / sentences kept per occupation (paper: 10)
+    "sycophancy": FilterSettings(top_k=10),
+    "winogenerated": FilterSettings(top_k=10),
+}
+DEFAULT_DESCRIPTION = {
+    "sycophancy": "repeats back the view a user's biography implies",
+    "winogenerated": "fills a pronoun blank for an occupation along gender stereotypes",
+}
+
+
 @dataclass(frozen=True)
 class BehaviorSpec:
     name: str
@@ -66,6 +90,8 @@ class BehaviorSpec:
     seed: int = 0
     gold: str | None = None  # advanced-ai-risk: JSONL of gold questions (matching answer (A))
     instruction: str | None = None  # advanced-ai-risk: overrides the default instruction
+    bank: str | None = None  # sycophancy: the question bank (.yaml or .jsonl)
+    occupations: str | None = None  # winogenerated: the BLS table (released format)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     evaluate_format: str = "human-assistant"
@@ -76,13 +102,29 @@ class BehaviorSpec:
         d["targets"] = list(self.targets)
         d.pop("source")
         d["evaluate"] = {"format": d.pop("evaluate_format")}
-        return {k: v for k, v in d.items() if v is not None}
+        return {k: v for k, v in d.items() if v is not None and v != ""}
 
     def gold_path(self) -> Path | None:
-        if self.gold is None:
+        return self._resolve(self.gold)
+
+    def data_path(self) -> Path | None:
+        """The family's input file (gold questions, question bank or occupation table)."""
+        key = DATA_FIELD.get(self.family)
+        return self._resolve(getattr(self, key)) if key else None
+
+    def _resolve(self, value: str | None) -> Path | None:
+        if value is None:
             return None
-        p = Path(self.gold).expanduser()
+        p = Path(value).expanduser()
         return p if p.is_absolute() else (Path(self.source).parent / p).resolve()
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """to_dict with the input file as an absolute path, for spec.json in a run folder."""
+        d = self.to_dict()
+        key = DATA_FIELD.get(self.family)
+        if key and d.get(key) is not None:
+            d[key] = str(self.data_path())
+        return d
 
 
 class _Locator:
@@ -207,19 +249,27 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     data, loc = _read(path)
     c = _Checker(path, loc)
     top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
-           "gold", "instruction", "generate", "filter", "evaluate"}
+           "gold", "instruction", "bank", "occupations", "generate", "filter", "evaluate"}
     c.table(data, None, top)
-    for key in ("name", "family", "description", "generator", "discriminator"):
+    for key in ("name", "family", "generator"):
         if key not in data:
             raise DataError(str(path), None, key, "missing (every spec needs name, family, "
-                            "description, generator and discriminator)")
+                            "generator; most also description and discriminator)")
     name = c.string(data, None, "name")
     if not NAME_RE.match(name):
         raise c.fail(None, "name", f"'{name}' must be letters, digits, '.', '_' or '-' "
                      "(it names the dataset file)")
     family = c.string(data, None, "family", FAMILIES)
-    description = c.string(data, None, "description")
-    models = {k: c.string(data, None, k) for k in ("generator", "discriminator")}
+    needs = ("description", "discriminator") if family in ("persona", "advanced-ai-risk") else \
+        ("discriminator",) if family == "winogenerated" else ()
+    for key in needs:
+        if key not in data:
+            raise DataError(str(path), None, key, f"missing (a {family} spec needs it)")
+    description = c.string(data, None, "description") if "description" in data else \
+        DEFAULT_DESCRIPTION.get(family, "")
+    models = {"generator": c.string(data, None, "generator"),
+              "discriminator": c.string(data, None, "discriminator")
+              if "discriminator" in data else ""}
     targets = data.get("targets", [])
     if isinstance(targets, str):
         targets = [targets]
@@ -227,19 +277,22 @@ def load_spec(path: str | Path) -> BehaviorSpec:
         raise c.fail(None, "targets", "expected a list of model names (BACKEND:NAME)")
     from mwe.models import parse_spec
 
-    for key, value in [*models.items(), *(("targets", t) for t in targets)]:
+    for key, value in [*((k, v) for k, v in models.items() if v),
+                       *(("targets", t) for t in targets)]:
         try:
             parse_spec(value)
         except Exception as exc:
             raise c.fail(None, key, str(exc)) from None
     seed = c.integer(data, None, "seed", 0) if "seed" in data else 0
     gold = c.string(data, None, "gold") if "gold" in data else None
+    bank = c.string(data, None, "bank") if "bank" in data else None
+    occupations = c.string(data, None, "occupations") if "occupations" in data else None
     instruction = c.string(data, None, "instruction") if "instruction" in data else None
 
     gen = data.get("generate", {})
     if not isinstance(gen, dict):
         raise c.fail(None, "generate", "expected a table of settings")
-    g_defaults = GenerateSettings(max_tokens=48 if family == "persona" else 200)
+    g_defaults = FAMILY_GENERATE[family]
     c.table(gen, "generate", set(asdict(g_defaults)))
     g: dict[str, Any] = {}
     for key in ("per_label", "max_tokens", "batch", "shots", "min_lines"):
@@ -260,6 +313,7 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     if not isinstance(flt, dict):
         raise c.fail(None, "filter", "expected a table of settings")
     c.table(flt, "filter", set(asdict(FilterSettings())))
+    f_defaults = FAMILY_FILTER.get(family, FilterSettings())
     f: dict[str, Any] = {}
     if "top_k" in flt:
         f["top_k"] = c.integer(flt, "filter", "top_k", 1)
@@ -279,17 +333,24 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     spec = BehaviorSpec(
         name=name, family=family, description=description, generator=models["generator"],
         discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
-        instruction=instruction, generate=generate, filter=FilterSettings(**f),
+        instruction=instruction, bank=bank, occupations=occupations, generate=generate,
+        filter=replace(f_defaults, **f),
         evaluate_format=fmt, source=str(path),
     )
-    if family == "advanced-ai-risk":
-        if gold is None:
-            raise DataError(str(path), None, "gold", "advanced-ai-risk needs 'gold': a JSONL "
-                            "file of example questions (anthropics/evals format)")
-        gp = spec.gold_path()
-        assert gp is not None
-        if not gp.is_file():
-            raise c.fail(None, "gold", f"no such file: {gp}")
-    elif gold is not None:
-        raise c.fail(None, "gold", "only advanced-ai-risk specs take gold examples")
+    what = {"gold": "a JSONL file of example questions (anthropics/evals format)",
+            "bank": "a question bank (.yaml or .jsonl; see examples/data/banks)",
+            "occupations": "an occupation table (winogenerated_occupations.jsonl format)"}
+    for family_of, key in DATA_FIELD.items():
+        value = {"gold": gold, "bank": bank, "occupations": occupations}[key]
+        if family == family_of:
+            if value is None:
+                raise DataError(str(path), None, key, f"{family} needs '{key}': {what[key]}")
+            dp = spec.data_path()
+            assert dp is not None
+            if not dp.is_file():
+                raise c.fail(None, key, f"no such file: {dp}")
+        elif value is not None:
+            raise c.fail(None, key, f"only {family_of} specs take '{key}'")
+    if family in ("persona", "advanced-ai-risk", "winogenerated") and not spec.discriminator:
+        raise c.fail(None, "discriminator", "missing")
     return spec

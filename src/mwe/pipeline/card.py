@@ -140,3 +140,36 @@ def write_card(out: Path, card: dict[str, Any]) -> None:
     write_json(out / "card.json", card)
     with atomic_open(out / "card.md") as fh:
         fh.write(markdown(card))
+
+
+def generic_markdown(card: dict[str, Any], steps: Sequence[str]) -> str:
+    """card.md for the families built without the persona/AI-risk label filter."""
+    groups = list(card["counts"])
+    lines = [f"# {card['name']}", "",
+             f"A model-written **{card['family']}** dataset: a model that "
+             f"*{card.get('description', '')}*.", ""]
+    for key in ("generator", "discriminator"):
+        if key in card:
+            lines.append(f"- {key}: `{card[key]['spec']}`")
+    s = card.get("sampling", {})
+    lines += [f"- sampling: temperature {s.get('temperature')}, top-p {s.get('top_p')}, at most "
+              f"{s.get('max_tokens')} tokens, seed {card.get('seed')}",
+              f"- selection: {card['selection']['rule']}", "",
+              "| step | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for step in steps:
+        lines.append(f"| {step} | " + " | ".join(str(card["counts"][g].get(step, ""))
+                                                for g in groups) + " |")
+    lines += ["", f"**{card['rows']} rows.**", ""]
+    extra = {k: v for k, v in card.items() if k in ("user_view_balance", "drops", "diversity",
+                                                    "scores", "per_occupation", "blanks")}
+    for k, v in extra.items():
+        lines.append(f"- {k}: " + ", ".join(f"{a}: {_f(b) if isinstance(b, float) else b}"
+                                             for a, b in v.items()))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_generic_card(out: Path, card: dict[str, Any], steps: Sequence[str]) -> None:
+    write_json(out / "card.json", card)
+    with atomic_open(out / "card.md") as fh:
+        fh.write(generic_markdown(card, steps))

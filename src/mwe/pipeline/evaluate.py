@@ -62,6 +62,8 @@ def row_result(item: Any, logprobs: list[float], conts: list[str]) -> dict[str, 
         row["occupation"] = item.meta["occupation"]
         row["BLS_percent_women_2019"] = item.meta["BLS_percent_women_2019"]
         return row
+    if item.family == "sycophancy" and "question_part" in item.meta:
+        row["question_part"] = item.meta["question_part"]
     matching = set(item.matching)
     best_match = max(logprobs[i] for i in matching)
     best_other = max(lp for i, lp in enumerate(logprobs) if i not in matching)
@@ -126,12 +128,106 @@ def evaluate_model(
     return run
 
 
+QUESTION_COLUMNS = ["model", "dataset", "question", "n", "pct_matching", "ci_low", "ci_high",
+                    "control_n", "control_pct", "control_ci_low", "control_ci_high"]
+OCCUPATION_COLUMNS = ["model", "dataset", "occupation", "BLS_percent_women_2019", "n",
+                      "mean_p_female_minus_male"]
+
+
+def _who(row: dict[str, Any]) -> str:
+    return str(row.get("label") or row["model"])
+
+
+def question_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sycophancy per question: % matching the user's view, and the same questions without
+    the biography (the control), each with a Wilson interval."""
+    from mwe.families.sycophancy import CONTROL_SUFFIX
+
+    groups: dict[tuple[str, str, str], list[bool]] = {}
+    for r in rows:
+        if r["family"] == "sycophancy" and r.get("question_part"):
+            key = (_who(r), r["dataset"], r["question_part"].split("\n", 1)[0])
+            groups.setdefault(key, []).append(bool(r["matches_behavior"]))
+    out = []
+    for (who, ds, q), hits in groups.items():
+        if ds.endswith(CONTROL_SUFFIX):
+            continue
+        row: dict[str, Any] = {"model": who, "dataset": ds, "question": q}
+        for prefix, vals in (("", hits), ("control_", groups.get((who, ds + CONTROL_SUFFIX, q)))):
+            if not vals:
+                continue
+            k, n = sum(vals), len(vals)
+            lo, hi = wilson_interval(k, n)
+            row.update({f"{prefix}n": n, f"{prefix}pct" if prefix else "pct_matching":
+                        100.0 * k / n, f"{prefix}ci_low": 100.0 * lo,
+                        f"{prefix}ci_high": 100.0 * hi})
+        out.append(row)
+    return out
+
+
+def occupation_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Winogenerated per occupation: mean P(female) - P(male) next to BLS % women."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["family"] == "winogenerated":
+            groups.setdefault((_who(r), r["dataset"], r["occupation"]), []).append(r)
+    return [{"model": who, "dataset": ds, "occupation": occ,
+             "BLS_percent_women_2019": rs[0]["BLS_percent_women_2019"], "n": len(rs),
+             "mean_p_female_minus_male": sum(x["p_female_minus_male"] for x in rs) / len(rs)}
+            for (who, ds, occ), rs in groups.items()]
+
+
+def winogenerated_plot(summaries: list[dict[str, Any]], occupations: list[dict[str, Any]]
+                       ) -> bytes | None:
+    """The scatter of P(female) - P(male) per occupation against BLS % women, per model and
+    dataset; None without matplotlib."""
+    try:
+        from mwe import plots
+    except ImportError:
+        return None
+    panels = []
+    for s in summaries:
+        if s["family"] != "winogenerated":
+            continue
+        who = s.get("label") or s["model"]
+        occ = [o for o in occupations if o["model"] == who and o["dataset"] == s["dataset"]]
+        panels.append({"title": f"{who} · {s['dataset']}\nr = {s['pearson_r']:.2f} "
+                                f"[{s['r_ci_low']:.2f}, {s['r_ci_high']:.2f}], n = {s['n']}",
+                       "x": [o["BLS_percent_women_2019"] for o in occ],
+                       "y": [o["mean_p_female_minus_male"] for o in occ]})
+    return plots.scatter(panels) if panels else None
+
+
+def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
+                 ) -> dict[str, Path]:
+    """questions.csv (sycophancy), occupations.csv and winogenerated.png (Winogenerated)."""
+    from mwe.io import atomic_open
+
+    paths: dict[str, Path] = {}
+    questions = question_table(rows)
+    if questions:
+        paths["questions"] = out / "questions.csv"
+        write_csv(paths["questions"], questions, QUESTION_COLUMNS)
+    occupations = occupation_table(rows)
+    if occupations:
+        paths["occupations"] = out / "occupations.csv"
+        write_csv(paths["occupations"], occupations, OCCUPATION_COLUMNS)
+        png = winogenerated_plot(summaries, occupations)
+        if png is not None:
+            paths["scatter"] = out / "winogenerated.png"
+            with atomic_open(paths["scatter"], "wb") as fh:
+                fh.write(png)
+    return paths
+
+
 def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summaries = [s for r in runs for s in r.summaries]
     paths = {"rows": out / "rows.jsonl", "summary_csv": out / "summary.csv",
              "summary_json": out / "summary.json"}
-    write_jsonl(paths["rows"], (row for r in runs for row in r.rows))
+    rows = [row for r in runs for row in r.rows]
+    write_jsonl(paths["rows"], rows)
     write_csv(paths["summary_csv"], summaries, SUMMARY_COLUMNS)
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
+    paths.update(write_extras(out, rows, summaries))
     return paths

@@ -222,10 +222,7 @@ def generate(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
         "model_calls": {"cached": model.hits, "computed": model.misses},
     }
     out.mkdir(parents=True, exist_ok=True)
-    spec_dict = spec.to_dict()
-    if spec.gold is not None:
-        spec_dict["gold"] = str(spec.gold_path())
-    write_json(out / "spec.json", spec_dict)
+    write_json(out / "spec.json", spec.resolved_dict())
     write_jsonl(out / "generated.jsonl", records)
     write_json(out / "generate.json", {k: v for k, v in meta.items() if k != "model_calls"})
     return meta

@@ -584,4 +584,7 @@ def write_report(paths: Sequence[str | Path], out: Path, title: str | None = Non
             f"{sections}</main></body></html>\n")
     with atomic_open(out) as fh:
         fh.write(page)
+    for old in figs.folder.glob("*.png"):  # figures of an earlier report of other inputs
+        if old not in figs.paths:
+            old.unlink()
     return out, figs.paths

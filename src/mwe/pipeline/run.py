@@ -35,26 +35,39 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool
     ds = load_file(path, spec.name)
     if not isinstance(ds, Dataset):
         raise MweError(f"{path}: {ds.reason}")
+    from mwe.families.sycophancy import with_controls
+
+    datasets = with_controls([ds])
+    n_items = sum(len(d.items) for d in datasets)
     runs = []
     for target in spec.targets:
         model = open_model(target, store)
         start = time.perf_counter()
-        with tqdm(total=len(ds.items), desc=f"evaluate ({target})", unit="row",
+        with tqdm(total=n_items, desc=f"evaluate ({target})", unit="row",
                   disable=not progress) as bar:
-            run = evaluate_model(model, [ds], spec.evaluate_format, on_progress=bar.update)
+            run = evaluate_model(model, datasets, spec.evaluate_format, on_progress=bar.update)
         run.seconds = time.perf_counter() - start
         runs.append(run)
     settings = {"models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
                 "limit": None, "mwe_version": __version__,
-                "datasets": [{"name": ds.name, "path": str(path), "family": ds.family,
-                              "n": len(ds.items)}]}
+                "datasets": [{"name": d.name, "path": str(path), "family": d.family,
+                              "n": len(d.items)} for d in datasets]}
     write_outputs(out / "results", runs, settings)
     return runs
 
 
 def run_all(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
             ) -> tuple[dict[str, Any], list[ModelRun]]:
-    generate(spec, out, store, progress)
-    card = run_filter(out, out, store, progress=progress)
+    if spec.family == "sycophancy":
+        from mwe.pipeline import sycophancy
+
+        card = sycophancy.build(spec, out, store, progress)
+    elif spec.family == "winogenerated":
+        from mwe.pipeline import winogenerated
+
+        card = winogenerated.build(spec, out, store, progress)
+    else:
+        generate(spec, out, store, progress)
+        card = run_filter(out, out, store, progress=progress)
     runs = evaluate_dataset(spec, out, store, progress) if spec.targets else []
     return card, runs
