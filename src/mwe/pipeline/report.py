@@ -202,6 +202,8 @@ def _empty(text: str) -> str:
 # --- sections ----------------------------------------------------------------------------
 
 def _overview(inp: Inputs, trends: list[dict[str, Any]]) -> str:
+    from mwe.plots import si
+
     n_rows = sum(int(r["n"]) for r in inp.results)
     datasets = {r["dataset"] for r in inp.results}
     fams = sorted({r["family"] for r in inp.results})
@@ -211,7 +213,7 @@ def _overview(inp: Inputs, trends: list[dict[str, Any]]) -> str:
     for m in inp.models.values():
         params = m.get("params")
         body.append("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in (
-            m["model"], m["label"], f"{float(params):.3g}" if params else "–",
+            m["model"], m["label"], si(float(params)) if params else "–",
             _num(m.get("step"), ".0f"), m.get("tuning") or "–",
             m.get("model_family") or m.get("family") or "–", m.get("quantization") or "–"))
             + "</tr>")
