@@ -70,11 +70,22 @@ class CachedModel:
         for start in range(0, len(requests), chunk_size):
             idx = range(start, min(start + chunk_size, len(requests)))
             found = self.store.get_many(self.model_id, "score", [keys[i] for i in idx])
-            todo = [i for i in idx if keys[i] not in found]
+            # identical requests in a chunk (e.g. one question without its biography for
+            # several rows) are computed once and copied
+            first: dict[str, int] = {}
+            copies: list[tuple[int, int]] = []
+            for i in idx:
+                if keys[i] in found:
+                    continue
+                if keys[i] in first:
+                    copies.append((i, first[keys[i]]))
+                else:
+                    first[keys[i]] = i
+            todo = list(first.values())
             for i in idx:
                 if keys[i] in found:
                     results[i] = found[keys[i]]
-            self.hits += len(idx) - len(todo)
+            self.hits += len(idx) - len(todo) - len(copies)
             streaming = bool(todo) and hasattr(self.backend, "score_each")
             if streaming:
                 # an HTTP backend: every finished call is committed at once
@@ -97,6 +108,9 @@ class CachedModel:
                 for i, o in zip(todo, out):
                     results[i] = o
                 self.misses += len(todo)
+            for i, j in copies:
+                results[i] = results[j]
+                self.misses += 1
             if on_progress and not streaming:
                 on_progress(len(idx))
         done = [r for r in results if r is not None]
