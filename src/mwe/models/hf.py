@@ -124,6 +124,10 @@ class HFModel:
         if not jobs:
             return out
         prefix = self._common_prefix([j.tokens for j in jobs])
+        # a read position must be a token of the row, not of the cached prefix (all requests
+        # can share the whole context, e.g. one question asked for several rows)
+        first_read = min(pos for j in jobs for pos, _, _, _ in j.reads)
+        prefix = prefix[:first_read]
         rows = self._pack(jobs, len(prefix))
         width = max(len(row.tokens) for row in rows)
         per_call = max(1, min(self.max_batch, self.batch_tokens // width))
