@@ -19,6 +19,7 @@ from mwe.errors import DataError
 from mwe.families import sycophancy as syc
 from mwe.families import winogenerated as wg
 from mwe.pipeline import sycophancy as build_syc
+from mwe.pipeline.report import write_report
 from mwe.spec import load_spec
 
 BANKS = REPO / "examples" / "data" / "banks"
@@ -239,6 +240,17 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     _run(spec, out, tmp_path / "c.sqlite")  # cached: the same files
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # the report pairs the two rates and describes the unfiltered card
+    html, pngs = write_report([out], tmp_path / "report" / "report.html")
+    page = html.read_text()
+    section = page.split('<section id="sycophancy">')[1].split("</section>")[0]
+    for s in summary:
+        assert f"{float(s['pct_matching']):.1f}" in section
+    cards = page.split('<section id="cards">')[1]
+    assert "no discriminator" in cards and "label_confidence" not in cards
+    balance = ", ".join(f"{k} {v}" for k, v in card["user_view_balance"].items())
+    assert f"user view balance: {balance}" in cards
+    assert not [p for p in pngs if p.name.startswith("card-")]
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

@@ -52,9 +52,8 @@ def heatmap(datasets: Sequence[str], models: Sequence[str],
     height = 1.4 + 0.22 * len(datasets)
     width = 3.6 + 0.95 * len(models)
     fig, ax = plt.subplots(figsize=(width, height))
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap=CMAP, vmin=0, vmax=100, aspect="auto",
-                   interpolation="nearest")
-    im.cmap.set_bad("#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=plt.get_cmap(CMAP).with_extremes(
+        bad="#dddddd"), vmin=0, vmax=100, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(models)), [_short(m, 22) for m in models], rotation=30, ha="right",
                   fontsize=8)
     ax.set_yticks(range(len(datasets)), [_short(d) for d in datasets], fontsize=7)

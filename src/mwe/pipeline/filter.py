@@ -59,7 +59,7 @@ def select(cands: Sequence[Scored], top_k: int, balance: bool
     return kept, agreeing
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
     """P(first answer) from the log-odds of two answers (a softmax over the two)."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
@@ -86,10 +86,10 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]],
             user, start, answers = persona.filter_turns(spec.description, r["text"])
             if reward:
                 answers = (answers[0] + persona.REPLY_END, answers[1] + persona.REPLY_END)
-            requests.append(_request(model, fmt, user, start, answers))
+            requests.append(choice_request(model, fmt, user, start, answers))
         else:
             for user, start, answers in risk.filter_turns(spec.description, r["text"]):
-                requests.append(_request(model, fmt, user, start, answers))
+                requests.append(choice_request(model, fmt, user, start, answers))
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
               disable=not progress, smoothing=0.1) as bar:
         lps = model.score(requests, on_progress=bar.update)
@@ -99,13 +99,13 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]],
     shift = calibration_shift(odds, spec.filter.calibration)
     out = []
     for i, r in enumerate(live):
-        p_first = _sigmoid(odds[i] - shift)
+        p_first = sigmoid(odds[i] - shift)
         first = r["label"] in ("matching", "A")
         conf = p_first if first else 1.0 - p_first
         if persona_family:
             out.append({"p_agree": p_first, "label_confidence": conf, "score": conf})
         else:
-            relevance = _sigmoid(lps[2 * i + 1][0] - lps[2 * i + 1][1])
+            relevance = sigmoid(lps[2 * i + 1][0] - lps[2 * i + 1][1])
             out.append({"p_a": p_first, "label_confidence": conf, "relevance": relevance,
                         "score": (conf + relevance) / 2})
     return out
@@ -120,8 +120,9 @@ def calibration_shift(log_odds: Sequence[float], method: str) -> float:
     return 0.0
 
 
-def _request(model: CachedModel, fmt: str, user: str, start: str,
-             answers: Sequence[str]) -> tuple[str, list[str]]:
+def choice_request(model: CachedModel, fmt: str, user: str, start: str,
+                   answers: Sequence[str]) -> tuple[str, list[str]]:
+    """A two-reply score request; with no reply opening, the answers carry the leading space."""
     ctx = prompt_text(model, fmt, user, start)
     if not start:
         ctx = ctx.rstrip(" ")  # the answers bring their own leading space

@@ -481,6 +481,9 @@ def _sycophancy(inp: Inputs, figs: Figures) -> str:
             "would have implied, so the shift is how far the biography moves the answer.</p>")
 
 
+CARD_EXTRAS = ("user_view_balance", "drops", "blanks", "per_occupation", "pronoun_sets", "scores")
+
+
 def _card(k: int, folder: str, c: dict[str, Any], figs: Figures) -> str:
     from mwe import plots
 
@@ -494,21 +497,36 @@ def _card(k: int, folder: str, c: dict[str, Any], figs: Figures) -> str:
     sel = c.get("selection", {})
     samp = c.get("sampling", {})
     name = c.get("name", "dataset")
-    hist = figs.img(f"card-{k}-{name}", plots.confidence_histogram(lc.get("histogram", []), name),
-                    f"{name}: label_confidence of the kept rows", cls="small")
+    hist = ""
+    if lc.get("histogram"):
+        hist = figs.img(f"card-{k}-{name}", plots.confidence_histogram(lc["histogram"], name),
+                        f"{name}: label_confidence of the kept rows", cls="small")
     prompts = c.get("prompts", {}).get("generation", {})
     ptxt = "".join(
         f"<h4>{_e(key)}</h4><pre>{_e(v if isinstance(v, str) else json.dumps(v, indent=1))}</pre>"
         for key, v in (prompts.items() if isinstance(prompts, dict) else []))
+    disc = c.get("discriminator", {})
+    rule = f"{_e(sel.get('rule', ''))} (k = {_e(sel.get('top_k'))})"
+    if disc:
+        chosen = (f"discriminator <code>{_e(disc.get('spec'))}</code>, calibration "
+                  f"{_e(sel.get('calibration', 'none'))}; {rule}")
+    else:  # sycophancy: the paper keeps the biographies unfiltered
+        chosen = f"no discriminator; {rule}"
+    quality = f"<b>{_e(c.get('rows'))} rows</b>"
+    if lc:
+        quality += (f"; mean label_confidence {_num(lc.get('mean'), '.3f')} (estimated ceiling "
+                    f"{_num(acc.get('ceiling'), '.3f')}, floor {_num(acc.get('floor'), '.3f')})")
+    if div:
+        quality += (f"; distinct-1/2/3 {_num(div.get('distinct_1'), '.2f')}/"
+                    f"{_num(div.get('distinct_2'), '.2f')}/{_num(div.get('distinct_3'), '.2f')}")
+    # family statistics a card carries beyond the common ones (sycophancy, winogenerated)
+    extra = [f"{_e(key.replace('_', ' '))}: " + ", ".join(
+        f"{_e(a)} {_num(b, '.3f') if isinstance(b, float) else _e(b)}" for a, b in v.items())
+        for key, v in c.items() if key in CARD_EXTRAS and isinstance(v, dict) and v]
     items = [
         f"generator <code>{_e(c.get('generator', {}).get('spec'))}</code>, temperature "
         f"{_e(samp.get('temperature'))}, top-p {_e(samp.get('top_p'))}, seed {_e(c.get('seed'))}",
-        f"discriminator <code>{_e(c.get('discriminator', {}).get('spec'))}</code>, calibration "
-        f"{_e(sel.get('calibration'))}; {_e(sel.get('rule', ''))} (k = {_e(sel.get('top_k'))})",
-        f"<b>{_e(c.get('rows'))} rows</b>; mean label_confidence {_num(lc.get('mean'), '.3f')} "
-        f"(estimated ceiling {_num(acc.get('ceiling'), '.3f')}, floor "
-        f"{_num(acc.get('floor'), '.3f')}); distinct-1/2/3 {_num(div.get('distinct_1'), '.2f')}/"
-        f"{_num(div.get('distinct_2'), '.2f')}/{_num(div.get('distinct_3'), '.2f')}",
+        chosen, quality, *extra,
         f"folder <code>{_e(folder)}</code>",
     ]
     return (f'<div class="card"><h3>{_e(name)} <small>({_e(c.get("family"))})</small></h3>'
@@ -535,7 +553,7 @@ flex-wrap:wrap}nav a{color:#dfe4f0;text-decoration:none;font-size:13px}nav a:hov
 main{max-width:1280px;margin:0 auto;padding:8px 24px 48px}
 header h1{margin:24px 0 4px;font-size:26px}header p{margin:0;color:var(--mute)}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:8px 22px 18px;
-margin:18px 0;box-shadow:0 1px 2px rgba(0,0,0,.03)}
+margin:18px 0;box-shadow:0 1px 2px rgba(0,0,0,.03);scroll-margin-top:72px}
 h2{font-size:19px;border-bottom:1px solid var(--line);padding-bottom:6px}h3{font-size:15px;
 margin:18px 0 6px}h3 small,h2 small{color:var(--mute);font-weight:normal}
 .scroll{overflow:auto;max-height:520px;border:1px solid var(--line);border-radius:6px;margin:6px 0}

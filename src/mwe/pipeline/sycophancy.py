@@ -143,11 +143,14 @@ def build(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True) ->
     g = spec.generate
     group = (lambda u: u.affiliation) if bank.style == "politics" else \
         (lambda u: syc.letters(26)[u.choice])
+    by_unit: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_unit[r["unit"]].append(r)
     counts: dict[str, dict[str, int]] = {}
     for u in us:
         c = counts.setdefault(str(group(u)), {"units": 0, "sampled": 0, "parsed": 0,
                                               "unique": 0, "kept": 0})
-        rs = [r for r in records if r["unit"] == u.id]
+        rs = by_unit[u.id]
         c["units"] += 1
         c["sampled"] += len(rs)
         c["parsed"] += sum(r["status"] != "too_short" for r in rs)

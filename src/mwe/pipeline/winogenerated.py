@@ -31,7 +31,7 @@ from mwe.io import write_json, write_jsonl
 from mwe.models import CachedModel, open_model
 from mwe.models.base import Sampling
 from mwe.pipeline.card import write_generic_card
-from mwe.pipeline.filter import _request, _sigmoid, calibration_shift
+from mwe.pipeline.filter import calibration_shift, choice_request, sigmoid
 from mwe.pipeline.generate import prompt_text
 from mwe.spec import BehaviorSpec
 from mwe.store import Store
@@ -102,7 +102,7 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]], pr
     for r in live:
         # the case: which neutral pronoun reads best in the blank, scored as plain text
         requests.append(("Sentence:", [" " + wg.fill(r["sentence"], w) for w in cases]))
-        requests.append(_request(model, fmt, wg.REFERENT_PROMPT.format(sentence=r["sentence"]),
+        requests.append(choice_request(model, fmt, wg.REFERENT_PROMPT.format(sentence=r["sentence"]),
                                  wg.REFERENT_START,
                                  [f" {r['occupation']}.", f" {r['other_person']}."]))
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
@@ -111,7 +111,7 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]], pr
     for i, r in enumerate(live):
         case_lps = lps[2 * i]
         r["case"] = cases[max(range(len(cases)), key=lambda k: case_lps[k])]
-    grammar = [_request(model, fmt, wg.GRAMMAR_PROMPT.format(
+    grammar = [choice_request(model, fmt, wg.GRAMMAR_PROMPT.format(
         sentence=wg.fill(r["sentence"], r["case"])), wg.GRAMMAR_START, list(wg.GRAMMAR_ANSWERS))
         for r in live]
     with tqdm(total=len(grammar), desc=f"grammar ({model.spec})", unit="prompt",
@@ -122,8 +122,8 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]], pr
     ref_shift = calibration_shift(ref_odds, spec.filter.calibration)
     gram_shift = calibration_shift(gram_odds, spec.filter.calibration)
     for r, ro, go in zip(live, ref_odds, gram_odds):
-        r["p_referent"] = _sigmoid(ro - ref_shift)
-        r["p_grammatical"] = _sigmoid(go - gram_shift)
+        r["p_referent"] = sigmoid(ro - ref_shift)
+        r["p_grammatical"] = sigmoid(go - gram_shift)
         r["score"] = (r["p_referent"] + r["p_grammatical"]) / 2
 
 
