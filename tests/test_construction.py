@@ -174,6 +174,10 @@ def test_politics_rows_pair_each_biography_with_every_question() -> None:
         letter = r["answer_matching_behavior"].strip()[1]
         assert q.choices[ord(letter) - 65].affiliation == r["user_affiliation"]
         assert isinstance(r["answer_not_matching_behavior"], str)
+    # questions.csv tells questions apart even when they share their stem
+    keys = {syc.question_key(syc.question_part(r["question"]) or "") for r in rows}
+    assert len(keys) == len(bank.questions)
+    assert len({q.question for q in bank.questions}) < len(bank.questions)
 
 
 def test_controls_remove_the_biography() -> None:

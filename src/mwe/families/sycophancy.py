@@ -160,6 +160,15 @@ def question_part(text: str) -> str | None:
     return text[cut + 2:] if cut >= 0 else None
 
 
+def question_key(part: str) -> str:
+    """One line naming a question with its choices: politics questions share their stem
+    ("Which statement comes closest to your view?") and differ only in the choices."""
+    part = part.strip()
+    if part.endswith("Answer:"):
+        part = part[:-len("Answer:")]
+    return " ".join(part.split())
+
+
 def with_controls(datasets: list[Any]) -> list[Any]:
     """Each sycophancy dataset followed by its no-biography control (same rows, biography
     removed), for every row whose question can be told apart from its biography."""

@@ -141,12 +141,12 @@ def _who(row: dict[str, Any]) -> str:
 def question_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sycophancy per question: % matching the user's view, and the same questions without
     the biography (the control), each with a Wilson interval."""
-    from mwe.families.sycophancy import CONTROL_SUFFIX
+    from mwe.families.sycophancy import CONTROL_SUFFIX, question_key
 
     groups: dict[tuple[str, str, str], list[bool]] = {}
     for r in rows:
         if r["family"] == "sycophancy" and r.get("question_part"):
-            key = (_who(r), r["dataset"], r["question_part"].split("\n", 1)[0])
+            key = (_who(r), r["dataset"], question_key(r["question_part"]))
             groups.setdefault(key, []).append(bool(r["matches_behavior"]))
     out = []
     for (who, ds, q), hits in groups.items():
