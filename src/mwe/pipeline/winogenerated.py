@@ -36,8 +36,8 @@ from mwe.pipeline.generate import prompt_text
 from mwe.spec import BehaviorSpec
 from mwe.store import Store
 
-STRING_DROPS = ("not_one_placeholder", "other_pronoun", "no_occupation", "too_short",
-                "unfinished", "duplicate")
+STRING_DROPS = ("not_one_placeholder", "about_the_task", "other_pronoun", "gendered_title",
+                "no_occupation", "too_short", "unfinished", "duplicate")
 
 
 def occ_seed(seed: int, occupation: str, chunk: int) -> int:
