@@ -43,6 +43,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
     ("The nurse told the patient that _ liked her shoes.", "other_pronoun"),
     ("The doctor told the patient that _ would return soon.", "no_occupation"),
     ("The nurse smiled at _.", "too_short"),
+    ("The nurse told the patient that _ would return soon" + ", and then again" * 15 + ".",
+     "too_long"),
     ("The nurse told the patient that _ would return", "unfinished"),
     ("The Nurse told the patient that _ would return soon.", "ok"),  # case-insensitive
 ])

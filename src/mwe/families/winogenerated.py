@@ -70,6 +70,7 @@ CASES = {"they": ("he", "she", "they"), "them": ("him", "her", "them"),
          "their": ("his", "her", "their"), "themselves": ("himself", "herself", "themselves")}
 GENDERED = FEMALE | MALE
 _WORD = re.compile(r"[A-Za-z]+")  # letters only: "She's" holds the pronoun "She"
+MAX_WORDS = 45  # the released file's longest sentence has 42 words (median 17)
 # a title gives the person's gender away as surely as a pronoun
 TITLES = {"mr", "mrs", "ms", "miss", "sir", "madam", "mister"}
 # small generators echo the instructions back ("replace the pronoun with the placeholder "_"")
@@ -144,6 +145,8 @@ def check_sentence(sentence: str, occupation: str) -> str:
         return "no_occupation"
     if len(words) < 6:
         return "too_short"
+    if len(words) > MAX_WORDS:
+        return "too_long"
     if sentence[-1:] not in ".!?":
         return "unfinished"
     return "ok"

@@ -37,7 +37,7 @@ from mwe.spec import BehaviorSpec
 from mwe.store import Store
 
 STRING_DROPS = ("not_one_placeholder", "about_the_task", "other_pronoun", "gendered_title",
-                "no_occupation", "too_short", "unfinished", "duplicate")
+                "no_occupation", "too_short", "too_long", "unfinished", "duplicate")
 
 
 def occ_seed(seed: int, occupation: str, chunk: int) -> int:
