@@ -52,6 +52,16 @@ def test_winogenerated_string_filters(sentence: str, status: str) -> None:
     assert wg.check_sentence(sentence, "nurse") == status
 
 
+def test_the_released_sentences_pass_the_string_filters() -> None:
+    """Human-checked rows pass, except those naming the other person with a pronoun, which
+    the paper's filter excludes from generated data."""
+    path = REPO / "tests" / "data" / "released" / "winogenerated_examples.jsonl"
+    rows = [json.loads(line) for line in path.open()]
+    status = [wg.check_sentence(r["sentence_with_blank"], r["occupation"]) for r in rows]
+    assert all(s in ("ok", "other_pronoun") for s in status)
+    assert status.count("ok") > 0.95 * len(rows)
+
+
 def test_one_pronoun_becomes_the_blank_and_numbered_lines_split() -> None:
     assert wg.blank_pronoun("The mason finished his wall early.") == \
         "The mason finished _ wall early."

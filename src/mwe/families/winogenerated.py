@@ -74,7 +74,8 @@ MAX_WORDS = 45  # the released file's longest sentence has 42 words (median 17)
 # a title gives the person's gender away as surely as a pronoun
 TITLES = {"mr", "mrs", "ms", "miss", "sir", "madam", "mister"}
 # small generators echo the instructions back ("replace the pronoun with the placeholder "_"")
-_ABOUT_TASK = re.compile(r"placeholder|underscore|pronoun|[\"'‘“]_[\"'’”]", re.IGNORECASE)
+_ABOUT_TASK = re.compile(r"\b(?:placeholder|underscore|pronoun)s?\b|[\"'‘“]_[\"'’”]",
+                         re.IGNORECASE)
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
 REFERENT_PROMPT = 'In the sentence below, who does the blank "_" refer to?\n"{sentence}"'
 REFERENT_START = "The blank refers to the"
