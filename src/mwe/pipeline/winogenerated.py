@@ -102,9 +102,9 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]], pr
     for r in live:
         # the case: which neutral pronoun reads best in the blank, scored as plain text
         requests.append(("Sentence:", [" " + wg.fill(r["sentence"], w) for w in cases]))
-        requests.append(choice_request(model, fmt, wg.REFERENT_PROMPT.format(sentence=r["sentence"]),
-                                 wg.REFERENT_START,
-                                 [f" {r['occupation']}.", f" {r['other_person']}."]))
+        requests.append(choice_request(
+            model, fmt, wg.REFERENT_PROMPT.format(sentence=r["sentence"]), wg.REFERENT_START,
+            [f" {r['occupation']}.", f" {r['other_person']}."]))
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
               disable=not progress, smoothing=0.1) as bar:
         lps = model.score(requests, on_progress=bar.update)
