@@ -14,6 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "mwe needs Python 3.11 or newer; run e.g. 'make PYTHON=python3.12 test'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0

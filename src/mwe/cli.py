@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from mwe import __version__
 from mwe.errors import MweError
+from mwe.io import check_output_dir, check_output_file
 
 EVALUATE_EPILOG = """\
 examples:
@@ -46,7 +48,7 @@ Follow with 'mwe filter DIR'. A killed run resumes: every model call is cached.
 FILTER_EPILOG = """\
 examples:
   mwe filter runs/deceive                          # the spec's discriminator and k
-  mwe filter runs/deceive --discriminator llamacpp:smollm2-135m-instruct \
+  mwe filter runs/deceive --discriminator llamacpp:smollm2-135m-instruct \\
       --top-k 50 --out runs/deceive-smollm2        # re-filter without re-generating
 
 Writes scored.jsonl (every unique sample with the discriminator's probabilities),
@@ -77,8 +79,8 @@ examples:
   mwe sweep --series examples/series/bundled.yaml --data examples/data/persona --out runs/sweep
 
   # models named on the command line, released persona and advanced-AI-risk files
-  mwe sweep -m hf:smollm2-135m-instruct -m hf:gemma3-270m \
-      --data ../shared/anthropic-evals/persona --data ../shared/anthropic-evals/advanced-ai-risk \
+  mwe sweep -m hf:smollm2-135m-instruct -m hf:gemma3-270m \\
+      --data ../shared/anthropic-evals/persona --data ../shared/anthropic-evals/advanced-ai-risk \\
       --out runs/sweep-all
 
 Writes rows.jsonl, results.csv (one tidy line per model and dataset), trends.csv (slopes
@@ -93,12 +95,26 @@ examples:
 
 Takes sweep folders (mwe sweep), evaluate folders (mwe evaluate) and run folders (mwe run,
 mwe demo: their dataset cards). Writes one self-contained HTML file (every image embedded,
-opens offline) and every figure as a PNG in a folder beside it (report-plots/).
+opens offline) and every figure as a PNG in a folder beside it (for report.html:
+report-plots/; for NAME.html: NAME-plots/).
 """
 
 MODELS_EPILOG = """\
 examples:
   mwe models            # bundled models, whether installed, where their files are
+"""
+
+MAIN_EPILOG = """\
+examples:
+  mwe demo                                         # the whole pipeline on the bundled models
+  mwe run examples/specs/deceive-users.yaml --out runs/deceive
+  mwe evaluate -m llamacpp:smollm2-135m-instruct -d ../shared/anthropic-evals/persona \\
+      --out runs/persona
+  mwe report runs/deceive runs/persona --out runs/report.html
+
+Run 'mwe COMMAND --help' for a command's options and examples.
+Environment: MWE_CACHE_DIR (cache folder), MWE_THREADS (CPU threads per model),
+MWE_SCORE_CHUNK (questions per committed chunk), MWE_MAX_CHARS (longest text field).
 """
 
 
@@ -119,14 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mwe",
         description="Model-written evaluations: run behavioral evaluations of language models.",
-        epilog="Run 'mwe COMMAND --help' for a command's options and examples.",
+        epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mwe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ev = sub.add_parser(
         "evaluate",
-        help="score models on evaluation datasets (% of answers matching the behavior)",
+        help="score models on evaluation datasets (%% of answers matching the behavior)",
         description="Score each model on each dataset: for every question, the log-probability "
         "of each answer after the question; per dataset, the %% of questions where the most "
         "likely answer matches the behavior, with a 95%% Wilson interval.",
@@ -145,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-control", action="store_true",
                     help="sycophancy: skip the same questions without the biography (by default "
                     "each sycophancy file is also scored as 'NAME (no biography)')")
+    ev.add_argument("--skip-unreadable", action="store_true",
+                    help="go on (with a warning) when a folder under --data cannot be read; "
+                    "by default that stops the run")
     ev.add_argument("--out", "-o", required=True, metavar="DIR",
                     help="run folder for rows.jsonl, summary.csv, summary.json")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -196,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-control", action="store_true",
                     help="sycophancy: skip the same questions without the biography (by default "
                     "each sycophancy file is also scored as 'NAME (no biography)')")
+    sw.add_argument("--skip-unreadable", action="store_true",
+                    help="go on (with a warning) when a folder under --data cannot be read")
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(sw)
@@ -232,6 +253,22 @@ def _store(path: str | None) -> Any:
     return Store(path or default_store_path())
 
 
+def _models(specs: list[str]) -> list[str]:
+    """Model strings as given, validated and with any credentials redacted for display."""
+    from mwe.models import parse_spec
+    from mwe.redact import redact
+
+    for spec in specs:
+        parse_spec(spec)
+    return [redact(s) for s in specs]
+
+
+def _rate(computed: int, seconds: float) -> str:
+    if not computed:
+        return "all from the cache"
+    return f"{computed / seconds:.1f} rows/s" if seconds else "-"
+
+
 def _fmt(x: Any, spec: str = ".1f") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -266,7 +303,7 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
 
     if args.limit is not None and args.limit < 1:
         raise MweError("--limit must be at least 1")
-    datasets, skipped = load(args.data)
+    datasets, skipped = load(args.data, skip_unreadable=args.skip_unreadable)
     for sk in skipped:
         print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
     if not datasets:
@@ -283,29 +320,29 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mwe.models import open_model, parse_spec
+    from mwe.models import open_model
     from mwe.pipeline.evaluate import evaluate_model, write_outputs
 
-    for spec in args.model:
-        parse_spec(spec)
+    specs = _models(args.model)
+    check_output_dir(args.out)
+    store = _store(args.cache)
     datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
-    print(f"{len(datasets)} datasets, {n_rows} questions, {len(args.model)} model(s), "
+    print(f"{len(datasets)} datasets, {n_rows} questions, {len(specs)} model(s), "
           f"format {args.format}", file=sys.stderr)
-    store = _store(args.cache)
     runs = []
-    for spec in args.model:
-        model = open_model(spec, store)
+    for given, spec in zip(args.model, specs):
+        model = open_model(given, store)
         start = time.perf_counter()
         with tqdm(total=n_rows, desc=spec, unit="row", disable=args.no_progress,
                   file=sys.stderr, smoothing=0.1) as bar:
             run = evaluate_model(model, datasets, args.format, on_progress=bar.update)
         run.seconds = time.perf_counter() - start
         runs.append(run)
-        rate = run.computed_rows / run.seconds if run.computed_rows and run.seconds else 0.0
         print(f"{spec}: {n_rows} rows in {run.seconds:.1f} s; {run.cached_rows} from the "
-              f"cache, {run.computed_rows} computed ({rate:.1f} rows/s)", file=sys.stderr)
-    settings = {"models": args.model, "data": args.data, "format": args.format,
+              f"cache, {run.computed_rows} computed ({_rate(run.computed_rows, run.seconds)})",
+              file=sys.stderr)
+    settings = {"models": specs, "data": args.data, "format": args.format,
                 "limit": args.limit, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
                               "n": len(d.items)} for d in datasets]}
@@ -358,6 +395,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if spec.family in ("sycophancy", "winogenerated"):
         raise MweError(f"{args.spec}: a {spec.family} dataset is built in one step: "
                        f"mwe run {args.spec} --out {args.out}")
+    check_output_dir(args.out)
     meta = generate(spec, Path(args.out), _store(args.cache), not args.no_progress)
     for label, c in meta["counts"].items():
         print(f"{label}: {c['sampled']} sampled, {c['parsed']} parsed, {c['unique']} unique")
@@ -371,8 +409,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_filter(args: argparse.Namespace) -> int:
     from mwe.pipeline.filter import run_filter
 
-    out = Path(args.out or args.folder)
-    card = run_filter(Path(args.folder), out, _store(args.cache), args.discriminator,
+    out = check_output_dir(args.out or args.folder)
+    discriminator = _models([args.discriminator])[0] if args.discriminator else None
+    if args.top_k is not None and args.top_k < 1:
+        raise MweError("--top-k must be at least 1")
+    card = run_filter(Path(args.folder), out, _store(args.cache), discriminator,
                       args.top_k, not args.no_progress)
     print_counts(card)
     calls = card["_model_calls"]
@@ -386,6 +427,7 @@ def _run(spec: Any, out: Path, args: argparse.Namespace) -> int:
     from mwe.pipeline.run import run_all
 
     start = time.perf_counter()
+    check_output_dir(out)
     card, runs = run_all(spec, out, _store(args.cache), not args.no_progress)
     print()
     print_counts(card)
@@ -427,14 +469,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise MweError("name the models: --series FILE and/or --model M")
     series = load_series(args.series) if args.series else Series("models", ())
     if args.model:
+        _models(args.model)
         series = Series(series.name, series.models + from_specs(args.model).models)
+    check_output_dir(args.out)
+    store = _store(args.cache)
     datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
     start = time.perf_counter()
     results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
-                                  _store(args.cache), not args.no_progress)
+                                  store, not args.no_progress)
     cached = sum(r.cached_rows for r in runs)
     print(f"{n_rows * len(series.models)} rows in {time.perf_counter() - start:.0f} s; "
           f"{cached} from the cache, {n_rows * len(series.models) - cached} computed",
@@ -456,6 +501,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise MweError(f"--out {out}: give an .html file name")
+    check_output_file(out)
     try:
         from mwe.pipeline.report import write_report
     except ImportError as exc:
@@ -499,22 +545,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    commands = {"evaluate": cmd_evaluate, "generate": cmd_generate, "filter": cmd_filter,
+                "run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
+                "models": cmd_models}
     try:
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        if args.command == "models":
-            return cmd_models(args)
-        commands = {"generate": cmd_generate, "filter": cmd_filter, "run": cmd_run,
-                    "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report}
         return commands[args.command](args)
     except MweError as exc:
-        print(f"mwe: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except sqlite3.Error as exc:  # the cache, after it opened: a full disk, a lock held too long
+        from mwe.store import cache_problem
+
+        return _fail(f"cache: {cache_problem(exc)}")
+    except OSError as exc:  # an output that could not be written, e.g. a disk that filled up
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}; nothing half-written was left, and "
+                     "finished model calls are cached: run the same command again to resume")
     except KeyboardInterrupt:
         print("mwe: interrupted; run the same command again to resume (finished work is "
               "cached)", file=sys.stderr)
         return 130
-    return 0
+
+
+def _fail(message: str) -> int:
+    from mwe.redact import redact
+
+    print(f"mwe: error: {redact(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

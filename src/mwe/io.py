@@ -11,6 +11,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from mwe.errors import MweError
+
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """0666 less the umask: what open() would give, so outputs can be shared with colleagues.
+
+    mkstemp creates 0600 files and the mode survives the rename; the umask is read once (it can
+    only be read by setting it) and restored at once.
+    """
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
@@ -20,6 +37,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
@@ -49,3 +67,61 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequenc
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+
+def remove_stale(folder: str | Path, names: Sequence[str], written: Sequence[str | Path]) -> None:
+    """Remove mwe's own optional outputs that this run did not write.
+
+    A reused output folder must not keep, say, winogenerated.png from an earlier run beside
+    results that have no Winogenerated rows.
+    """
+    keep = {Path(p).name for p in written}
+    for name in names:
+        if name not in keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path(folder) / name)
+
+
+def _existing_ancestor(path: Path, what: str, shown: Path) -> Path:
+    """The nearest folder that exists at or above `path` (where the output would be created)."""
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise MweError(f"{what} {shown}: {probe} is a file, not a folder")
+    return probe
+
+
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """Fail before any model runs if `path` cannot become a folder mwe can write into.
+
+    Nothing is created: a run stopped by bad input later leaves no empty folder behind.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MweError(f"{what} {path}: exists and is not a folder")
+    _probe(_existing_ancestor(path, what, path), what, path)
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Fail before any work if `path` cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise MweError(f"{what} {path}: is a folder; give a file name")
+    _probe(_existing_ancestor(path.parent, what, path), what, path)
+    return path
+
+
+def _probe(folder: Path, what: str, shown: Path) -> None:
+    """Write and remove a small file: catches read-only mounts, permissions and a full disk."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mwe-probe.", dir=folder)
+        try:
+            os.write(fd, b"0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        raise MweError(f"{what} {shown}: cannot write in {folder} ({exc.strerror})") from None

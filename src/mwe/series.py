@@ -20,11 +20,13 @@ the report says when they do not.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mwe.errors import DataError
+from mwe.redact import redact
 from mwe.spec import _Checker, _read
 
 TUNING = ("base", "tuned", "rlhf", "pm")
@@ -52,6 +54,7 @@ class Series:
 
 
 def from_specs(specs: list[str]) -> Series:
+    specs = [redact(s) for s in specs]
     return Series("models", tuple(SeriesModel(s, s) for s in specs))
 
 
@@ -80,9 +83,9 @@ def load_series(path: str | Path) -> Series:
             if key not in allowed:
                 raise DataError(str(path), loc.line(None, "models"), f"{where}.{key}",
                                 f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-        spec = entry["model"]
+        spec = redact(str(entry["model"]))
         try:
-            parse_spec(str(spec))
+            parse_spec(spec)
         except Exception as exc:
             raise DataError(str(path), loc.line(None, "models"), f"{where}.model",
                             str(exc)) from None
@@ -98,7 +101,8 @@ def load_series(path: str | Path) -> Series:
                 with contextlib.suppress(ValueError):
                     v = float(v)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or v < 0 or (key == "params" and v == 0)):
+                                  or not math.isfinite(v) or v < 0
+                                  or (key == "params" and v == 0)):
                 raise DataError(str(path), loc.line(None, "models"), f"{where}.{key}",
                                 f"expected a positive number, got {v!r}")
             nums[key] = float(v) if v is not None else None

@@ -16,12 +16,12 @@ Every problem is reported with the file, the line (where the parser can tell) an
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from mwe.errors import DataError
 from mwe.prompts import FORMATS
@@ -163,6 +163,9 @@ def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
         raise DataError(str(path), None, None, f"cannot read the spec: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise DataError(str(path), None, None, "the spec is not UTF-8 text") from None
+    if not text.strip():
+        raise DataError(str(path), None, None, "the file is empty (a spec needs at least name, "
+                        "family and generator; see examples/specs)")
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
@@ -184,10 +187,32 @@ def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
         raise DataError(str(path), mark.line + 1 if mark else None, None,
                         f"invalid YAML: {problem}") from None
     if data is None:
-        data = {}
+        raise DataError(str(path), None, None, "the file has no fields, only comments (a spec "
+                        "needs at least name, family and generator; see examples/specs)")
+    _no_duplicate_keys(path, root)
     if not isinstance(data, dict):
         raise DataError(str(path), 1, None, "a spec is a mapping of fields (name: ..., family: ...)")
     return data, _Locator(text, root)
+
+
+def _no_duplicate_keys(path: Path, node: Any) -> None:
+    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is
+    a mistake, so name the line of the second. (TOML's parser already refuses them.)"""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            k = getattr(key, "value", None)
+            if isinstance(k, str):
+                if k in seen:
+                    raise DataError(str(path), key.start_mark.line + 1, k,
+                                    "appears twice (the first would be silently ignored)")
+                seen.add(k)
+            _no_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            _no_duplicate_keys(path, value)
 
 
 class _Checker:
@@ -232,6 +257,8 @@ class _Checker:
         v = data[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.fail(section, key, f"expected a number, got {v!r}")
+        if not math.isfinite(v):
+            raise self.fail(section, key, f"expected a finite number, got {v!r}")
         if v < low or v > high or (low_open and v == low):
             raise self.fail(section, key, f"{v} is out of range ({low} to {high})")
         return float(v)
@@ -276,7 +303,12 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
         raise c.fail(None, "targets", "expected a list of model names (BACKEND:NAME)")
     from mwe.models import parse_spec
+    from mwe.redact import redact
 
+    # credentials in a model's URL are never kept: the backends drop them, and every file
+    # that names a model (spec.json, cards, results) must not show them
+    models = {k: redact(v) for k, v in models.items()}
+    targets = [redact(t) for t in targets]
     for key, value in [*((k, v) for k, v in models.items() if v),
                        *(("targets", t) for t in targets)]:
         try:

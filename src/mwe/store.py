@@ -14,10 +14,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mwe.errors import MweError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     model TEXT PRIMARY KEY,
     identity TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS calls (
     model TEXT NOT NULL,
@@ -44,12 +50,24 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
+        if self.path.is_dir():
+            raise MweError(f"cache {self.path}: is a folder, not a database file "
+                           "(--cache names the SQLite file, e.g. DIR/calls.sqlite)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MweError(f"cache {self.path}: cannot create its folder ({exc.strerror})") from None
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=60.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.commit()
+            # a write now, not minutes into a run: a read-only file or folder fails here
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '1')")
+        except sqlite3.DatabaseError as exc:
+            raise MweError(f"cache {self.path}: {cache_problem(exc)}") from None
 
     def register_model(self, identity: dict[str, Any]) -> str:
         model_id = digest(identity)
@@ -92,3 +110,17 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+def cache_problem(exc: sqlite3.Error) -> str:
+    """SQLite's message, said the way a user can act on it."""
+    msg = str(exc)
+    if "not a database" in msg:
+        return "not an mwe cache (SQLite says: file is not a database); name another --cache"
+    if "readonly" in msg or "read-only" in msg:
+        return "cannot write to it (read-only file or folder)"
+    if "unable to open" in msg:
+        return "cannot open it (check the folder exists and is writable)"
+    if "disk is full" in msg or "disk I/O" in msg:
+        return f"cannot write to it ({msg}); free some space and run again to resume"
+    return msg

@@ -17,6 +17,7 @@ from typing import Any
 from mwe.errors import MweError
 from mwe.models.base import LanguageModel, Sampling, ScoreRequest
 from mwe.models.cached import CachedModel
+from mwe.redact import redact
 from mwe.store import Store
 
 # backend name -> module implementing identity(name) and load(spec, name, identity)
@@ -36,11 +37,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
     backend, sep, name = spec.partition(":")
     if not sep or not name:
         raise MweError(
-            f"model '{spec}': expected BACKEND:NAME, e.g. llamacpp:smollm2-135m-instruct "
+            f"model '{redact(spec)}': expected BACKEND:NAME, e.g. llamacpp:smollm2-135m-instruct "
             f"(backends: {', '.join(BACKENDS)})"
         )
     if backend not in BACKENDS:
-        raise MweError(f"model '{spec}': unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+        raise MweError(f"model '{redact(spec)}': unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     return backend, name
 
 
@@ -67,4 +68,5 @@ def open_model(spec: str, store: Store) -> CachedModel:
     backend, name = parse_spec(spec)
     mod = _module(backend)
     ident = mod.identity(name)
-    return CachedModel(spec, ident, lambda: mod.load(spec, name, ident), store)
+    # the backend gets the string as given; everything shown or written gets it redacted
+    return CachedModel(redact(spec), ident, lambda: mod.load(spec, name, ident), store)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mwe import prompts
 from mwe.datasets import Dataset
-from mwe.io import write_csv, write_json, write_jsonl
+from mwe.io import remove_stale, write_csv, write_json, write_jsonl
 from mwe.models import CachedModel
 from mwe.stats import fisher_interval, pearson_r, wilson_interval
 
@@ -44,7 +44,10 @@ def _softmax(logprobs: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def row_result(item: Any, logprobs: list[float], conts: list[str]) -> dict[str, Any]:
+def row_result(item: Any, logprobs: list[float], conts: list[str], reward: bool = False
+               ) -> dict[str, Any]:
+    """One scored row. Rewards are not log-probs: they can be large and positive (exp would
+    overflow), and there is no probability mass to speak of."""
     probs = _softmax(logprobs)
     row: dict[str, Any] = {
         "dataset": item.dataset,
@@ -53,7 +56,7 @@ def row_result(item: Any, logprobs: list[float], conts: list[str]) -> dict[str, 
         "line": item.line,
         "answers": conts,
         "logprobs": logprobs,
-        "valid_mass": sum(math.exp(lp) for lp in logprobs),
+        "valid_mass": None if reward else sum(math.exp(lp) for lp in logprobs),
     }
     if item.family == "winogenerated":
         female, male = item.meta["female"], item.meta["male"]
@@ -118,10 +121,7 @@ def evaluate_model(
         rows = []
         reward = model.identity().get("kind") == "reward"
         for item, lps, cs in zip(ds.items, scores, conts):
-            row = {"model": model.spec, "format": fmt, **row_result(item, lps, cs)}
-            if reward:  # rewards, not log-probs: no probability mass to speak of
-                row["valid_mass"] = None
-            rows.append(row)
+            rows.append({"model": model.spec, "format": fmt, **row_result(item, lps, cs, reward)})
         run.rows.extend(rows)
         run.summaries.append(summarise(model.spec, fmt, ds, rows))
     run.computed_rows = sum(len(d.items) for d in datasets) - run.cached_rows
@@ -198,6 +198,10 @@ def winogenerated_plot(summaries: list[dict[str, Any]], occupations: list[dict[s
     return plots.scatter(panels) if panels else None
 
 
+# written only when the rows call for them; removed from a reused folder when they do not
+EXTRA_FILES = ("questions.csv", "occupations.csv", "winogenerated.png")
+
+
 def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
                  ) -> dict[str, Path]:
     """questions.csv (sycophancy), occupations.csv and winogenerated.png (Winogenerated)."""
@@ -230,4 +234,5 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     write_csv(paths["summary_csv"], summaries, SUMMARY_COLUMNS)
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
     paths.update(write_extras(out, rows, summaries))
+    remove_stale(out, EXTRA_FILES, list(paths.values()))
     return paths

@@ -17,12 +17,15 @@ from tqdm import tqdm
 from mwe import __version__
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
+from mwe.io import remove_stale
 from mwe.models import open_model
-from mwe.pipeline.evaluate import ModelRun, evaluate_model, write_outputs
+from mwe.pipeline.evaluate import EXTRA_FILES, ModelRun, evaluate_model, write_outputs
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.spec import BehaviorSpec
 from mwe.store import Store
+
+RESULT_FILES = ("rows.jsonl", "summary.csv", "summary.json", *EXTRA_FILES)
 
 
 def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
@@ -70,4 +73,6 @@ def run_all(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
         generate(spec, out, store, progress)
         card = run_filter(out, out, store, progress=progress)
     runs = evaluate_dataset(spec, out, store, progress) if spec.targets else []
+    if not runs:  # no results now: none from an earlier run in this folder either
+        remove_stale(out / "results", RESULT_FILES, [])
     return card, runs

@@ -17,9 +17,15 @@ from tqdm import tqdm
 
 from mwe import __version__
 from mwe.datasets import Dataset
-from mwe.io import write_csv, write_json, write_jsonl
+from mwe.io import remove_stale, write_csv, write_json, write_jsonl
 from mwe.models import open_model, parse_spec
-from mwe.pipeline.evaluate import SUMMARY_COLUMNS, ModelRun, evaluate_model, write_extras
+from mwe.pipeline.evaluate import (
+    EXTRA_FILES,
+    SUMMARY_COLUMNS,
+    ModelRun,
+    evaluate_model,
+    write_extras,
+)
 from mwe.series import Series
 from mwe.store import Store
 from mwe.trends import trend_rows
@@ -53,7 +59,8 @@ def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, store: S
     write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))
     write_csv(out / "results.csv", results, RESULT_COLUMNS)
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
-    write_extras(out, [row for r in runs for row in r.rows], results)
+    extras = write_extras(out, [row for r in runs for row in r.rows], results)
+    remove_stale(out, EXTRA_FILES, list(extras.values()))
     write_json(out / "sweep.json", {
         "mwe_version": __version__, "format": fmt, "series": series.name,
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
