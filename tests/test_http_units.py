@@ -4,13 +4,23 @@ real server is exercised in test_http.py)."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import time
 from typing import Any
 
 import pytest
 
 from mwe.errors import MweError
-from mwe.models.http import HttpSettings, HttpStats, RateLimiter, classify, run_all, with_retries
+from mwe.models.http import (
+    HttpSettings,
+    HttpStats,
+    RateLimiter,
+    classify,
+    network_reason,
+    run_all,
+    with_retries,
+)
 from mwe.models.openai_compat import parse_name
 
 
@@ -26,9 +36,93 @@ def test_classify() -> None:
     assert classify(Status(429, "1.5")) == (True, 1.5, "http_429")
     assert classify(Status(503)) == (True, None, "http_503")
     assert classify(Status(400))[0] is False and classify(Status(404))[0] is False
-    assert classify(asyncio.TimeoutError())[0] is True
+    assert classify(TimeoutError())[0] is True
     assert classify(ConnectionResetError())[:1] == (True,)
     assert classify(ValueError("bad"))[0] is False
+    for code in (408, 409, 429, 500, 502, 503, 504, 529):
+        assert classify(Status(code))[0] is True, code
+    for code in (400, 401, 403, 404, 405, 422, 501):
+        assert classify(Status(code))[0] is False, code
+
+
+def wrapped(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+def test_classify_retries_network_faults_only() -> None:
+    """Network faults are retried; local OSErrors (a missing file, a permission) are not,
+    even when an SDK wraps them in its connection error."""
+    for exc in (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), ConnectionResetError(),
+                ConnectionAbortedError(), BrokenPipeError(), TimeoutError(),
+                OSError(errno.ENETUNREACH, "Network is unreachable"),
+                OSError(errno.EHOSTUNREACH, "No route to host"),
+                socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")):
+        assert classify(exc)[0] is True, repr(exc)
+    for exc in (FileNotFoundError(errno.ENOENT, "No such file", "/etc/ca.pem"),
+                PermissionError(errno.EACCES, "Permission denied", "/root/key"),
+                IsADirectoryError(), OSError("something local"), OSError(errno.ENOSPC, "full")):
+        assert classify(exc)[0] is False, repr(exc)
+    assert classify(ConnectionRefusedError())[2] == "connection"
+    assert classify(TimeoutError())[2] == "timeout"
+
+    class APIConnectionError(Exception):  # recognised by name (openai's, anthropic's)
+        pass
+
+    class NetworkError(Exception):
+        pass
+
+    class ConnectError(NetworkError):  # httpx's (and its forks')
+        pass
+
+    assert classify(wrapped(APIConnectionError(), ConnectionRefusedError()))[0] is True
+    assert classify(ConnectError("All connection attempts failed"))[0] is True
+    assert classify(wrapped(APIConnectionError(), FileNotFoundError()))[:1] == (False,)
+    assert classify(wrapped(APIConnectionError(), PermissionError()))[2] == "PermissionError"
+    openai = pytest.importorskip("openai")
+    assert classify(openai.APITimeoutError(request=None)) == (True, None, "timeout")
+    assert classify(wrapped(openai.APIConnectionError(request=None),
+                            ConnectionResetError()))[:1] == (True,)
+    assert classify(wrapped(openai.APIConnectionError(request=None),
+                            FileNotFoundError()))[:1] == (False,)
+    assert classify(MweError("already explained"))[0] is False
+
+
+def test_local_errors_are_not_retried_network_errors_are() -> None:
+    settings = HttpSettings(max_attempts=3, backoff=0.001, max_backoff=0.001)
+    for exc in (FileNotFoundError(errno.ENOENT, "No such file"),
+                PermissionError(errno.EACCES, "Permission denied")):
+        stats = HttpStats()
+
+        async def local(exc: BaseException = exc) -> str:
+            raise exc
+
+        with pytest.raises(type(exc)):
+            asyncio.run(with_retries(local, settings, stats))
+        assert stats.calls == 1 and stats.retries == 0
+    for exc in (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), TimeoutError()):
+        stats = HttpStats()
+        calls: list[int] = []
+
+        async def network(exc: BaseException = exc, calls: list[int] = calls) -> str:
+            calls.append(1)
+            if len(calls) < 3:
+                raise exc
+            return "ok"
+
+        assert asyncio.run(with_retries(network, settings, stats)) == "ok"
+        assert stats.calls == 3 and stats.retries == 2
+
+
+def test_network_reasons_name_the_innermost_fault() -> None:
+    assert network_reason([OSError("All connection attempts failed"),
+                           ConnectionRefusedError(111, "Connect call failed")]) == \
+        "connection refused"
+    assert network_reason([ConnectionResetError()]) == "connection reset"
+    assert network_reason([socket.gaierror(socket.EAI_NONAME, "Name or service not known")]) \
+        == "host not found"
+    assert network_reason([Exception("Server disconnected without sending a response.")]) == \
+        "Server disconnected without sending a response."
 
 
 def test_retries_honour_retry_after_then_succeed() -> None:

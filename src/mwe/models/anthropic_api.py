@@ -30,10 +30,18 @@ from urllib.parse import parse_qsl, urlsplit
 from mwe.errors import MweError
 from mwe.models.base import Sampling, ScoreRequest
 from mwe.models.http import HttpBackend
-from mwe.models.openai_compat import CHAT_MARK
+from mwe.models.openai_compat import CHAT_MARK, shown_url
+from mwe.redact import redact
 
 DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
 SCORE_TOKENS = 8
+DEFAULT_BASE = "https://api.anthropic.com"  # the SDK's, shown in errors when no URL is given
+
+
+def _without_userinfo(base: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" \
+           f"{parts.path.rstrip('/')}"
 
 
 def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
@@ -41,13 +49,12 @@ def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
     options = dict(parse_qsl(query, keep_blank_values=True))
     model, sep, base = rest.partition("@")
     if not model:
-        raise MweError(f"anthropic: '{name}' names no model (anthropic:MODEL[@BASE_URL])")
+        raise MweError(f"anthropic: '{redact(name)}' names no model (anthropic:MODEL[@BASE_URL])")
     if sep:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise MweError(f"anthropic: base URL '{base}' is not an http(s) URL")
-        base = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" \
-               f"{parts.path.rstrip('/')}"
+            raise MweError(f"anthropic: base URL '{shown_url(base)}' is not an http(s) URL")
+        base = _without_userinfo(base)
     known = {"samples", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "backoff",
              "max_backoff"}
     for key in options:
@@ -55,7 +62,14 @@ def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
             raise MweError(f"anthropic: unknown option '{key}' (known: {', '.join(sorted(known))})")
     if "samples" in options and (not options["samples"].isdigit() or int(options["samples"]) < 1):
         raise MweError("anthropic: samples must be a positive whole number")
-    return model, (base if sep else os.environ.get("ANTHROPIC_BASE_URL")), options
+    if not sep:
+        env = os.environ.get("ANTHROPIC_BASE_URL")
+        # never keep credentials in the identity (a URL without any is kept as it was, so
+        # that its cache entries stay valid)
+        if env and "@" in urlsplit(env).netloc:
+            env = _without_userinfo(env)
+        return model, env, options
+    return model, base, options
 
 
 def identity(name: str) -> dict[str, Any]:
@@ -88,6 +102,8 @@ def to_messages(prompt: str) -> list[dict[str, str]]:
 
 
 class AnthropicModel(HttpBackend):
+    key_env = "ANTHROPIC_API_KEY"
+
     def __init__(self, spec: str, model: str, base: str | None, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
         super().__init__(spec, options, ident, "anthropic")
@@ -96,8 +112,12 @@ class AnthropicModel(HttpBackend):
         self.samples = int(options.get("samples", "20"))
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
-            raise MweError(f"{spec}: set ANTHROPIC_API_KEY in the environment")
+            raise MweError(f"{self.spec}: set ANTHROPIC_API_KEY in the environment")
         self._key = key
+        self._secret = key
+
+    def shown_base(self) -> str:
+        return self.base or DEFAULT_BASE
 
     def _make_client(self) -> Any:
         from anthropic import AsyncAnthropic

@@ -1,29 +1,74 @@
 """What every HTTP backend shares: many requests in flight, rate limits, retries.
 
-A call that fails with a rate limit (429), a server error (5xx), a timeout or a dropped
-connection is retried with exponential backoff and full jitter, waiting at least as long as
-the server's Retry-After says. Each finished call is handed to `on_result` at once, so the
-caller can commit it to the cache: a crash loses at most the calls in flight.
+A call that fails with a rate limit (429), a server error (5xx), 408, 409, a timeout or a
+network fault (connection refused, reset or aborted) is retried with exponential backoff and
+full jitter, waiting at least as long as the server's Retry-After says. Anything else (401,
+403, 404, a local file or permission error) fails at once. A call that fails for good becomes
+one `HttpError` line naming the model (credentials redacted) and the cause. Each finished
+call is handed to `on_result` at once, so the caller can commit it to the cache: a crash
+loses at most the calls in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
 import random
+import re
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from mwe.errors import MweError
+from mwe.redact import redact
 
 T = TypeVar("T")
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+RETRY_STATUS = {408, 409, 429}  # and every 5xx but 501 and 505 (see retry_status)
+# what a server answers when it lacks a feature (an endpoint, a parameter): the scoring
+# probe takes these as "not supported" and tries another method
+UNSUPPORTED_STATUS = {400, 404, 405, 415, 422, 501}
+NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE,
+                  errno.ETIMEDOUT, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET,
+                  errno.EHOSTDOWN, errno.EHOSTUNREACH}
+# local faults that no retry will cure, even when an SDK wraps them as a connection error
+LOCAL_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                FileExistsError, ssl.SSLCertVerificationError)
+# transport errors of the SDKs and of httpx/httpcore (or forks), recognised by class name
+NETWORK_CLASSES = {"APIConnectionError", "APITimeoutError", "NetworkError", "TimeoutException",
+                   "RemoteProtocolError"}
+TIMEOUT_CLASSES = {"APITimeoutError", "TimeoutException"}
+
+
+def retry_status(status: int) -> bool:
+    return status in RETRY_STATUS or (500 <= status < 600 and status not in (501, 505))
 
 
 class GaveUp(MweError):
-    """A call that kept failing with faults worth retrying."""
+    """A call that kept failing with faults worth retrying; `last` is the last fault."""
+
+    def __init__(self, message: str, last: BaseException | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.last = last
+        self.attempts = attempts
+
+
+class HttpError(MweError):
+    """A call that failed for good, as one line: the model string (redacted), then the cause.
+    `status` is the HTTP status if the server answered; `unsupported` is true when the answer
+    says the server lacks a feature (not an auth error, a missing model or a network fault)."""
+
+    def __init__(self, spec: str, cause: str, status: int | None = None,
+                 unsupported: bool = False) -> None:
+        super().__init__(f"{spec}: {cause}")
+        self.cause = cause
+        self.status = status
+        self.unsupported = unsupported
 
 
 @dataclass
@@ -99,32 +144,152 @@ class RateLimiter:
                 await asyncio.sleep(wait)
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from or during, outermost first."""
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and all(e is not seen for seen in out) and len(out) < 20:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {c.__name__ for c in type(exc).__mro__}
+
+
+def is_network_os_error(exc: BaseException) -> bool:
+    """A socket-level fault (refused, reset, aborted, unreachable, name lookup, timed out),
+    not a local one such as a missing file or a permission."""
+    if isinstance(exc, LOCAL_ERRORS):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, socket.herror)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in NETWORK_ERRNOS
+
+
+def status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    try:
+        return None if status is None else int(status)
+    except (TypeError, ValueError):
+        return None
+
+
 def classify(exc: BaseException) -> tuple[bool, float | None, str]:
-    """(retry?, Retry-After seconds if the server gave one, a short name for the fault)."""
+    """(retry?, Retry-After seconds if the server gave one, a short name for the fault).
+    Retried: 408, 409, 429 and 5xx answers, timeouts and network faults; nothing else."""
+    if isinstance(exc, MweError):  # already explained (and retried, where it was worth it)
+        return False, None, type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return True, None, "timeout"
-    status = getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)
-    if status is None and response is not None:
-        status = getattr(response, "status_code", None)
+    status = status_of(exc)
     name = type(exc).__name__
     if status is not None:
         after = None
-        headers = getattr(response, "headers", None) or {}
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
         raw = headers.get("retry-after") if hasattr(headers, "get") else None
         if raw is not None:
             try:
                 after = float(raw)
             except ValueError:
                 after = None
-        return int(status) in RETRY_STATUS, after, f"http_{status}"
-    bases = {c.__name__ for c in type(exc).__mro__}
-    if "Timeout" in name or bases & {"TimeoutException", "APITimeoutError"}:
-        return True, None, "timeout"
-    transport = {"TransportError", "NetworkError", "ProtocolError", "APIConnectionError"}
-    if bases & transport or isinstance(exc, (ConnectionError, OSError)):
+        return retry_status(status), after, f"http_{status}"
+    names = _class_names(exc)
+    if names & NETWORK_CLASSES:
+        local = next((e for e in causes(exc) if isinstance(e, LOCAL_ERRORS)), None)
+        if local is not None:
+            return False, None, type(local).__name__
+        return True, None, "timeout" if names & TIMEOUT_CLASSES else "connection"
+    if isinstance(exc, OSError) and is_network_os_error(exc):
         return True, None, "connection"
     return False, None, name
+
+
+def _is_http_fault(exc: BaseException) -> bool:
+    """A fault of the server, the network or the local setup, explained in one line (rather
+    than a bug, which keeps its traceback)."""
+    if status_of(exc) is not None or isinstance(exc, (TimeoutError, OSError)):
+        return True
+    names = _class_names(exc)
+    # the SDKs' own errors: openai.APIError, anthropic.APIError, httpx.HTTPError
+    return bool(names & NETWORK_CLASSES or names & {"APIError", "HTTPError", "TransportError"})
+
+
+def network_reason(chain: Sequence[BaseException]) -> str:
+    """The innermost fault in a chain of wrapped network errors, in a few words."""
+    for e in reversed(chain):
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, ConnectionResetError):
+            return "connection reset"
+        if isinstance(e, ConnectionAbortedError):
+            return "connection aborted"
+        if isinstance(e, BrokenPipeError):
+            return "connection closed"
+        if isinstance(e, socket.gaierror):
+            return "host not found" if e.errno == socket.EAI_NONAME else \
+                f"name lookup failed: {e.strerror or e}"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS error: {getattr(e, 'reason', None) or e}"
+        if isinstance(e, OSError) and e.errno is not None and e.strerror:
+            return e.strerror[:1].lower() + e.strerror[1:]
+    generic = {"", "connection error.", "all connection attempts failed"}
+    for e in reversed(chain):
+        text = str(e).strip()
+        if text.lower() not in generic:
+            return text
+    return type(chain[0]).__name__ if chain else "unknown error"
+
+
+def _body_of(exc: BaseException) -> Any:
+    body = getattr(exc, "body", None)
+    if body is not None:
+        return body
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    try:
+        return response.json()
+    except Exception:  # noqa: BLE001 - not JSON, or not read
+        try:
+            return str(response.text)
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def _message_of(body: Any) -> str:
+    """The human part of an error body: OpenAI's and Anthropic's {"error": {"message"}},
+    vLLM's {"message"}, FastAPI's {"detail"}, or plain text."""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                value = body[key]
+                return value if isinstance(value, str) else json.dumps(value)
+        return ""
+    return "" if body is None else str(body)
+
+
+_MODEL_MISSING = re.compile(
+    r"(?i)\bmodel\b.{0,120}\b(not found|does not exist|doesn't exist|not exist|unknown|"
+    r"no such|not available)|\b(unknown|no such|invalid) model\b|^model: ")
+
+
+def _model_missing(body: Any, message: str) -> bool:
+    """Does a 404 say the model does not exist (rather than the endpoint)?"""
+    codes: list[Any] = []
+    if isinstance(body, dict):
+        codes += [body.get("code"), body.get("type")]
+        if isinstance(body.get("error"), dict):
+            codes += [body["error"].get("code"), body["error"].get("type")]
+    if any(str(c) == "model_not_found" for c in codes if c):
+        return True
+    return bool(_MODEL_MISSING.search(message))
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], settings: HttpSettings,
@@ -141,7 +306,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], settings: HttpSettings,
             if not retry or attempt == settings.max_attempts - 1:
                 if retry:
                     raise GaveUp(f"gave up after {settings.max_attempts} attempts; last error: "
-                                   f"{kind}: {exc}") from None
+                                 f"{kind}: {exc}", exc, settings.max_attempts) from None
                 raise
             delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2**attempt))
             stats.retries += 1
@@ -186,26 +351,35 @@ def run_all(jobs: Sequence[Callable[[], Awaitable[T]]], settings: HttpSettings,
 
 
 class HttpBackend:
-    """What the HTTP backends share: settings, counters, the identity, and one async client
+    """What the HTTP backends share: settings, counters, the identity, one async client
     per event loop (a client's connection pool belongs to the loop that opened it, so it is
-    closed inside that loop when a batch of calls ends)."""
+    closed inside that loop when a batch of calls ends), and errors explained in one line."""
+
+    key_env = "API_KEY"  # the environment variable the key comes from, named in a 401's hint
 
     def __init__(self, spec: str, options: dict[str, str], ident: dict[str, Any],
                  package: str) -> None:
+        # the spec is only ever shown: never with the credentials a URL or query may carry
+        self.spec = redact(spec)
         try:
             __import__(package)
         except ImportError:
-            raise MweError(f"{spec} needs the {package} package: pip install 'mwe[http]' "
+            raise MweError(f"{self.spec} needs the {package} package: pip install 'mwe[http]' "
                            "(or run 'make setup')") from None
-        self.spec = spec
         self.settings: HttpSettings = settings_from(options)
         self.stats = HttpStats()
         self._identity = ident
         self._client: Any = None
         self._loop: Any = None
+        self._secret = ""  # the API key, scrubbed from any message shown
+        self.model = ""
 
     def identity(self) -> dict[str, Any]:
         return self._identity
+
+    def shown_base(self) -> str:
+        """The base URL as shown in errors."""
+        raise NotImplementedError
 
     def _make_client(self) -> Any:
         raise NotImplementedError
@@ -229,8 +403,91 @@ class HttpBackend:
 
     async def _request(self, make: Callable[[], Awaitable[T]]) -> T:
         """One HTTP request, retried on its own: a job made of several requests never repeats
-        the ones that already succeeded."""
-        return await with_retries(make, self.settings, self.stats)
+        the ones that already succeeded. A request that fails for good raises HttpError."""
+        try:
+            return await with_retries(make, self.settings, self.stats)
+        except GaveUp as exc:
+            if exc.last is None:
+                raise
+            raise self.failure(exc.last, exc.attempts) from None
+        except MweError:
+            raise
+        except Exception as exc:
+            if not _is_http_fault(exc):
+                raise  # a bug, not a fault of the server or the network: keep its traceback
+            raise self.failure(exc, 1) from None
+
+    # --- one-line explanations ---
+
+    def failure(self, exc: BaseException, attempts: int = 1) -> HttpError:
+        """`exc` as an HttpError: `SPEC: the server answered 401 Unauthorized (check ...)`,
+        `SPEC: cannot connect to URL (connection refused; tried 8 times)`, ..."""
+        tried = f"tried {attempts} times" if attempts > 1 else ""
+        status = status_of(exc)
+        if status is not None and status >= 400:
+            cause, unsupported = self._status_cause(exc, status)
+            if tried:
+                cause += f" ({tried})"
+            return HttpError(self.spec, cause, status, unsupported)
+        chain = causes(exc)
+        local = next((e for e in chain if isinstance(e, LOCAL_ERRORS)), None)
+        if local is not None:
+            return HttpError(self.spec, f"{type(local).__name__}: {self._clean(str(local))}")
+        base = redact(self.shown_base())
+        names = set().union(*(_class_names(e) for e in chain))
+        timeout = bool(names & TIMEOUT_CLASSES) or isinstance(exc, TimeoutError)
+        if not (timeout or names & NETWORK_CLASSES or any(map(is_network_os_error, chain))):
+            return HttpError(self.spec, f"unexpected answer from {base}: "
+                                        f"{type(exc).__name__}: {self._clean(str(exc))}")
+        reason = (f"no answer within {self.settings.timeout:g} s" if timeout
+                  else self._clean(network_reason(chain)))
+        reason = "; ".join(x for x in (reason, tried) if x)
+        connecting = bool(names & {"ConnectError", "ConnectTimeout"}) or any(
+            isinstance(e, (ConnectionRefusedError, socket.gaierror)) for e in chain)
+        if connecting:
+            return HttpError(self.spec, f"cannot connect to {base} ({reason})")
+        if timeout:
+            return HttpError(self.spec, f"{base} did not answer ({reason})")
+        return HttpError(self.spec, f"the connection to {base} failed ({reason})")
+
+    def _status_cause(self, exc: BaseException, status: int) -> tuple[str, bool]:
+        """What an error answer means, and whether it says the server lacks a feature."""
+        response = getattr(exc, "response", None)
+        phrase = str(getattr(response, "reason_phrase", "") or "")
+        if not phrase:
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = ""
+        head = f"the server answered {status} {phrase}".rstrip()
+        request = getattr(response, "request", None) or getattr(exc, "request", None)
+        method = str(getattr(request, "method", "") or "")
+        url = str(getattr(request, "url", "") or "")
+        where = f" for {method} {redact(url)}".rstrip() if url else ""
+        body = _body_of(exc)
+        message = self._clean(_message_of(body))
+        if status == 401:
+            return f"{head} (check {self.key_env})", False
+        if status in (403, 407):
+            hint = f" (check {self.key_env} and what it may access)"
+            return f"{head}{hint}" + (f": {message}" if message else ""), False
+        if status == 404 and _model_missing(body, message):
+            return f"{head}: model '{self.model}' not found" + (
+                f" ({message})" if message else ""), False
+        cause = head + where + (f": {message}" if message else "")
+        if status == 404 and url.startswith(self.shown_base()):
+            cause += " (check the base URL)"  # (not for llama.cpp's /extras/..., say)
+        if status == 429:
+            cause += " (rate limited: lower concurrency= or set rpm=)"
+        return cause, status in UNSUPPORTED_STATUS
+
+    def _clean(self, text: str) -> str:
+        """A server's or library's message, fit for one line: short, no key, no credentials."""
+        text = " ".join(text.split())
+        if len(self._secret) >= 8:
+            text = text.replace(self._secret, "***")
+        text = redact(text)
+        return text if len(text) <= 240 else text[:237] + "..."
 
     def _fan_out(self, sizes: Sequence[int], make: Callable[[int, int], Awaitable[Any]],
                  tokens: Callable[[int], int], on_group: Callable[[int, list[Any]], None]

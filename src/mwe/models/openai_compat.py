@@ -35,7 +35,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mwe.errors import MweError
 from mwe.models.base import Sampling, ScoreRequest, seed_for, split_trailing_spaces
-from mwe.models.http import GaveUp, HttpBackend, classify
+from mwe.models.http import HttpBackend, HttpError
+from mwe.redact import redact
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 SCORING = ("auto", "echo", "forced", "top")
@@ -59,11 +60,11 @@ def parse_name(name: str) -> tuple[str, str, dict[str, str]]:
     options = dict(parse_qsl(query, keep_blank_values=True))
     model, sep, base = rest.partition("@")
     if not model:
-        raise MweError(f"openai: '{name}' names no model (openai:MODEL[@BASE_URL])")
+        raise MweError(f"openai: '{redact(name)}' names no model (openai:MODEL[@BASE_URL])")
     base = base if sep else os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE)
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise MweError(f"openai: base URL '{base}' is not an http(s) URL")
+        raise MweError(f"openai: base URL '{shown_url(base)}' is not an http(s) URL")
     # never keep credentials that someone put in the URL
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
@@ -77,6 +78,15 @@ def parse_name(name: str) -> tuple[str, str, dict[str, str]]:
     if options.get("scoring", "auto") not in SCORING:
         raise MweError(f"openai: scoring must be one of {', '.join(SCORING)}")
     return model, base, options
+
+
+def shown_url(url: str) -> str:
+    """A URL fit to show, even a malformed one: `alice:pw@host` has no scheme for redact()
+    to go by, so anything before an '@' is masked."""
+    shown = redact(url)
+    if "://" not in shown and "@" in shown:
+        shown = "***@" + shown.rpartition("@")[2]
+    return shown
 
 
 def identity(name: str) -> dict[str, Any]:
@@ -97,6 +107,8 @@ def _is_local(base: str) -> bool:
 
 
 class OpenAIModel(HttpBackend):
+    key_env = "OPENAI_API_KEY"
+
     def __init__(self, spec: str, model: str, base: str, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
         super().__init__(spec, options, ident, "openai")
@@ -106,11 +118,15 @@ class OpenAIModel(HttpBackend):
         self.scoring = options.get("scoring", "auto")
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not _is_local(base):
-            raise MweError(f"{spec}: set OPENAI_API_KEY in the environment")
+            raise MweError(f"{self.spec}: set OPENAI_API_KEY in the environment")
         self._key = key or "not-needed"
+        self._secret = key or ""
         self._resolved: str | None = None
         self._tok_cache: dict[str, list[int]] = {}
         self._detok_cache: dict[tuple[int, ...], str] = {}
+
+    def shown_base(self) -> str:
+        return self.base
 
     def _make_client(self) -> Any:
         from openai import AsyncOpenAI
@@ -197,8 +213,9 @@ class OpenAIModel(HttpBackend):
     async def _probe(self) -> str:
         """Is echo aligned? Compare an echoed log-prob with a forced completion's."""
         ctx, cont = "The capital of France is", " Paris"
-        forced = await self._if_supported(lambda: self._forced(ctx, cont))
-        echoed = await self._if_supported(lambda: self._echo(ctx, cont))
+        why: dict[str, str] = {}
+        forced = await self._if_supported("forced", lambda: self._forced(ctx, cont), why)
+        echoed = await self._if_supported("echo", lambda: self._echo(ctx, cont), why)
         if forced is not None and echoed is not None and abs(echoed - forced) < 0.02:
             return "echo"
         if forced is not None:
@@ -206,23 +223,24 @@ class OpenAIModel(HttpBackend):
         if echoed is not None:
             return "echo"
         raise MweError(f"{self.spec}: the server can score neither by echoing prompt log-probs "
-                       "nor by forced one-token completions; use endpoint=chat (top_logprobs) "
-                       "or another server")
+                       f"({why['echo']}) nor by forced one-token completions ({why['forced']}); "
+                       "use endpoint=chat (top_logprobs) or another server")
 
-    async def _if_supported(self, make: Callable[[], Awaitable[float]]) -> float | None:
-        """The method's result, or None when the server answers that it cannot do it.
-        Transient faults are retried and raise if they persist: a probe must not mistake
-        a 429 for a missing feature."""
+    async def _if_supported(self, method: str, make: Callable[[], Awaitable[float]],
+                            why: dict[str, str]) -> float | None:
+        """The method's result, or None when the server answers that it cannot do it (why
+        goes into why[method]). Anything else raises: a 401, 403, a missing model or a
+        network fault is no missing feature, and transient faults are retried first (a
+        probe must not mistake a 429 for a missing feature)."""
         try:
             return float(await make())
-        except GaveUp:
-            raise
-        except MweError:
-            return None
-        except Exception as exc:
-            if getattr(exc, "status_code", None) is not None and not classify(exc)[0]:
-                return None
-            raise
+        except HttpError as exc:
+            if not exc.unsupported:
+                raise
+            why[method] = exc.cause
+        except MweError as exc:  # an answer without the log-probs the method needs
+            why[method] = str(exc).removeprefix(f"{self.spec}: ")
+        return None
 
     async def _echo(self, ctx: str, cont: str) -> float:
         ctx, cont = split_trailing_spaces(ctx, cont)
