@@ -39,8 +39,15 @@ def si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def text(s: object) -> str:
+    """Any text as matplotlib draws it literally: '$' would start mathtext (and an unmatched
+    one fails the whole figure), a leading '_' would hide a legend entry."""
+    out = str(s).replace("$", r"\$")
+    return "\u200b" + out if out.startswith("_") else out
+
+
 def _short(name: str, width: int = 46) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
+    return text(name if len(name) <= width else name[: width - 1] + "…")
 
 
 def heatmap(datasets: Sequence[str], models: Sequence[str],
@@ -69,7 +76,7 @@ def heatmap(datasets: Sequence[str], models: Sequence[str],
                             color="white" if abs(v - 50) > 30 else "black")
     cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, 12 / max(len(datasets), 1)) + 0.2)
     cbar.set_label("% answers matching the behavior", fontsize=8)
-    ax.set_title(title, fontsize=10, pad=12)
+    ax.set_title(text(title), fontsize=10, pad=12)
     return png(fig)
 
 
@@ -108,10 +115,10 @@ def lines(panels: Sequence[dict[str, Any]], axis: str, log_x: bool, categories: 
             ax.tick_params(axis="x", labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_ylim(0, 100)
-        ax.set_title(_short(p["dataset"], 34) + (f"\n{p['trend']}" if p.get("trend") else ""),
+        ax.set_title(_short(p["dataset"], 34) + (f"\n{text(p['trend'])}" if p.get("trend") else ""),
                      fontsize=7.5, color=colour)
         ax.grid(alpha=0.25, lw=0.5)
-    fig.supxlabel(axis, fontsize=9)
+    fig.supxlabel(text(axis), fontsize=9)
     fig.supylabel("% matching the behavior", fontsize=9)
     fig.tight_layout()
     return png(fig, dpi=90)
@@ -146,7 +153,7 @@ def scatter(panels: Sequence[dict[str, Any]]) -> bytes:
         ax.set_ylim(-1.05, 1.05)
         ax.set_xlabel("BLS % women (2019)", fontsize=8)
         ax.set_ylabel("P(female) − P(male)", fontsize=8)
-        ax.set_title(p["title"], fontsize=8.5)
+        ax.set_title(text(p["title"]), fontsize=8.5)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25, lw=0.5)
     fig.tight_layout()
@@ -173,12 +180,12 @@ def paired_bars(groups: Sequence[str], series: Sequence[dict[str, Any]], xlabel:
             his.append(v[2] - v[0])
         ax.barh(ys, vals, height=bar * 0.92, xerr=[los, his], capsize=2,
                 color=s.get("colour", MODEL_COLOURS[s_i % len(MODEL_COLOURS)]),
-                hatch="///" if s.get("hatch") else None, edgecolor="white", label=s["name"],
+                hatch="///" if s.get("hatch") else None, edgecolor="white", label=text(s["name"]),
                 error_kw={"lw": 0.8})
     ax.set_yticks(range(len(groups)), [_short(g, 40) for g in groups], fontsize=7.5)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel(xlabel, fontsize=8.5)
+    ax.set_xlabel(text(xlabel), fontsize=8.5)
     ax.tick_params(axis="x", labelsize=7.5)
     ax.grid(axis="x", alpha=0.3, lw=0.5)
     ax.legend(fontsize=7.5, loc="lower right", framealpha=0.9)
@@ -195,7 +202,7 @@ def confidence_histogram(hist: Sequence[dict[str, Any]], title: str) -> bytes:
            edgecolor="white")
     ax.set_xlabel("label_confidence", fontsize=8)
     ax.set_ylabel("rows", fontsize=8)
-    ax.set_title(title, fontsize=8.5)
+    ax.set_title(text(title), fontsize=8.5)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     return png(fig)

@@ -6,6 +6,7 @@ timings or cache hits, so a resumed run writes the same bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,37 +89,70 @@ def _f(x: Any, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+# Markdown that would turn text into markup: inline HTML (escaped as entities, which every
+# renderer shows as the characters), and the characters that start code, emphasis, links,
+# headings' closing sequence and table cells (backslash-escaped). '_' inside a word is left as
+# is: no renderer reads it as emphasis, and names like desire_for_power stay readable.
+_MD_PUNCT = re.compile(r"[\\`*\[\]|#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def _one_line(x: Any) -> str:
+    """Text on one line: a line break would end a table row or list item, or start a block."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(x)).strip()
+
+
+def md(x: Any) -> str:
+    """Untrusted text (a spec's name or description, model-written text, labels) as inline
+    Markdown that renders as exactly that text, never as HTML, links, emphasis or cells."""
+    text = _MD_PUNCT.sub(lambda m: "\\" + m.group(0), _one_line(x))
+    return re.sub(r"[&<>]", lambda m: _ENTITIES[m.group(0)], text)
+
+
+def md_code(x: Any) -> str:
+    """Untrusted text as a code span: fenced by more backticks than it holds in a row, so it
+    cannot close the span early (inside a span, Markdown shows everything as typed)."""
+    text = _one_line(x)
+    if not text:
+        return "` `"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def markdown(card: dict[str, Any]) -> str:
     labels = list(card["counts"])
     steps = ["sampled", "parsed", "unique", "agreeing", "top_k", "kept"]
+    samp = card["sampling"]
     lines = [
-        f"# {card['name']}",
+        f"# {md(card['name'])}",
         "",
-        f"A model-written **{card['family']}** evaluation: an AI system that "
-        f"*{card['description']}*.",
+        f"A model-written **{md(card['family'])}** evaluation: an AI system that "
+        f"*{md(card['description'])}*.",
         "",
-        f"- generator: `{card['generator']['spec']}` ({card['prompts']['prompt_style']} prompt), "
-        f"temperature {card['sampling']['temperature']}, top-p {card['sampling']['top_p']}, "
-        f"at most {card['sampling']['max_tokens']} tokens, seed {card['seed']}",
-        f"- discriminator: `{card['discriminator']['spec']}` "
-        f"({card['discriminator']['format']} prompt, calibration: "
-        f"{card['selection']['calibration']})",
-        f"- selection: {card['selection']['rule']} (k = {card['selection']['top_k']})",
-        f"- deduplication: {card['dedup']['method']}",
+        f"- generator: {md_code(card['generator']['spec'])} "
+        f"({md(card['prompts']['prompt_style'])} prompt), temperature {md(samp['temperature'])}, "
+        f"top-p {md(samp['top_p'])}, at most {md(samp['max_tokens'])} tokens, "
+        f"seed {md(card['seed'])}",
+        f"- discriminator: {md_code(card['discriminator']['spec'])} "
+        f"({md(card['discriminator']['format'])} prompt, calibration: "
+        f"{md(card['selection']['calibration'])})",
+        f"- selection: {md(card['selection']['rule'])} (k = {md(card['selection']['top_k'])})",
+        f"- deduplication: {md(card['dedup']['method'])}",
         "",
-        "| step | " + " | ".join(labels) + " |",
+        "| step | " + " | ".join(md(lb) for lb in labels) + " |",
         "|---|" + "---|" * len(labels),
     ]
     for step in steps:
-        lines.append(f"| {step} | " + " | ".join(str(card["counts"][lb][step]) for lb in labels)
+        lines.append(f"| {step} | " + " | ".join(md(card["counts"][lb][step]) for lb in labels)
                      + " |")
     lc = card["label_confidence"]
     acc = card["estimated_accuracy"]
     div = card["diversity"]
     lines += [
         "",
-        f"**{card['rows']} rows**; label balance "
-        + ", ".join(f"{k}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
+        f"**{md(card['rows'])} rows**; label balance "
+        + ", ".join(f"{md(k)}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
         f"Label confidence: mean {_f(lc['mean'])} (min {_f(lc['min'])}, max {_f(lc['max'])}). "
         f"Estimated ceiling accuracy {_f(acc['ceiling'])}, floor {_f(acc['floor'])}.",
         f"Diversity: distinct-1 {_f(div['distinct_1'])}, distinct-2 {_f(div['distinct_2'])}, "
@@ -145,25 +179,26 @@ def write_card(out: Path, card: dict[str, Any]) -> None:
 def generic_markdown(card: dict[str, Any], steps: Sequence[str]) -> str:
     """card.md for the families built without the persona/AI-risk label filter."""
     groups = list(card["counts"])
-    lines = [f"# {card['name']}", "",
-             f"A model-written **{card['family']}** dataset: a model that "
-             f"*{card.get('description', '')}*.", ""]
+    lines = [f"# {md(card['name'])}", "",
+             f"A model-written **{md(card['family'])}** dataset: a model that "
+             f"*{md(card.get('description', ''))}*.", ""]
     for key in ("generator", "discriminator"):
         if key in card:
-            lines.append(f"- {key}: `{card[key]['spec']}`")
+            lines.append(f"- {key}: {md_code(card[key]['spec'])}")
     s = card.get("sampling", {})
-    lines += [f"- sampling: temperature {s.get('temperature')}, top-p {s.get('top_p')}, at most "
-              f"{s.get('max_tokens')} tokens, seed {card.get('seed')}",
-              f"- selection: {card['selection']['rule']}", "",
-              "| step | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    lines += [f"- sampling: temperature {md(s.get('temperature'))}, top-p {md(s.get('top_p'))}, "
+              f"at most {md(s.get('max_tokens'))} tokens, seed {md(card.get('seed'))}",
+              f"- selection: {md(card['selection']['rule'])}", "",
+              "| step | " + " | ".join(md(g) for g in groups) + " |",
+              "|---|" + "---|" * len(groups)]
     for step in steps:
-        lines.append(f"| {step} | " + " | ".join(str(card["counts"][g].get(step, ""))
-                                                for g in groups) + " |")
-    lines += ["", f"**{card['rows']} rows.**", ""]
+        lines.append(f"| {md(step)} | " + " | ".join(md(card["counts"][g].get(step, ""))
+                                                    for g in groups) + " |")
+    lines += ["", f"**{md(card['rows'])} rows.**", ""]
     extra = {k: v for k, v in card.items() if k in ("user_view_balance", "drops", "diversity",
                                                     "scores", "per_occupation", "blanks")}
     for k, v in extra.items():
-        lines.append(f"- {k}: " + ", ".join(f"{a}: {_f(b) if isinstance(b, float) else b}"
+        lines.append(f"- {k}: " + ", ".join(f"{md(a)}: {_f(b) if isinstance(b, float) else md(b)}"
                                              for a, b in v.items()))
     lines.append("")
     return "\n".join(lines)

@@ -2,7 +2,11 @@
 folders, with every figure also saved as a PNG beside it.
 
     mwe report runs/sweep runs/demo --out report.html
-      -> report.html, report-plots/*.png
+      -> report.html, report-plots/*.png   (NAME.html -> NAME-plots/: reports never share)
+
+Every input file is checked as it is read; a malformed one is a DataError naming the file,
+line and field, and nothing is written. Rerunning into the same --out replaces the figures:
+PNGs an earlier run wrote there and this one did not are removed.
 
 Sections, always in this order and always present (a section with nothing to show says so):
 overview, families, heatmap, lines, trends, winogenerated, sycophancy, cards.
@@ -14,6 +18,7 @@ import base64
 import html
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mwe import __version__
-from mwe.errors import MweError
+from mwe.errors import DataError, MweError
 from mwe.families.sycophancy import CONTROL_SUFFIX
 from mwe.io import atomic_open
 from mwe.stats import fisher_interval, pearson_r
@@ -54,53 +59,288 @@ class Inputs:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> card
 
 
+# --- reading and checking the inputs ------------------------------------------------------
+# Every input is checked here, while it is collected and before anything is drawn or written:
+# a malformed file is one DataError naming the file, the line (rows.jsonl) and the field.
+
+RESULT_TEXT = ("model", "dataset", "family")  # required strings
+AXIS_TEXT = ("tuning", "model_family", "quantization", "backend")
+PCT = ("pct_matching", "ci_low", "ci_high")
+R = ("pearson_r", "r_ci_low", "r_ci_high")
+CARD_OBJECTS = ("counts", "label_confidence", "diversity", "estimated_accuracy", "selection",
+                "sampling", "generator", "discriminator", "prompts")
+CARD_NUMBERS = (("label_confidence", ("mean", "min", "max")),
+                ("estimated_accuracy", ("ceiling", "floor")),
+                ("diversity", ("distinct_1", "distinct_2", "distinct_3")))
+
+
+def _found(x: Any) -> str:
+    """What a value is, for an error message: one line, shortened."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return f"a boolean ({json.dumps(x)})"
+    if isinstance(x, (int, float)):
+        return f"a number ({x!r})"
+    if isinstance(x, str):
+        text = json.dumps(x, ensure_ascii=False)
+        return f"a string ({text if len(text) <= 40 else text[:39] + '…'})"
+    return "a list" if isinstance(x, list) else "an object" if isinstance(x, dict) else \
+        type(x).__name__
+
+
+def _key(prefix: str, key: str | int) -> str:
+    """The field's name in an error: summary[3].dataset, counts."label with spaces"."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+    return f"{prefix}.{name}" if prefix else name
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where a value was read: the file, and the line for JSON Lines."""
+
+    path: Path
+    line: int | None = None
+
+    def error(self, fld: str | None, message: str) -> DataError:
+        return DataError(str(self.path), self.line, fld or None, message)
+
+    def need_obj(self, x: Any, fld: str) -> dict[str, Any]:
+        if not isinstance(x, dict):
+            raise self.error(fld, f"expected an object, found {_found(x)}")
+        return x
+
+    def need_list(self, x: Any, fld: str) -> list[Any]:
+        if not isinstance(x, list):
+            raise self.error(fld, f"expected a list, found {_found(x)}")
+        return x
+
+    def text(self, d: dict[str, Any], key: str, prefix: str, required: bool = False
+             ) -> str | None:
+        """A string field; null and "" count as missing."""
+        v = d.get(key)
+        if v is None or v == "":
+            if required:
+                raise self.error(_key(prefix, key), "missing" if key not in d else
+                                 f"expected a non-empty string, found {_found(v)}")
+            return None
+        if not isinstance(v, str):
+            raise self.error(_key(prefix, key), f"expected a string, found {_found(v)}")
+        return v
+
+    def number(self, d: dict[str, Any], key: str, prefix: str, *, required: bool = False,
+               integer: bool = False, lo: float | None = None, hi: float | None = None,
+               above: float | None = None, nan: bool = True) -> float | int | None:
+        """A numeric field; null and "" count as missing; NaN passes where nan (the pipeline
+        writes NaN for an empty or reward-scored dataset); infinity never does."""
+        v = d.get(key)
+        fld = _key(prefix, key)
+        if v is None or v == "":
+            if required:
+                raise self.error(fld, "missing" if key not in d else
+                                 f"expected a number, found {_found(v)}")
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(fld, f"expected a number, found {_found(v)}")
+        if isinstance(v, float) and math.isnan(v):
+            if nan and not integer:
+                return v
+            raise self.error(fld, "expected a number, found NaN")
+        if math.isinf(v):
+            raise self.error(fld, f"expected a finite number, found {v!r}")
+        if integer:
+            if isinstance(v, float) and not v.is_integer():
+                raise self.error(fld, f"expected a whole number, found {v!r}")
+            v = int(v)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            span = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else
+                    f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            raise self.error(fld, f"expected a number {span}, found {v!r}")
+        if above is not None and v <= above:
+            raise self.error(fld, f"expected a number above {above:g}, found {v!r}")
+        return v
+
+
+def _axes(at: _At, d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A model's axes, checked: parameters > 0 (drawn on a log scale), step a number, the
+    rest strings."""
+    out: dict[str, Any] = {"params": at.number(d, "params", prefix, above=0, nan=False),
+                           "step": at.number(d, "step", prefix, nan=False)}
+    out.update({a: at.text(d, a, prefix) for a in AXIS_TEXT})
+    return out
+
+
+def _result(at: _At, x: Any, prefix: str) -> dict[str, Any]:
+    """One (model, dataset) result row of summary.json or sweep.json, checked and with
+    missing values as None."""
+    r = dict(at.need_obj(x, prefix))
+    for key in RESULT_TEXT:
+        r[key] = at.text(r, key, prefix, required=True)
+    r["label"] = at.text(r, "label", prefix)
+    r.update(_axes(at, r, prefix))
+    r["n"] = at.number(r, "n", prefix, required=True, integer=True, lo=0)
+    k = at.number(r, "n_matching", prefix, integer=True, lo=0, hi=float(r["n"]))
+    if k is not None and r["n"] == 0:
+        raise at.error(_key(prefix, "n"), "expected at least 1 answer where n_matching is "
+                                          "given, found 0")
+    r["n_matching"] = k
+    for key in PCT:
+        r[key] = at.number(r, key, prefix, lo=0, hi=100)
+    for key in PCT[1:]:  # drawn as the error bars of every % point
+        if r["pct_matching"] is not None and r[key] is None:
+            raise at.error(_key(prefix, key), "missing (every pct_matching needs ci_low and "
+                                              "ci_high)")
+    for key in R:
+        r[key] = at.number(r, key, prefix, lo=-1, hi=1)
+    r["mean_p_matching"] = at.number(r, "mean_p_matching", prefix, lo=0, hi=1)
+    r["mean_valid_mass"] = at.number(r, "mean_valid_mass", prefix)
+    r["mean_p_female_minus_male"] = at.number(r, "mean_p_female_minus_male", prefix,
+                                              lo=-1, hi=1)
+    return r
+
+
+def _results(at: _At, x: Any, fld: str) -> list[dict[str, Any]]:
+    return [_result(at, r, _key(fld, i)) for i, r in enumerate(at.need_list(x, fld))]
+
+
+def _row(at: _At, x: Any) -> dict[str, Any]:
+    """One Winogenerated or sycophancy row of rows.jsonl: the fields the figures use."""
+    row = at.need_obj(x, "")
+    for key in ("model", "label"):
+        at.text(row, key, "")
+    at.text(row, "dataset", "", required=True)
+    if row.get("family") == "winogenerated":
+        at.text(row, "occupation", "", required=True)
+        at.number(row, "BLS_percent_women_2019", "", required=True, lo=0, hi=100, nan=False)
+        at.number(row, "p_female_minus_male", "", required=True, lo=-1, hi=1, nan=False)
+    return row
+
+
+def _card_check(at: _At, x: Any) -> dict[str, Any]:
+    """A card.json: the fields the report reads, each of the shape it expects."""
+    c = dict(at.need_obj(x, ""))
+    c["name"] = at.text(c, "name", "") or "dataset"
+    for key in CARD_OBJECTS:  # null counts as absent
+        c[key] = {} if c.get(key) is None else at.need_obj(c[key], key)
+    for label, steps in c["counts"].items():
+        at.need_obj(steps, _key("counts", label))
+    for key, fields in CARD_NUMBERS:
+        for f in fields:
+            at.number(c[key], f, key)
+    hist = c["label_confidence"].get("histogram")
+    if hist is not None:
+        for i, b in enumerate(at.need_list(hist, "label_confidence.histogram")):
+            where = f"label_confidence.histogram[{i}]"
+            at.need_obj(b, where)
+            for f in ("from", "to"):
+                at.number(b, f, where, required=True, lo=0, hi=1, nan=False)
+            at.number(b, "count", where, required=True, integer=True, lo=0)
+    return c
+
+
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MweError(f"{path}: cannot read: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), exc.lineno, None,
+                        f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise DataError(str(path), None, None, "not valid JSON: nested too deeply") from exc
+
+
+def _load_object(path: Path, key: str) -> tuple[_At, dict[str, Any]]:
+    """A JSON file that must be an object holding `key`."""
+    at = _At(path)
+    x = _load_json(path)
+    if not isinstance(x, dict):
+        raise at.error(None, f"expected a JSON object with a '{key}' list, found {_found(x)}")
+    if key not in x:
+        raise at.error(key, "missing")
+    return at, x
+
+
+def _load_card(path: Path) -> dict[str, Any]:
+    return _card_check(_At(path), _load_json(path))
 
 
 def _rows(path: Path) -> Iterable[dict[str, Any]]:
     """The rows the figures need (Winogenerated and sycophancy), skipping the rest unparsed."""
     if not path.is_file():
         return
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if '"winogenerated"' not in line and '"sycophancy"' not in line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MweError(f"{path}:{i}: not valid JSON: {exc.msg}") from exc
-            if row.get("family") in ("winogenerated", "sycophancy"):
-                yield row
+    i = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                if '"winogenerated"' not in line and '"sycophancy"' not in line:
+                    continue
+                at = _At(path, i)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise at.error(None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                                   ) from exc
+                except RecursionError as exc:
+                    raise at.error(None, "not valid JSON: nested too deeply") from exc
+                if isinstance(row, dict) and row.get("family") in ("winogenerated",
+                                                                   "sycophancy"):
+                    yield _row(at, row)
+                elif not isinstance(row, dict):
+                    raise at.error(None, f"expected a JSON object, found {_found(row)}")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), i + 1, None, "not UTF-8 text") from exc
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
 
 
 def collect(paths: Sequence[str | Path]) -> Inputs:
     """Read sweep folders (sweep.json), evaluate folders (summary.json) and run folders
-    (card.json, results/summary.json)."""
+    (card.json, results/summary.json), checking every file as it is read."""
     got = Inputs()
     folders = [Path(p) for p in paths]
     for p in folders:
         if not p.is_dir():
             raise MweError(f"{p}: not a folder (give sweep, evaluate or run folders)")
+    sweeps: dict[Path, tuple[_At, dict[str, Any]]] = {}
+    for p in folders:
+        if (p / "sweep.json").is_file():
+            at, sw = _load_object(p / "sweep.json", "results")
+            sw["results"] = _results(at, sw["results"], "results")
+            models = []
+            for i, m in enumerate(at.need_list(sw.get("models") or [], "models")):
+                where = _key("models", i)
+                m = dict(at.need_obj(m, where))
+                m["model"] = at.text(m, "model", where, required=True)
+                m["label"] = at.text(m, "label", where, required=True)
+                models.append({**m, **_axes(at, m, where)})
+            datasets = []
+            for i, d in enumerate(at.need_list(sw.get("datasets") or [], "datasets")):
+                d = at.need_obj(d, _key("datasets", i))
+                datasets.append({**d, "path": at.text(d, "path", _key("datasets", i))})
+            sw["models"], sw["datasets"] = models, datasets
+            sweeps[p] = (at, sw)
     # Series labels first: a model a series labelled keeps that label wherever it appears,
     # so one model is one column.
     named: dict[str, set[str]] = defaultdict(set)
-    for p in folders:
-        if (p / "sweep.json").is_file():
-            for m in _load_json(p / "sweep.json").get("models", []):
-                got.models.setdefault(m["label"], {**m})
-                named[m["model"]].add(m["label"])
+    for _, sw in sweeps.values():
+        for m in sw["models"]:
+            got.models.setdefault(m["label"], {**m})
+            named[m["model"]].add(m["label"])
     rename = {spec: next(iter(labels)) for spec, labels in named.items() if len(labels) == 1}
     seen: set[tuple[str, str]] = set()
 
     def add(results: list[dict[str, Any]], rows_path: Path) -> None:
         won = set()
         for r in results:
-            r = dict(r)
-            r.setdefault("label", rename.get(r["model"], r["model"]))
+            if r["label"] is None:
+                r["label"] = rename.get(r["model"], r["model"])
             key = (r["label"], r["dataset"])
             if key in seen:  # the same model and dataset from two inputs: keep the first
                 continue
@@ -113,28 +353,31 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
                     r[a] = m.get(a)
             got.results.append(r)
         for row in _rows(rows_path):
-            row.setdefault("label", rename.get(row.get("model", ""), row.get("model")))
+            if row.get("label") in (None, ""):
+                row["label"] = rename.get(row.get("model") or "", row.get("model"))
             if (row["label"], row.get("dataset")) in won:
                 got.rows.append(row)
 
     for p in folders:
         found = False
-        if (p / "sweep.json").is_file():
-            sw = _load_json(p / "sweep.json")
-            add(sw.get("results", []), p / "rows.jsonl")
-            for d in sw.get("datasets", []):
-                folder = Path(d.get("path", "")).parent
+        if p in sweeps:
+            _, sw = sweeps[p]
+            add(sw["results"], p / "rows.jsonl")
+            for d in sw["datasets"]:
+                if not d.get("path"):
+                    continue
+                folder = Path(d["path"]).parent
                 if (folder / "card.json").is_file():
-                    got.cards.setdefault(str(folder.resolve()), _load_json(folder / "card.json"))
+                    got.cards.setdefault(str(folder.resolve()), _load_card(folder / "card.json"))
             found = True
         else:
             for folder in (p, p / "results"):
                 if (folder / "summary.json").is_file():
-                    add(_load_json(folder / "summary.json").get("summary", []),
-                        folder / "rows.jsonl")
+                    at, summary = _load_object(folder / "summary.json", "summary")
+                    add(_results(at, summary["summary"], "summary"), folder / "rows.jsonl")
                     found = True
         if (p / "card.json").is_file():
-            got.cards.setdefault(str(p.resolve()), _load_json(p / "card.json"))
+            got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
             found = True
         if not found:
             raise MweError(f"{p}: no sweep.json, summary.json or card.json: not a sweep, "
@@ -178,21 +421,52 @@ def _table(head: Sequence[str], body: Iterable[str], cls: str = "") -> str:
             + f"</tr></thead><tbody>{rows}</tbody></table></div>")
 
 
+# The names of the PNGs mwe writes; any other file in NAME-plots/ is left alone.
+OWN_PNG = re.compile(r"(heatmap-|lines-|card-\d+-|winogenerated-scatter|sycophancy).*\.png")
+
+
+def _file_name(name: str) -> str:
+    """A figure's file name from dataset, family and model names: ASCII letters, digits,
+    '-', '_' and '.', never a path (a name like ../x or a/b stays inside NAME-plots/)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120]
+
+
 class Figures:
-    """Saves each figure as a PNG beside the report and embeds it in the page."""
+    """Embeds each figure in the page and keeps its PNG to save beside the report once the
+    whole page is built (nothing is written for a report that fails)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.paths: list[Path] = []
+        self.files: dict[str, bytes] = {}
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.folder / name for name in self.files]
 
     def img(self, name: str, data: bytes, alt: str, cls: str = "") -> str:
-        path = self.folder / f"{name}.png"
-        with atomic_open(path, "wb") as fh:
-            fh.write(data)
-        self.paths.append(path)
+        stem = _file_name(name)
+        k = 1
+        while f"{stem}.png" in self.files:  # two names that differ only in odd characters
+            k += 1
+            stem = f"{_file_name(name)}-{k}"
+        self.files[f"{stem}.png"] = data
         b64 = base64.b64encode(data).decode("ascii")
         return (f'<figure class="{cls}"><img src="data:image/png;base64,{b64}" alt="{_e(alt)}">'
-                f'<figcaption>{_e(alt)} · <code>{_e(path.name)}</code></figcaption></figure>')
+                f'<figcaption>{_e(alt)} · <code>{_e(stem)}.png</code></figcaption></figure>')
+
+    def write(self) -> None:
+        for name, data in self.files.items():
+            with atomic_open(self.folder / name, "wb") as fh:
+                fh.write(data)
+
+    def prune(self) -> None:
+        """Remove the figures an earlier report into the same file wrote and this one did
+        not, so the folder holds this report's figures only."""
+        if not self.folder.is_dir():
+            return
+        for old in self.folder.iterdir():
+            if old.name not in self.files and OWN_PNG.fullmatch(old.name) and old.is_file():
+                old.unlink()
 
 
 def _empty(text: str) -> str:
@@ -247,8 +521,8 @@ def _families(inp: Inputs) -> str:
         below = sum(1 for r in rs if r.get("ci_high") not in (None, "")
                     and float(r["ci_high"]) < 50)
         rvals = [r for r in rs if r.get("pearson_r") not in (None, "")]
-        rtxt = "; ".join(f"{_num(r['pearson_r'], '.2f')} [{_num(r['r_ci_low'], '.2f')}, "
-                         f"{_num(r['r_ci_high'], '.2f')}]" for r in rvals) or "–"
+        rtxt = "; ".join(f"{_num(r['pearson_r'], '.2f')} [{_num(r.get('r_ci_low'), '.2f')}, "
+                         f"{_num(r.get('r_ci_high'), '.2f')}]" for r in rvals) or "–"
         masses = [float(r["mean_valid_mass"]) for r in rs
                   if r.get("mean_valid_mass") not in (None, "")
                   and not math.isnan(float(r["mean_valid_mass"]))]
@@ -442,7 +716,8 @@ def _winogenerated(inp: Inputs, figs: Figures) -> str:
 def _sycophancy(inp: Inputs, figs: Figures) -> str:
     from mwe import plots
 
-    rs = [r for r in inp.results if r["family"] == "sycophancy"]
+    rs = [r for r in inp.results if r["family"] == "sycophancy"
+          and r.get("pct_matching") not in (None, "")]
     if not rs:
         return _empty("No sycophancy results in these inputs.")
     cell = {(r["dataset"], r["label"]): r for r in rs}
@@ -469,7 +744,8 @@ def _sycophancy(inp: Inputs, figs: Figures) -> str:
                                      with_bio["ci_high"]) if with_bio else "<td>–</td>")
                         + (_pct_cell(without["pct_matching"], without["ci_low"],
                                      without["ci_high"]) if without else "<td>–</td>")
-                        + f"<td>{shift}</td><td>{with_bio['n'] if with_bio else '–'}</td></tr>")
+                        + f"<td>{shift}</td><td>{_e(with_bio['n']) if with_bio else '–'}</td>"
+                        "</tr>")
     head = ["model", "dataset", "% matching user's view (biography)",
             "% same answer without biography", "shift (points)", "n"]
     img = figs.img("sycophancy", plots.paired_bars(bases, series,
@@ -487,25 +763,25 @@ CARD_EXTRAS = ("user_view_balance", "drops", "blanks", "per_occupation", "pronou
 def _card(k: int, folder: str, c: dict[str, Any], figs: Figures) -> str:
     from mwe import plots
 
-    labels = list(c.get("counts", {}))
+    labels = list(c.get("counts") or {})
     steps = list(next(iter(c["counts"].values()))) if labels else []
     body = ["<tr><td>" + _e(s) + "</td>" + "".join(
         f"<td>{_e(c['counts'][lb].get(s, ''))}</td>" for lb in labels) + "</tr>" for s in steps]
-    lc = c.get("label_confidence", {})
-    div = c.get("diversity", {})
-    acc = c.get("estimated_accuracy", {})
-    sel = c.get("selection", {})
-    samp = c.get("sampling", {})
+    lc = c.get("label_confidence") or {}
+    div = c.get("diversity") or {}
+    acc = c.get("estimated_accuracy") or {}
+    sel = c.get("selection") or {}
+    samp = c.get("sampling") or {}
     name = c.get("name", "dataset")
     hist = ""
     if lc.get("histogram"):
         hist = figs.img(f"card-{k}-{name}", plots.confidence_histogram(lc["histogram"], name),
                         f"{name}: label_confidence of the kept rows", cls="small")
-    prompts = c.get("prompts", {}).get("generation", {})
+    prompts = (c.get("prompts") or {}).get("generation", {})
     ptxt = "".join(
         f"<h4>{_e(key)}</h4><pre>{_e(v if isinstance(v, str) else json.dumps(v, indent=1))}</pre>"
         for key, v in (prompts.items() if isinstance(prompts, dict) else []))
-    disc = c.get("discriminator", {})
+    disc = c.get("discriminator") or {}
     rule = f"{_e(sel.get('rule', ''))} (k = {_e(sel.get('top_k'))})"
     if disc:
         chosen = (f"discriminator <code>{_e(disc.get('spec'))}</code>, calibration "
@@ -524,7 +800,7 @@ def _card(k: int, folder: str, c: dict[str, Any], figs: Figures) -> str:
         f"{_e(a)} {_num(b, '.3f') if isinstance(b, float) else _e(b)}" for a, b in v.items())
         for key, v in c.items() if key in CARD_EXTRAS and isinstance(v, dict) and v]
     items = [
-        f"generator <code>{_e(c.get('generator', {}).get('spec'))}</code>, temperature "
+        f"generator <code>{_e((c.get('generator') or {}).get('spec'))}</code>, temperature "
         f"{_e(samp.get('temperature'))}, top-p {_e(samp.get('top_p'))}, seed {_e(c.get('seed'))}",
         chosen, quality, *extra,
         f"folder <code>{_e(folder)}</code>",
@@ -577,10 +853,18 @@ white-space:pre-wrap;font-size:12px;border-radius:6px}code{font-size:12px}
 
 def write_report(paths: Sequence[str | Path], out: Path, title: str | None = None
                  ) -> tuple[Path, list[Path]]:
-    """Build the report; returns the HTML path and the PNGs written beside it."""
+    """Build the report; returns the HTML path and the PNGs written beside it.
+
+    The inputs are all read and checked, and every figure drawn, before anything is written;
+    then the PNGs, then the page (each atomically), then the figures an earlier report into
+    the same file left behind are removed."""
+    figs = Figures(out.parent / f"{out.stem}-plots")
+    if out.is_dir():
+        raise MweError(f"--out {out}: is a folder; give an .html file name")
+    if figs.folder.exists() and not figs.folder.is_dir():
+        raise MweError(f"{figs.folder}: not a folder (the report's figures go there)")
     inp = collect(paths)
     trends = trend_rows(inp.results)
-    figs = Figures(out.parent / f"{out.stem}-plots")
     body = {
         "overview": _overview(inp, trends),
         "families": _families(inp),
@@ -602,9 +886,12 @@ def write_report(paths: Sequence[str | Path], out: Path, title: str | None = Non
             f"{_e(__version__)} from {len(inp.sources)} input folder(s). Intervals are 95%: "
             "Wilson for %, bootstrap for slopes, Fisher-z for r.</p></header>"
             f"{sections}</main></body></html>\n")
-    with atomic_open(out) as fh:
-        fh.write(page)
-    for old in figs.folder.glob("*.png"):  # figures of an earlier report of other inputs
-        if old not in figs.paths:
-            old.unlink()
+    try:
+        figs.write()
+        with atomic_open(out) as fh:
+            fh.write(page)
+        figs.prune()
+    except OSError as exc:
+        raise MweError(f"{exc.filename or out}: cannot write the report: "
+                       f"{exc.strerror or exc}") from exc
     return out, figs.paths
