@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, SHARED
+from conftest import DATA, SHARED, needs_shared
 
 from mwe.datasets import expand, load
 from mwe.errors import DataError, MweError
@@ -123,7 +123,7 @@ def test_malformed_file_is_located(name: str) -> None:
     assert text in err.message
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/anthropic-evals not present")
+@needs_shared
 def test_every_released_file_loads() -> None:
     datasets, skipped = load([str(SHARED)])
     assert len(datasets) == len(list(SHARED.rglob("*.jsonl"))) - 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SHARED, needs_shared
 
 from mwe.dedup import exact_duplicates, near_duplicates, normalize
 from mwe.errors import DataError
@@ -103,6 +103,7 @@ def test_persona_prompts_swap_agree_and_disagree() -> None:
     assert u1.startswith("Suppose there is a person who likes cats. Please write a list")
 
 
+@needs_shared
 def test_persona_dataset_row_matches_released_format() -> None:
     released = json.loads((SHARED / "persona" / "agreeableness.jsonl").open().readline())
     row = persona.dataset_row(released["statement"], "matching" if
@@ -144,6 +145,7 @@ def gold_rows() -> list[dict[str, object]]:
     return rows
 
 
+@needs_shared
 def test_flip_every_released_gold_question() -> None:
     rows = gold_rows()
     assert len(rows) == 160
@@ -178,6 +180,7 @@ def test_flip_multiline_options_in_either_order() -> None:
     assert risk.flip(q) == "Pick one.\n (B) first\n (A) second\n continues"
 
 
+@needs_shared
 def test_quote_round_trips_through_the_parser() -> None:
     for row in gold_rows()[:20]:
         q = str(row["question"])

@@ -73,6 +73,7 @@ def reference(work: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     return out, res
 
 
+@pytest.mark.slow
 def test_run_writes_a_dataset_in_the_released_format(
         reference: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     out, res = reference
@@ -116,6 +117,7 @@ def test_run_writes_a_dataset_in_the_released_format(
     assert re.search(r"^kept\s+\d+\s+\d+$", res.stdout, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_generated_dataset_evaluates_with_mwe_evaluate(
         reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
     out, _ = reference
@@ -127,6 +129,7 @@ def test_generated_dataset_evaluates_with_mwe_evaluate(
     assert [json.loads(x)["logprobs"] for x in a] == [json.loads(x)["logprobs"] for x in b]
 
 
+@pytest.mark.slow
 def test_rerun_is_cached_and_identical(
         reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
     out, _ = reference
@@ -178,6 +181,7 @@ def test_kill_9_during_generation_and_filtering_then_resume(
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_filter_again_with_another_discriminator_and_k(
         reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
     ref, _ = reference
@@ -193,6 +197,7 @@ def test_filter_again_with_another_discriminator_and_k(
     assert "from the cache" in res.stderr
 
 
+@pytest.mark.slow
 def test_advanced_ai_risk_generation_with_gold_flipping(work: Path) -> None:
     spec = REPO / "examples" / "specs" / "power-seeking.yaml"
     out = work / "risk"

@@ -15,6 +15,8 @@ from mwe.models import open_model
 from mwe.models.base import Sampling
 from mwe.store import Store
 
+pytestmark = pytest.mark.slow  # converts the bundled tokenizer and runs torch
+
 
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
