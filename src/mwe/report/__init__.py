@@ -1,0 +1,8 @@
+"""The pieces of `mwe report` (mwe.pipeline.report.write_report puts them together):
+
+    inputs         read and check sweep, evaluate and run folders into one Inputs
+    analysis       what the common sections show (SECTIONS: their ids and headings, in order)
+    winogenerated  sycophancy  cards    the family sections' own analysis
+    figures        the figures: embedded in the page, saved as PNGs beside it
+    render         the page from the jinja2 templates in mwe/templates/report/
+"""

@@ -1,0 +1,356 @@
+"""Collecting the report's inputs: sweep folders (sweep.json), evaluate folders
+(summary.json) and run folders (card.json, results/summary.json), merged into one Inputs.
+
+Every input is checked here, while it is collected and before anything is drawn or written:
+a malformed file is one DataError naming the file, the line (rows.jsonl) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mwe.errors import DataError, MweError
+
+AXES = ("params", "step", "tuning")
+MODEL_KEYS = (*AXES, "model_family", "quantization", "backend")
+
+
+@dataclass
+class Inputs:
+    """Everything the report shows, merged from the folders it was given."""
+
+    sources: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> model, axes
+    results: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # winogenerated + sycophancy only
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> card
+
+
+RESULT_TEXT = ("model", "dataset", "family")  # required strings
+AXIS_TEXT = ("tuning", "model_family", "quantization", "backend")
+PCT = ("pct_matching", "ci_low", "ci_high")
+R = ("pearson_r", "r_ci_low", "r_ci_high")
+CARD_OBJECTS = ("counts", "label_confidence", "diversity", "estimated_accuracy", "selection",
+                "sampling", "generator", "discriminator", "prompts")
+CARD_NUMBERS = (("label_confidence", ("mean", "min", "max")),
+                ("estimated_accuracy", ("ceiling", "floor")),
+                ("diversity", ("distinct_1", "distinct_2", "distinct_3")))
+
+
+def _found(x: Any) -> str:
+    """What a value is, for an error message: one line, shortened."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return f"a boolean ({json.dumps(x)})"
+    if isinstance(x, (int, float)):
+        return f"a number ({x!r})"
+    if isinstance(x, str):
+        text = json.dumps(x, ensure_ascii=False)
+        return f"a string ({text if len(text) <= 40 else text[:39] + '…'})"
+    return "a list" if isinstance(x, list) else "an object" if isinstance(x, dict) else \
+        type(x).__name__
+
+
+def _key(prefix: str, key: str | int) -> str:
+    """The field's name in an error: summary[3].dataset, counts."label with spaces"."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+    return f"{prefix}.{name}" if prefix else name
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where a value was read: the file, and the line for JSON Lines."""
+
+    path: Path
+    line: int | None = None
+
+    def error(self, fld: str | None, message: str) -> DataError:
+        return DataError(str(self.path), self.line, fld or None, message)
+
+    def need_obj(self, x: Any, fld: str) -> dict[str, Any]:
+        if not isinstance(x, dict):
+            raise self.error(fld, f"expected an object, found {_found(x)}")
+        return x
+
+    def need_list(self, x: Any, fld: str) -> list[Any]:
+        if not isinstance(x, list):
+            raise self.error(fld, f"expected a list, found {_found(x)}")
+        return x
+
+    def text(self, d: dict[str, Any], key: str, prefix: str, required: bool = False
+             ) -> str | None:
+        """A string field; null and "" count as missing."""
+        v = d.get(key)
+        if v is None or v == "":
+            if required:
+                raise self.error(_key(prefix, key), "missing" if key not in d else
+                                 f"expected a non-empty string, found {_found(v)}")
+            return None
+        if not isinstance(v, str):
+            raise self.error(_key(prefix, key), f"expected a string, found {_found(v)}")
+        return v
+
+    def number(self, d: dict[str, Any], key: str, prefix: str, *, required: bool = False,
+               integer: bool = False, lo: float | None = None, hi: float | None = None,
+               above: float | None = None, nan: bool = True) -> float | int | None:
+        """A numeric field; null and "" count as missing; NaN passes where nan (the pipeline
+        writes NaN for an empty or reward-scored dataset); infinity never does."""
+        v = d.get(key)
+        fld = _key(prefix, key)
+        if v is None or v == "":
+            if required:
+                raise self.error(fld, "missing" if key not in d else
+                                 f"expected a number, found {_found(v)}")
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(fld, f"expected a number, found {_found(v)}")
+        if isinstance(v, float) and math.isnan(v):
+            if nan and not integer:
+                return v
+            raise self.error(fld, "expected a number, found NaN")
+        if math.isinf(v):
+            raise self.error(fld, f"expected a finite number, found {v!r}")
+        if integer:
+            if isinstance(v, float) and not v.is_integer():
+                raise self.error(fld, f"expected a whole number, found {v!r}")
+            v = int(v)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            span = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else
+                    f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            raise self.error(fld, f"expected a number {span}, found {v!r}")
+        if above is not None and v <= above:
+            raise self.error(fld, f"expected a number above {above:g}, found {v!r}")
+        return v
+
+
+def _axes(at: _At, d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A model's axes, checked: parameters > 0 (drawn on a log scale), step a number, the
+    rest strings."""
+    out: dict[str, Any] = {"params": at.number(d, "params", prefix, above=0, nan=False),
+                           "step": at.number(d, "step", prefix, nan=False)}
+    out.update({a: at.text(d, a, prefix) for a in AXIS_TEXT})
+    return out
+
+
+def _result(at: _At, x: Any, prefix: str) -> dict[str, Any]:
+    """One (model, dataset) result row of summary.json or sweep.json, checked and with
+    missing values as None."""
+    r = dict(at.need_obj(x, prefix))
+    for key in RESULT_TEXT:
+        r[key] = at.text(r, key, prefix, required=True)
+    r["label"] = at.text(r, "label", prefix)
+    r.update(_axes(at, r, prefix))
+    r["n"] = at.number(r, "n", prefix, required=True, integer=True, lo=0)
+    k = at.number(r, "n_matching", prefix, integer=True, lo=0, hi=float(r["n"]))
+    if k is not None and r["n"] == 0:
+        raise at.error(_key(prefix, "n"), "expected at least 1 answer where n_matching is "
+                                          "given, found 0")
+    r["n_matching"] = k
+    for key in PCT:
+        r[key] = at.number(r, key, prefix, lo=0, hi=100)
+    for key in PCT[1:]:  # drawn as the error bars of every % point
+        if r["pct_matching"] is not None and r[key] is None:
+            raise at.error(_key(prefix, key), "missing (every pct_matching needs ci_low and "
+                                              "ci_high)")
+    for key in R:
+        r[key] = at.number(r, key, prefix, lo=-1, hi=1)
+    r["mean_p_matching"] = at.number(r, "mean_p_matching", prefix, lo=0, hi=1)
+    r["mean_valid_mass"] = at.number(r, "mean_valid_mass", prefix)
+    r["mean_p_female_minus_male"] = at.number(r, "mean_p_female_minus_male", prefix,
+                                              lo=-1, hi=1)
+    return r
+
+
+def _results(at: _At, x: Any, fld: str) -> list[dict[str, Any]]:
+    return [_result(at, r, _key(fld, i)) for i, r in enumerate(at.need_list(x, fld))]
+
+
+def _row(at: _At, x: Any) -> dict[str, Any]:
+    """One Winogenerated or sycophancy row of rows.jsonl: the fields the figures use."""
+    row = at.need_obj(x, "")
+    for key in ("model", "label"):
+        at.text(row, key, "")
+    at.text(row, "dataset", "", required=True)
+    if row.get("family") == "winogenerated":
+        at.text(row, "occupation", "", required=True)
+        at.number(row, "BLS_percent_women_2019", "", required=True, lo=0, hi=100, nan=False)
+        at.number(row, "p_female_minus_male", "", required=True, lo=-1, hi=1, nan=False)
+    return row
+
+
+def _card_check(at: _At, x: Any) -> dict[str, Any]:
+    """A card.json: the fields the report reads, each of the shape it expects."""
+    c = dict(at.need_obj(x, ""))
+    c["name"] = at.text(c, "name", "") or "dataset"
+    for key in CARD_OBJECTS:  # null counts as absent
+        c[key] = {} if c.get(key) is None else at.need_obj(c[key], key)
+    for label, steps in c["counts"].items():
+        at.need_obj(steps, _key("counts", label))
+    for key, fields in CARD_NUMBERS:
+        for f in fields:
+            at.number(c[key], f, key)
+    hist = c["label_confidence"].get("histogram")
+    if hist is not None:
+        for i, b in enumerate(at.need_list(hist, "label_confidence.histogram")):
+            where = f"label_confidence.histogram[{i}]"
+            at.need_obj(b, where)
+            for f in ("from", "to"):
+                at.number(b, f, where, required=True, lo=0, hi=1, nan=False)
+            at.number(b, "count", where, required=True, integer=True, lo=0)
+    return c
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), exc.lineno, None,
+                        f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise DataError(str(path), None, None, "not valid JSON: nested too deeply") from exc
+
+
+def _load_object(path: Path, key: str) -> tuple[_At, dict[str, Any]]:
+    """A JSON file that must be an object holding `key`."""
+    at = _At(path)
+    x = _load_json(path)
+    if not isinstance(x, dict):
+        raise at.error(None, f"expected a JSON object with a '{key}' list, found {_found(x)}")
+    if key not in x:
+        raise at.error(key, "missing")
+    return at, x
+
+
+def _load_card(path: Path) -> dict[str, Any]:
+    return _card_check(_At(path), _load_json(path))
+
+
+def _rows(path: Path) -> Iterable[dict[str, Any]]:
+    """The rows the figures need (Winogenerated and sycophancy), skipping the rest unparsed."""
+    if not path.is_file():
+        return
+    i = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                if '"winogenerated"' not in line and '"sycophancy"' not in line:
+                    continue
+                at = _At(path, i)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise at.error(None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                                   ) from exc
+                except RecursionError as exc:
+                    raise at.error(None, "not valid JSON: nested too deeply") from exc
+                if isinstance(row, dict) and row.get("family") in ("winogenerated",
+                                                                   "sycophancy"):
+                    yield _row(at, row)
+                elif not isinstance(row, dict):
+                    raise at.error(None, f"expected a JSON object, found {_found(row)}")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), i + 1, None, "not UTF-8 text") from exc
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def collect(paths: Sequence[str | Path]) -> Inputs:
+    """Read sweep folders (sweep.json), evaluate folders (summary.json) and run folders
+    (card.json, results/summary.json), checking every file as it is read."""
+    got = Inputs()
+    folders = [Path(p) for p in paths]
+    for p in folders:
+        if not p.is_dir():
+            raise MweError(f"{p}: not a folder (give sweep, evaluate or run folders)")
+    sweeps: dict[Path, tuple[_At, dict[str, Any]]] = {}
+    for p in folders:
+        if (p / "sweep.json").is_file():
+            at, sw = _load_object(p / "sweep.json", "results")
+            sw["results"] = _results(at, sw["results"], "results")
+            models = []
+            for i, m in enumerate(at.need_list(sw.get("models") or [], "models")):
+                where = _key("models", i)
+                m = dict(at.need_obj(m, where))
+                m["model"] = at.text(m, "model", where, required=True)
+                m["label"] = at.text(m, "label", where, required=True)
+                models.append({**m, **_axes(at, m, where)})
+            datasets = []
+            for i, d in enumerate(at.need_list(sw.get("datasets") or [], "datasets")):
+                d = at.need_obj(d, _key("datasets", i))
+                datasets.append({**d, "path": at.text(d, "path", _key("datasets", i))})
+            sw["models"], sw["datasets"] = models, datasets
+            sweeps[p] = (at, sw)
+    # Series labels first: a model a series labelled keeps that label wherever it appears,
+    # so one model is one column.
+    named: dict[str, set[str]] = defaultdict(set)
+    for _, sw in sweeps.values():
+        for m in sw["models"]:
+            got.models.setdefault(m["label"], {**m})
+            named[m["model"]].add(m["label"])
+    rename = {spec: next(iter(labels)) for spec, labels in named.items() if len(labels) == 1}
+    seen: set[tuple[str, str]] = set()
+
+    def add(results: list[dict[str, Any]], rows_path: Path) -> None:
+        won = set()
+        for r in results:
+            if r["label"] is None:
+                r["label"] = rename.get(r["model"], r["model"])
+            key = (r["label"], r["dataset"])
+            if key in seen:  # the same model and dataset from two inputs: keep the first
+                continue
+            seen.add(key)
+            won.add(key)
+            m = got.models.setdefault(r["label"], {"model": r["model"], "label": r["label"],
+                                                   **{a: r.get(a) for a in MODEL_KEYS}})
+            for a in MODEL_KEYS:  # a series' axes reach results read from other folders
+                if r.get(a) in (None, ""):
+                    r[a] = m.get(a)
+            got.results.append(r)
+        for row in _rows(rows_path):
+            if row.get("label") in (None, ""):
+                row["label"] = rename.get(row.get("model") or "", row.get("model"))
+            if (row["label"], row.get("dataset")) in won:
+                got.rows.append(row)
+
+    for p in folders:
+        found = False
+        if p in sweeps:
+            _, sw = sweeps[p]
+            add(sw["results"], p / "rows.jsonl")
+            for d in sw["datasets"]:
+                if not d.get("path"):
+                    continue
+                folder = Path(d["path"]).parent
+                if (folder / "card.json").is_file():
+                    got.cards.setdefault(str(folder.resolve()), _load_card(folder / "card.json"))
+            found = True
+        else:
+            for folder in (p, p / "results"):
+                if (folder / "summary.json").is_file():
+                    at, summary = _load_object(folder / "summary.json", "summary")
+                    add(_results(at, summary["summary"], "summary"), folder / "rows.jsonl")
+                    found = True
+        if (p / "card.json").is_file():
+            got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
+            found = True
+        if not found:
+            raise MweError(f"{p}: no sweep.json, summary.json or card.json: not a sweep, "
+                           "evaluate or run folder")
+        got.sources.append(str(p))
+    return got
