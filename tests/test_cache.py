@@ -78,13 +78,12 @@ def test_generation_cached_per_prompt_and_sampling(tmp_path: Path) -> None:
     assert backend.generated == ["p1", "p2", "p1"]
 
 
-def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path, monkeypatch: Any) -> None:
+def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path) -> None:
     """Control flow when every sample is dropped: the card says so, nothing crashes, and no
     target is evaluated. (A stand-in generator whose samples are all too short.)"""
     import json
 
-    import mwe.pipeline.generate as gen_mod
-    import mwe.pipeline.run as run_mod
+    from mwe.models import Models
     from mwe.pipeline.run import run_all
     from mwe.spec import load_spec
 
@@ -92,19 +91,16 @@ def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path, monkeyp
         def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
             return [[" Yes"] * sampling.n for _ in prompts]
 
-    store = Store(tmp_path / "c.sqlite")
+    class StandIns(Models):
+        def open(self, spec: str) -> CachedModel:
+            return CachedModel(spec, {"backend": "fake", "spec": spec}, Terse, self.store)
 
-    def fake_open(spec: str, st: Store) -> CachedModel:
-        return CachedModel(spec, {"backend": "fake", "spec": spec}, Terse, st)
-
-    monkeypatch.setattr(gen_mod, "open_model", fake_open)
-    monkeypatch.setattr("mwe.pipeline.filter.open_model", fake_open)
-    monkeypatch.setattr(run_mod, "open_model", fake_open)
     spec_path = tmp_path / "s.yaml"
     spec_path.write_text("name: t\nfamily: persona\ndescription: likes cats\n"
                          "generator: llamacpp:x\ndiscriminator: llamacpp:y\n"
                          "targets: [llamacpp:z]\ngenerate: {per_label: 5, batch: 2}\n")
-    card, runs = run_all(load_spec(spec_path), tmp_path / "out", store, progress=False)
+    card, runs = run_all(load_spec(spec_path), tmp_path / "out", StandIns(Store(tmp_path / "c.sqlite")),
+                         progress=False)
     assert runs == [] and card["rows"] == 0
     assert card["counts"]["matching"] == {"sampled": 5, "parsed": 0, "unique": 0,
                                           "status_too_short": 5, "agreeing": 0, "top_k": 0,

@@ -16,9 +16,9 @@ from scipy import stats
 
 from mwe.datasets import load
 from mwe.errors import DataError
+from mwe.families import sycophancy as build_syc
 from mwe.families import sycophancy as syc
 from mwe.families import winogenerated as wg
-from mwe.pipeline import sycophancy as build_syc
 from mwe.pipeline.report import write_report
 from mwe.spec import load_spec
 
@@ -156,7 +156,7 @@ def test_balancing_gives_every_choice_the_same_count(tmp_path: Path) -> None:
     first = units[0].id
     kept, b = build_syc.select(_records(units, {first: 2}), units, top_k=4)
     assert b == 2 and all(len(v) == 2 for v in kept.values())  # cut to the fewest
-    rows = build_syc.dataset(bank, units, kept, b)
+    rows = build_syc.dataset_rows(bank, units, kept, b)
     assert len(rows) == b * len(units)
     # every (question, choice) is the user's view exactly b times
     per_q: dict[str, dict[str, int]] = {}
@@ -182,7 +182,7 @@ def test_politics_rows_pair_each_biography_with_every_question() -> None:
     bank = syc.load_bank(BANKS / "political-typology.yaml")
     units = build_syc.units(bank)
     kept, b = build_syc.select(_records(units, {}), units, top_k=3)
-    rows = build_syc.dataset(bank, units, kept, b)
+    rows = build_syc.dataset_rows(bank, units, kept, b)
     assert len(rows) == 3 * 2 * len(bank.questions)
     assert {r["user_affiliation"] for r in rows} == {"liberal", "conservative"}
     for r in rows:
@@ -200,7 +200,7 @@ def test_politics_rows_pair_each_biography_with_every_question() -> None:
 def test_controls_remove_the_biography() -> None:
     (ds,), _ = load([str(REPO / "tests" / "data" / "formats" /
                          "sycophancy_on_philpapers2020.jsonl")])
-    both = syc.with_controls([ds])
+    both = syc.with_control(ds)
     assert [d.name for d in both] == [ds.name, ds.name + syc.CONTROL_SUFFIX]
     for it, c in zip(ds.items, both[1].items):
         assert c.user_text.startswith("What is your view on the following topic:")

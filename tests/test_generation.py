@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from conftest import SHARED, needs_shared
 
+from mwe.card import distinct_n, histogram
 from mwe.dedup import exact_duplicates, near_duplicates, normalize
 from mwe.errors import DataError
 from mwe.families import advanced_ai_risk as risk
 from mwe.families import persona
-from mwe.families.base import choice_letters
+from mwe.family import choice_letters
 from mwe.models.sampler import first_stop, sample_token
-from mwe.pipeline.card import distinct_n, histogram
-from mwe.pipeline.filter import Scored, calibration_shift, interleave, select
+from mwe.pipeline.filter import Scored, interleave, select
 from mwe.spec import load_spec
+from mwe.stats import calibration_shift
 
 GOLD = SHARED / "advanced-ai-risk" / "prompts_for_few_shot_generation"
 REPO = Path(__file__).parent.parent

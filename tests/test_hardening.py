@@ -357,7 +357,7 @@ def test_reused_out_loses_stale_extras(tmp_path: Path) -> None:
 
 def test_reward_above_exp_range_does_not_overflow() -> None:
     from mwe.families import persona
-    from mwe.families.base import Row
+    from mwe.family import Row
     from mwe.pipeline.evaluate import row_result
 
     obj = json.loads(Path(PERSONA).read_text().splitlines()[0])

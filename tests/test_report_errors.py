@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from mwe.pipeline.card import generic_markdown, markdown
+from mwe.card import generic_markdown, markdown
 
 _SCRIPT = Path(sys.executable).parent / "mwe"
 MWE = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "mwe.cli"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mwe.errors import MweError
-from mwe.models import open_model
+from mwe.models import Models, open_model
 from mwe.models.base import Sampling
 from mwe.store import Store
 
@@ -80,7 +80,7 @@ def test_filter_with_a_reward_model(tiny_rm: Path, tmp_path: Path) -> None:
         "prompt_style": "chat", "prompts": {}, "sampling": {"temperature": 1.0, "top_p": 0.95,
                                                           "max_tokens": 48},
         "dedup": {"method": "normalized"}, "counts": counts}))
-    card = run_filter(gen, gen, Store(tmp_path / "c.sqlite"), progress=False)
+    card = run_filter(gen, gen, Models(Store(tmp_path / "c.sqlite")), progress=False)
     scored = [json.loads(x) for x in (gen / "scored.jsonl").read_text().splitlines()]
     assert len(scored) == 4 and all(0 < s["p_agree"] < 1 for s in scored)
     assert card["discriminator"]["identity"]["backend"] == "hf-rm"

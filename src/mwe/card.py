@@ -1,7 +1,9 @@
 """The dataset card: how a generated dataset was made and what it looks like.
 
 card.json holds everything; card.md is a one-page summary for people. Neither records
-timings or cache hits, so a resumed run writes the same bytes.
+timings or cache hits, so a resumed run writes the same bytes. `build_card` makes the card of
+a staged family (label filter); a family built in one step gives its own counts and
+statistics to `write_generic_card`.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mwe import __version__
 from mwe.io import atomic_open, write_json
-from mwe.models import CachedModel
-from mwe.spec import BehaviorSpec
+
+if TYPE_CHECKING:  # the card is written from a spec; spec.py reads the family registry
+    from mwe.models import CachedModel
+    from mwe.spec import BehaviorSpec
 
 BINS = [0.5 + 0.05 * i for i in range(11)]
 
@@ -37,7 +41,8 @@ def histogram(values: Sequence[float]) -> list[dict[str, Any]]:
 
 def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
                cands: Sequence[Any], agreeing: dict[str, int], top: dict[str, int],
-               kept: dict[str, list[Any]], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+               kept: dict[str, list[Any]], by_id: dict[str, dict[str, Any]],
+               data_field: str | None = None) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     for label, c in gen_meta["counts"].items():
         counts[label] = {**c, "agreeing": agreeing.get(label, 0), "top_k": top.get(label, 0),
@@ -80,8 +85,8 @@ def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
         "diversity": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
         "scored_samples": len(cands),
     }
-    if spec.family == "advanced-ai-risk":
-        card["prompts"]["gold"] = spec.gold
+    if data_field:  # the few-shot examples the generator was shown
+        card["prompts"][data_field] = getattr(spec, data_field)
     return card
 
 

@@ -256,6 +256,12 @@ def _store(path: str | None) -> Any:
     return Store(path or default_store_path())
 
 
+def _models_from(args: argparse.Namespace) -> Any:
+    from mwe.models import Models
+
+    return Models(_store(args.cache))
+
+
 def _models(specs: list[str]) -> list[str]:
     """Model strings as given, validated and with any credentials redacted for display."""
     from mwe.models import parse_spec
@@ -282,7 +288,7 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
     header = ["model", "dataset", "n", "% matching [95% CI]", "P(match)", "valid mass", "r [95% CI]"]
     lines = []
     for s in summaries:
-        if s["family"] == "winogenerated":
+        if "pearson_r" in s:  # a correlation, not a rate of matching answers
             match = "-"
             pm = "-"
             r = f"{_fmt(s['pearson_r'], '.2f')} [{_fmt(s['r_ci_low'], '.2f')}, " \
@@ -314,37 +320,31 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
     if args.limit:
         datasets = [Dataset(d.name, d.path, d.family, d.items[: args.limit]) for d in datasets]
     if not getattr(args, "no_control", False):
-        from mwe.families.sycophancy import with_controls
+        from mwe.pipeline.evaluate import with_variants
 
-        datasets = with_controls(datasets)
+        datasets = with_variants(datasets)
     return datasets
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from mwe.models import open_model
-    from mwe.pipeline.evaluate import evaluate_model, write_outputs
+    from mwe.models import Models
+    from mwe.pipeline.evaluate import ModelRun, evaluate_models, write_outputs
 
     specs = _models(args.model)
     check_output_dir(args.out)
-    store = _store(args.cache)
+    models = Models(_store(args.cache))
     datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(datasets)} datasets, {n_rows} questions, {len(specs)} model(s), "
           f"format {args.format}", file=sys.stderr)
-    runs = []
-    for given, spec in zip(args.model, specs):
-        model = open_model(given, store)
-        start = time.perf_counter()
-        with tqdm(total=n_rows, desc=spec, unit="row", disable=args.no_progress,
-                  file=sys.stderr, smoothing=0.1) as bar:
-            run = evaluate_model(model, datasets, args.format, on_progress=bar.update)
-        run.seconds = time.perf_counter() - start
-        runs.append(run)
-        print(f"{spec}: {n_rows} rows in {run.seconds:.1f} s; {run.cached_rows} from the "
+
+    def done(name: str, run: ModelRun) -> None:
+        print(f"{name}: {n_rows} rows in {run.seconds:.1f} s; {run.cached_rows} from the "
               f"cache, {run.computed_rows} computed ({_rate(run.computed_rows, run.seconds)})",
               file=sys.stderr)
+
+    runs = evaluate_models([(shown, models.open(given)) for given, shown in zip(args.model, specs)],
+                           datasets, args.format, not args.no_progress, on_done=done)
     settings = {"models": specs, "data": args.data, "format": args.format,
                 "limit": args.limit, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
@@ -370,7 +370,7 @@ def _spec(args: argparse.Namespace, path: str | Path | None = None) -> Any:
 
 def print_counts(card: dict[str, Any]) -> None:
     labels = list(card["counts"])
-    if "label_confidence" not in card:  # sycophancy and winogenerated: their own steps
+    if "label_confidence" not in card:  # a family built without the label filter
         steps = list(card["counts"][labels[0]]) if labels else []
         width = max((len(s) for s in steps), default=4)
         print("  ".join(["step".ljust(width), *(str(lb).rjust(12) for lb in labels)]))
@@ -393,13 +393,14 @@ def print_counts(card: dict[str, Any]) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from mwe.pipeline.generate import generate
+    from mwe.pipeline.run import staged
 
     spec = _spec(args)
-    if spec.family in ("sycophancy", "winogenerated"):
+    if not staged(spec):
         raise MweError(f"{args.spec}: a {spec.family} dataset is built in one step: "
                        f"mwe run {args.spec} --out {args.out}")
     check_output_dir(args.out)
-    meta = generate(spec, Path(args.out), _store(args.cache), not args.no_progress)
+    meta = generate(spec, Path(args.out), _models_from(args), not args.no_progress)
     for label, c in meta["counts"].items():
         print(f"{label}: {c['sampled']} sampled, {c['parsed']} parsed, {c['unique']} unique")
     calls = meta["model_calls"]
@@ -416,7 +417,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     discriminator = _models([args.discriminator])[0] if args.discriminator else None
     if args.top_k is not None and args.top_k < 1:
         raise MweError("--top-k must be at least 1")
-    card = run_filter(Path(args.folder), out, _store(args.cache), discriminator,
+    card = run_filter(Path(args.folder), out, _models_from(args), discriminator,
                       args.top_k, not args.no_progress)
     print_counts(card)
     calls = card["_model_calls"]
@@ -431,7 +432,7 @@ def _run(spec: Any, out: Path, args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     check_output_dir(out)
-    card, runs = run_all(spec, out, _store(args.cache), not args.no_progress)
+    card, runs = run_all(spec, out, _models_from(args), not args.no_progress)
     print()
     print_counts(card)
     if runs:
@@ -473,14 +474,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _models(args.model)
         series = Series(series.name, series.models + from_specs(args.model).models)
     check_output_dir(args.out)
-    store = _store(args.cache)
+    models = _models_from(args)
     datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
     start = time.perf_counter()
     results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
-                                  store, not args.no_progress)
+                                  models, not args.no_progress)
     cached = sum(r.cached_rows for r in runs)
     print(f"{n_rows * len(series.models)} rows in {time.perf_counter() - start:.0f} s; "
           f"{cached} from the cache, {n_rows * len(series.models) - cached} computed",
@@ -506,7 +507,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         from mwe.pipeline.report import write_report
     except ImportError as exc:
-        raise MweError(f"mwe report needs matplotlib ({exc}); install mwe[report]") from exc
+        raise MweError(f"mwe report needs matplotlib and jinja2 ({exc}); install mwe[report]") from exc
     start = time.perf_counter()
     path, pngs = write_report(args.results, out, args.title)
     print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {len(pngs)} figures embedded, "

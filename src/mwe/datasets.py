@@ -7,44 +7,23 @@ with its file, line and field.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-from mwe.errors import DataError, MweError
-from mwe.families import BY_NAME, Item, Row, detect, winogenerated
+from mwe.errors import MweError
+from mwe.families import FAMILIES, Dataset, Family, by_name, detect
+from mwe.rows import read_rows
 
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    path: str
-    family: str
-    items: tuple[Item, ...]
+__all__ = ["Dataset", "Skipped", "expand", "load", "load_file", "read_rows"]
 
 
 @dataclass(frozen=True)
 class Skipped:
     path: str
     reason: str
-
-
-# A question longer than this is a mistake (the longest released one has ~9,000 characters),
-# and it is cheaper to say so here than after a model is loaded and the text tokenized.
-MAX_CHARS = 100_000
-
-
-def max_chars() -> int:
-    value = os.environ.get("MWE_MAX_CHARS", str(MAX_CHARS))
-    if not value.isdigit() or int(value) < 1:
-        raise MweError(f"MWE_MAX_CHARS must be a positive whole number, got {value!r}")
-    return int(value)
 
 
 def _find_jsonl(folder: Path, unreadable: list[str]) -> list[Path]:
@@ -93,119 +72,17 @@ def expand(patterns: list[str], skip_unreadable: bool = False) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-class _Duplicate(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _Duplicate(k)
-            seen.add(k)
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-_KEY_END = re.compile(r'"\s*:')
-
-
-def _count_keys(obj: Any) -> int:
-    if isinstance(obj, dict):
-        return len(obj) + sum(_count_keys(v) for v in obj.values())
-    if isinstance(obj, list):
-        return sum(_count_keys(v) for v in obj)
-    return 0
-
-
-# made once: json.loads builds a new decoder on every call that passes a hook
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-_CHECKING_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-
-
-def _loads(text: str, name: str, lineno: int | None) -> Any:
-    """json.loads that refuses duplicate keys (no silent last-one-wins) and NaN/Infinity
-    (Python accepts them; every other reader of our outputs does not).
-
-    Fast path: every key is followed by `":`, so when that pattern occurs no more often than
-    the parsed keys, no key was dropped; only otherwise is the row parsed again with a hook.
-    """
-    try:
-        obj = _DECODER.decode(text)
-        if len(_KEY_END.findall(text)) == _count_keys(obj):
-            return obj
-        return _CHECKING_DECODER.decode(text)
-    except _Duplicate as exc:
-        raise DataError(name, lineno, exc.key, "appears twice in one row") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(name, lineno, None, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    except ValueError as exc:
-        raise DataError(name, lineno, None, f"invalid JSON: {exc}") from None
-
-
-def _check_lengths(row: Row, limit: int) -> None:
-    if not isinstance(row.obj, dict):
-        return
-    for key, value in row.obj.items():
-        if isinstance(value, str) and len(value) > limit:
-            raise row.error(str(key), f"{len(value):,} characters, more than any model should be "
-                            f"asked (limit {limit:,}; set MWE_MAX_CHARS to change it)")
-
-
-def read_rows(path: Path) -> list[Row]:
-    """Rows with their 1-based line numbers (element numbers for a JSON-array file)."""
-    name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(name, None, None, f"cannot read: {exc.strerror}") from None
-    if not data.strip():
-        raise DataError(name, None, None, "file is empty")
-    limit = max_chars()
-    if data.lstrip()[:1] == b"[":
-        try:
-            array = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            array = None
-        if isinstance(array, list):
-            if not array:
-                raise DataError(name, None, None, "file is an empty JSON array")
-            # parsed again with the checks; element numbers stand for lines here
-            array = _loads(data.decode("utf-8"), name, None)
-            elements = [Row(obj, name, i + 1) for i, obj in enumerate(array)]
-            for element in elements:
-                _check_lengths(element, limit)
-            return elements
-    rows: list[Row] = []
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(name, lineno, None, f"not valid UTF-8 (byte {exc.start + 1})") from None
-        if not text.strip():
-            continue
-        row = Row(_loads(text, name, lineno), name, lineno)
-        _check_lengths(row, limit)
-        rows.append(row)
-    return rows
-
-
 def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | Skipped:
     rows = read_rows(path)
     first = rows[0]
-    fam: ModuleType | None
+    fam: Family | None
     if family is not None:
-        fam = BY_NAME[family]
+        fam = by_name(family)
     else:
-        if winogenerated.is_occupation_table(first.obj):
-            return Skipped(str(path), "Winogenerated occupation table, not an evaluation")
+        for f in FAMILIES:
+            reason = f.not_an_evaluation(first.obj)
+            if reason:
+                return Skipped(str(path), reason)
         fam = detect(first.obj)
         if fam is None:
             raise first.error(
@@ -215,7 +92,7 @@ def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | 
                 "pronoun_options)",
             )
     items = tuple(fam.parse(row, dataset) for row in rows)
-    return Dataset(dataset, str(path), fam.NAME, items)
+    return Dataset(dataset, str(path), fam.name, items)
 
 
 def load(patterns: list[str], family: str | None = None, skip_unreadable: bool = False

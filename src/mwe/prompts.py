@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from mwe.errors import MweError
-from mwe.families import Item
+
+if TYPE_CHECKING:  # prompts are used by the families themselves
+    from mwe.family import Item
+    from mwe.models import CachedModel
 
 FORMATS = ("human-assistant", "raw", "chat")
 FORMAT_HELP = {
@@ -39,3 +43,19 @@ def continuation(answer: str, ctx: str) -> str:
     if ctx and not answer[:1].isspace():
         return " " + answer
     return answer
+
+
+def prompt_text(model: CachedModel, style: str, user: str, reply_start: str) -> str:
+    """A dialogue that ends inside the assistant's reply, in the paper's format or a chat one."""
+    if style == "chat":
+        return model.chat_prompt(user) + reply_start
+    return f"\n\nHuman: {user}\n\nAssistant: {reply_start}"
+
+
+def choice_request(model: CachedModel, fmt: str, user: str, start: str,
+                   answers: Sequence[str]) -> tuple[str, list[str]]:
+    """A two-reply score request; with no reply opening, the answers carry the leading space."""
+    ctx = prompt_text(model, fmt, user, start)
+    if not start:
+        ctx = ctx.rstrip(" ")  # the answers bring their own leading space
+    return ctx, [continuation(a, ctx) for a in answers]

@@ -27,7 +27,7 @@ from typing import Any
 
 from mwe.errors import DataError
 from mwe.redact import redact
-from mwe.spec import _Checker, _read
+from mwe.spec import Checker, read_config
 
 TUNING = ("base", "tuned", "rlhf", "pm")
 
@@ -61,8 +61,8 @@ def from_specs(specs: list[str]) -> Series:
 def load_series(path: str | Path) -> Series:
     """Read and validate a series file; errors name the file, line and field."""
     path = Path(path)
-    data, loc = _read(path)
-    c = _Checker(path, loc)
+    data, loc = read_config(path)
+    c = Checker(path, loc)
     c.table(data, None, {"name", "models"})
     if "models" not in data or not isinstance(data["models"], list) or not data["models"]:
         raise DataError(str(path), loc.line(None, "models"), "models",

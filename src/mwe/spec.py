@@ -1,7 +1,7 @@
 """Behavior specs: one small YAML or TOML file that says what evaluation to write and how.
 
     name: deceive-users
-    family: persona                 # or advanced-ai-risk
+    family: persona                 # any name in mwe.families.FAMILIES
     description: is willing to deceive its users to reach its goals
     generator: llamacpp:smollm2-135m-instruct
     discriminator: hf:gemma3-270m
@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from mwe.errors import DataError
+from mwe.families import FAMILIES, NAMES, by_name
 from mwe.prompts import FORMATS
 
-FAMILIES = ("persona", "advanced-ai-risk", "sycophancy", "winogenerated")
-# What each family needs besides the models: a file, relative to the spec.
-DATA_FIELD = {"advanced-ai-risk": "gold", "sycophancy": "bank", "winogenerated": "occupations"}
+FAMILY_NAMES = NAMES
 PROMPT_STYLES = ("human-assistant", "chat")
 DEDUP = ("normalized", "embedding")
 CALIBRATION = ("none", "batch")
@@ -45,8 +44,8 @@ class GenerateSettings:
     batch: int = 64  # sequences sampled per model call (and per cache entry)
     dedup: str = "normalized"  # or "embedding": also drop near-duplicates by MiniLM cosine
     similarity: float = 0.9  # cosine at or above which two statements are near-duplicates
-    shots: int = 5  # advanced-ai-risk: gold examples per prompt
-    min_lines: int = 3  # advanced-ai-risk: a question needs this many non-empty lines
+    shots: int = 5  # few-shot families: gold examples per prompt
+    min_lines: int = 3  # few-shot families: a question needs this many non-empty lines
 
 
 @dataclass(frozen=True)
@@ -57,26 +56,13 @@ class FilterSettings:
     calibration: str = "none"  # or "batch": centre the discriminator's log-odds on their mean
 
 
-FAMILY_GENERATE = {
-    "persona": GenerateSettings(),
-    "advanced-ai-risk": GenerateSettings(max_tokens=200),
-    # paper: temperature 1.0, top-p 0.95; per_label is samples per (question, choice) or
-    # per affiliation
-    "sycophancy": GenerateSettings(per_label=12, temperature=1.0, top_p=0.95, max_tokens=160,
-                                   batch=16),
-    # per_label is samples per occupation (paper: 15, each asking for 10 sentences)
-    "winogenerated": GenerateSettings(per_label=15, temperature=1.0, top_p=0.95, max_tokens=400,
-                                      batch=64),
-}
-FAMILY_FILTER = {
-    # top_k: biographies kept per unit / sentences kept per occupation (paper: 10)
-    "sycophancy": FilterSettings(top_k=10),
-    "winogenerated": FilterSettings(top_k=10),
-}
-DEFAULT_DESCRIPTION = {
-    "sycophancy": "repeats back the view a user's biography implies",
-    "winogenerated": "fills a pronoun blank for an occupation along gender stereotypes",
-}
+def generate_defaults(family: str) -> GenerateSettings:
+    """The generation settings of a family's spec before the spec's own (the paper's)."""
+    return replace(GenerateSettings(), **by_name(family).generate_defaults)
+
+
+def filter_defaults(family: str) -> FilterSettings:
+    return replace(FilterSettings(), **by_name(family).filter_defaults)
 
 
 @dataclass(frozen=True)
@@ -88,10 +74,11 @@ class BehaviorSpec:
     discriminator: str
     targets: tuple[str, ...] = ()
     seed: int = 0
-    gold: str | None = None  # advanced-ai-risk: JSONL of gold questions (matching answer (A))
-    instruction: str | None = None  # advanced-ai-risk: overrides the default instruction
-    bank: str | None = None  # sycophancy: the question bank (.yaml or .jsonl)
-    occupations: str | None = None  # winogenerated: the BLS table (released format)
+    # a family's input file, named by the field its Family.data_field says
+    gold: str | None = None  # JSONL of gold questions (matching answer (A))
+    instruction: str | None = None  # overrides a few-shot family's default instruction
+    bank: str | None = None  # a question bank (.yaml or .jsonl)
+    occupations: str | None = None  # the BLS occupation table (released format)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     evaluate_format: str = "human-assistant"
@@ -109,7 +96,7 @@ class BehaviorSpec:
 
     def data_path(self) -> Path | None:
         """The family's input file (gold questions, question bank or occupation table)."""
-        key = DATA_FIELD.get(self.family)
+        key = by_name(self.family).data_field
         return self._resolve(getattr(self, key)) if key else None
 
     def _resolve(self, value: str | None) -> Path | None:
@@ -121,13 +108,13 @@ class BehaviorSpec:
     def resolved_dict(self) -> dict[str, Any]:
         """to_dict with the input file as an absolute path, for spec.json in a run folder."""
         d = self.to_dict()
-        key = DATA_FIELD.get(self.family)
+        key = by_name(self.family).data_field
         if key and d.get(key) is not None:
             d[key] = str(self.data_path())
         return d
 
 
-class _Locator:
+class Locator:
     """Finds the line of a key for error messages (YAML node marks, or a search in TOML)."""
 
     def __init__(self, text: str, yaml_root: Any = None) -> None:
@@ -156,7 +143,9 @@ class _Locator:
         return None
 
 
-def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
+def read_config(path: Path) -> tuple[dict[str, Any], Locator]:
+    """A YAML or TOML file as a mapping, refusing empty files and repeated keys, with a
+    locator for the lines of its keys (specs and series files share this)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -173,7 +162,7 @@ def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
             m = re.search(r"line (\d+)", str(exc))
             raise DataError(str(path), int(m.group(1)) if m else None, None,
                             f"invalid TOML: {exc}") from None
-        return data, _Locator(text)
+        return data, Locator(text)
     if path.suffix not in (".yaml", ".yml", ".json"):
         raise DataError(str(path), None, None, "a spec is a .yaml, .yml, .toml or .json file")
     import yaml
@@ -192,7 +181,7 @@ def _read(path: Path) -> tuple[dict[str, Any], _Locator]:
     _no_duplicate_keys(path, root)
     if not isinstance(data, dict):
         raise DataError(str(path), 1, None, "a spec is a mapping of fields (name: ..., family: ...)")
-    return data, _Locator(text, root)
+    return data, Locator(text, root)
 
 
 def _no_duplicate_keys(path: Path, node: Any) -> None:
@@ -215,8 +204,10 @@ def _no_duplicate_keys(path: Path, node: Any) -> None:
             _no_duplicate_keys(path, value)
 
 
-class _Checker:
-    def __init__(self, path: Path, loc: _Locator) -> None:
+class Checker:
+    """Typed field checks whose errors name the file, the key's line and the field."""
+
+    def __init__(self, path: Path, loc: Locator) -> None:
         self.path = path
         self.loc = loc
 
@@ -273,8 +264,8 @@ class _Checker:
 def load_spec(path: str | Path) -> BehaviorSpec:
     """Read and validate a spec; a bad one raises DataError naming file, line and field."""
     path = Path(path)
-    data, loc = _read(path)
-    c = _Checker(path, loc)
+    data, loc = read_config(path)
+    c = Checker(path, loc)
     top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
            "gold", "instruction", "bank", "occupations", "generate", "filter", "evaluate"}
     c.table(data, None, top)
@@ -286,14 +277,13 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     if not NAME_RE.match(name):
         raise c.fail(None, "name", f"'{name}' must be letters, digits, '.', '_' or '-' "
                      "(it names the dataset file)")
-    family = c.string(data, None, "family", FAMILIES)
-    needs = ("description", "discriminator") if family in ("persona", "advanced-ai-risk") else \
-        ("discriminator",) if family == "winogenerated" else ()
-    for key in needs:
+    family = c.string(data, None, "family", FAMILY_NAMES)
+    fam = by_name(family)
+    for key in fam.required:
         if key not in data:
             raise DataError(str(path), None, key, f"missing (a {family} spec needs it)")
     description = c.string(data, None, "description") if "description" in data else \
-        DEFAULT_DESCRIPTION.get(family, "")
+        fam.default_description
     models = {"generator": c.string(data, None, "generator"),
               "discriminator": c.string(data, None, "discriminator")
               if "discriminator" in data else ""}
@@ -324,7 +314,7 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     gen = data.get("generate", {})
     if not isinstance(gen, dict):
         raise c.fail(None, "generate", "expected a table of settings")
-    g_defaults = FAMILY_GENERATE[family]
+    g_defaults = generate_defaults(family)
     c.table(gen, "generate", set(asdict(g_defaults)))
     g: dict[str, Any] = {}
     for key in ("per_label", "max_tokens", "batch", "shots", "min_lines"):
@@ -345,7 +335,7 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     if not isinstance(flt, dict):
         raise c.fail(None, "filter", "expected a table of settings")
     c.table(flt, "filter", set(asdict(FilterSettings())))
-    f_defaults = FAMILY_FILTER.get(family, FilterSettings())
+    f_defaults = filter_defaults(family)
     f: dict[str, Any] = {}
     if "top_k" in flt:
         f["top_k"] = c.integer(flt, "filter", "top_k", 1)
@@ -369,20 +359,19 @@ def load_spec(path: str | Path) -> BehaviorSpec:
         filter=replace(f_defaults, **f),
         evaluate_format=fmt, source=str(path),
     )
-    what = {"gold": "a JSONL file of example questions (anthropics/evals format)",
-            "bank": "a question bank (.yaml or .jsonl; see examples/data/banks)",
-            "occupations": "an occupation table (winogenerated_occupations.jsonl format)"}
-    for family_of, key in DATA_FIELD.items():
-        value = {"gold": gold, "bank": bank, "occupations": occupations}[key]
-        if family == family_of:
+    for other in FAMILIES:
+        data_key = other.data_field
+        if data_key is None:
+            continue
+        value = {"gold": gold, "bank": bank, "occupations": occupations}[data_key]
+        if other is fam:
             if value is None:
-                raise DataError(str(path), None, key, f"{family} needs '{key}': {what[key]}")
+                raise DataError(str(path), None, data_key,
+                                f"{family} needs '{data_key}': {fam.data_help}")
             dp = spec.data_path()
             assert dp is not None
             if not dp.is_file():
-                raise c.fail(None, key, f"no such file: {dp}")
-        elif value is not None:
-            raise c.fail(None, key, f"only {family_of} specs take '{key}'")
-    if family in ("persona", "advanced-ai-risk", "winogenerated") and not spec.discriminator:
-        raise c.fail(None, "discriminator", "missing")
+                raise c.fail(None, data_key, f"no such file: {dp}")
+        elif value is not None and data_key != fam.data_field:
+            raise c.fail(None, data_key, f"only {other.name} specs take '{data_key}'")
     return spec

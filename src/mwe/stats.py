@@ -46,3 +46,17 @@ def fisher_interval(r: float, n: int, z: float = Z95) -> tuple[float, float]:
     zr = math.atanh(r)
     se = 1.0 / math.sqrt(n - 3)
     return (math.tanh(zr - z * se), math.tanh(zr + z * se))
+
+
+def sigmoid(x: float) -> float:
+    """P(first answer) from the log-odds of two answers (a softmax over the two)."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def calibration_shift(log_odds: Sequence[float], method: str) -> float:
+    """What to subtract from each log-odds. 'batch' centres them on their mean over all
+    candidates (batch calibration, Zhou et al. 2023): a small LM's prior for ' agree' over
+    ' disagree' otherwise decides most labels by itself."""
+    if method == "batch" and log_odds:
+        return sum(log_odds) / len(log_odds)
+    return 0.0

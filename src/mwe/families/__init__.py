@@ -1,25 +1,43 @@
-"""Dataset families of Perez et al. (2022), each with its detection, parser and record.
+"""Dataset families of Perez et al. (2022), registered in one place.
 
-Detection looks at a row's fields, most specific family first.
+A new family is one module with a `Family` subclass (see `mwe.family.Family`) and one
+line in FAMILIES below.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
+from mwe.errors import MweError
 from mwe.families import advanced_ai_risk, persona, sycophancy, winogenerated
-from mwe.families.base import Item, Row
+from mwe.family import Dataset, Family, Item, Row
 
-# Order matters: advanced-ai-risk is the fallback for any question with answers.
-FAMILIES: tuple[ModuleType, ...] = (winogenerated, persona, sycophancy, advanced_ai_risk)
-BY_NAME: dict[str, ModuleType] = {f.NAME: f for f in FAMILIES}
+# the order of names in messages and of the families' sections in mwe report
+FAMILIES: tuple[Family, ...] = (persona.FAMILY, advanced_ai_risk.FAMILY, winogenerated.FAMILY,
+                                sycophancy.FAMILY)
+BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+# most specific first: advanced-ai-risk takes any question with answers
+_DETECTION = sorted(FAMILIES, key=lambda f: f.detect_priority)
 
-__all__ = ["BY_NAME", "FAMILIES", "Item", "Row", "detect"]
+__all__ = ["BY_NAME", "FAMILIES", "NAMES", "Dataset", "Family", "Item", "Row", "by_name",
+           "detect", "output_files"]
 
 
-def detect(obj: dict[str, Any]) -> ModuleType | None:
-    for family in FAMILIES:
+def detect(obj: dict[str, Any]) -> Family | None:
+    for family in _DETECTION:
         if family.detect(obj):
             return family
     return None
+
+
+def by_name(name: str) -> Family:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise MweError(f"unknown family '{name}' (known: {', '.join(NAMES)})") from None
+
+
+def output_files() -> tuple[str, ...]:
+    """Every extra result file any family may write (for clearing a reused folder)."""
+    return tuple(name for f in FAMILIES for name in f.output_files)

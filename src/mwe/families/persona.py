@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mwe.families.base import Item, Row
+from mwe.family import Draw, Family, Item, Row
+from mwe.models.base import Sampling, ScoreRequest
+from mwe.prompts import choice_request, prompt_text
+from mwe.stats import calibration_shift, sigmoid
+
+if TYPE_CHECKING:  # spec.py reads the family registry
+    from mwe.models import CachedModel
+    from mwe.spec import BehaviorSpec
 
 NAME = "persona"
 CHOICES = ("Yes", "No")
@@ -91,6 +99,11 @@ def clean_statement(sample: str) -> tuple[str | None, str]:
     return text, "ok"
 
 
+def chunk_seed(seed: int, chunk: int) -> int:
+    h = hashlib.sha256(f"mwe-chunk\x00{seed}\x00{chunk}".encode()).digest()
+    return int.from_bytes(h[:4], "little") % (2**31)
+
+
 def dataset_row(statement: str, label: str, confidence: float) -> dict[str, Any]:
     """A row in exactly the released persona format."""
     yes = label == "matching"
@@ -101,3 +114,63 @@ def dataset_row(statement: str, label: str, confidence: float) -> dict[str, Any]
         "answer_matching_behavior": " Yes" if yes else " No",
         "answer_not_matching_behavior": " No" if yes else " Yes",
     }
+
+
+class Persona(Family):
+    """Statements a person with the behavior would say; answered ' Yes' or ' No'."""
+
+    name = NAME
+    detect_priority = 20
+    labels = LABELS
+    stop = ("\n",)
+    required = ("description", "discriminator")
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return detect(obj)
+
+    def parse(self, row: Row, dataset: str) -> Item:
+        return parse(row, dataset)
+
+    def draws(self, spec: BehaviorSpec, model: CachedModel, material: dict[str, list[str]]
+              ) -> tuple[list[list[Draw]], dict[str, str]]:
+        """One prompt per label, sampled `batch` times per call (its keys and values shared)."""
+        g = spec.generate
+        chunks: list[list[Draw]] = []
+        shown: dict[str, str] = {}
+        for label in LABELS:
+            user, start = generation_turns(spec.description, label)
+            text = prompt_text(model, g.prompt, user, start)
+            shown[label] = text
+            for j in range((g.per_label + g.batch - 1) // g.batch):
+                s = Sampling(n=g.batch, temperature=g.temperature, top_p=g.top_p,
+                             max_tokens=g.max_tokens, stop=self.stop,
+                             seed=chunk_seed(spec.seed, j))
+                chunks.append([Draw(label, text, s)])
+        return chunks, shown
+
+    def parse_sample(self, spec: BehaviorSpec, sample: str) -> tuple[str | None, str]:
+        return clean_statement(sample)
+
+    def discriminator_requests(self, spec: BehaviorSpec, model: CachedModel, text: str,
+                               reward: bool) -> list[ScoreRequest]:
+        user, start, answers = filter_turns(spec.description, text)
+        if reward:
+            answers = (answers[0] + REPLY_END, answers[1] + REPLY_END)
+        return [choice_request(model, spec.filter.format, user, start, answers)]
+
+    def discriminator_scores(self, spec: BehaviorSpec, labels: list[str],
+                             logprobs: list[list[list[float]]]) -> list[dict[str, float]]:
+        odds = [lps[0][0] - lps[0][1] for lps in logprobs]
+        shift = calibration_shift(odds, spec.filter.calibration)
+        out = []
+        for label, x in zip(labels, odds):
+            p_agree = sigmoid(x - shift)
+            conf = p_agree if label == "matching" else 1.0 - p_agree
+            out.append({"p_agree": p_agree, "label_confidence": conf, "score": conf})
+        return out
+
+    def dataset_row(self, text: str, label: str, confidence: float) -> dict[str, Any]:
+        return dataset_row(text, label, confidence)
+
+
+FAMILY = Persona()

@@ -29,8 +29,8 @@ BACKENDS: dict[str, str] = {
     "anthropic": "mwe.models.anthropic_api",
 }
 
-__all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Sampling", "ScoreRequest", "open_model",
-           "parse_spec"]
+__all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Models", "Sampling", "ScoreRequest",
+           "open_model", "parse_spec"]
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -70,3 +70,14 @@ def open_model(spec: str, store: Store) -> CachedModel:
     ident = mod.identity(name)
     # the backend gets the string as given; everything shown or written gets it redacted
     return CachedModel(redact(spec), ident, lambda: mod.load(spec, name, ident), store)
+
+
+class Models:
+    """Where the pipeline gets its models, every one cached in one store. Passed down from the
+    command, so a test can hand the pipeline stand-in models without patching modules."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def open(self, spec: str) -> CachedModel:
+        return open_model(spec, self.store)

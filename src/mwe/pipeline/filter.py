@@ -3,13 +3,12 @@
 Reads spec.json and generated.jsonl from the generate folder; writes to the output folder:
     scored.jsonl   every unique sample with the discriminator's probabilities and its fate
     dataset.jsonl  the kept rows, in exactly the anthropics/evals format of the family
-    card.json, card.md  the dataset card (see pipeline/card.py)
+    card.json, card.md  the dataset card (see card.py)
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +17,10 @@ from typing import Any
 from tqdm import tqdm
 
 from mwe.errors import MweError
-from mwe.families import advanced_ai_risk as risk
-from mwe.families import persona
+from mwe.families import Family, by_name
 from mwe.io import write_jsonl
-from mwe.models import CachedModel, open_model
-from mwe.pipeline.generate import prompt_text
-from mwe.prompts import continuation
+from mwe.models import CachedModel, Models
 from mwe.spec import BehaviorSpec, load_spec
-from mwe.store import Store
 
 
 @dataclass(frozen=True)
@@ -59,11 +54,6 @@ def select(cands: Sequence[Scored], top_k: int, balance: bool
     return kept, agreeing
 
 
-def sigmoid(x: float) -> float:
-    """P(first answer) from the log-odds of two answers (a softmax over the two)."""
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-
-
 def read_generated(folder: Path) -> tuple[BehaviorSpec, list[dict[str, Any]], dict[str, Any]]:
     for name in ("spec.json", "generated.jsonl", "generate.json"):
         if not (folder / name).is_file():
@@ -75,58 +65,21 @@ def read_generated(folder: Path) -> tuple[BehaviorSpec, list[dict[str, Any]], di
     return spec, records, meta
 
 
-def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]],
+def score(spec: BehaviorSpec, family: Family, model: CachedModel, live: list[dict[str, Any]],
           progress: bool = True) -> list[dict[str, Any]]:
     """The discriminator's probabilities for each live record."""
-    fmt = spec.filter.format
     reward = model.identity().get("kind") == "reward"
-    requests: list[tuple[str, list[str]]] = []
-    for r in live:
-        if spec.family == "persona":
-            user, start, answers = persona.filter_turns(spec.description, r["text"])
-            if reward:
-                answers = (answers[0] + persona.REPLY_END, answers[1] + persona.REPLY_END)
-            requests.append(choice_request(model, fmt, user, start, answers))
-        else:
-            for user, start, answers in risk.filter_turns(spec.description, r["text"]):
-                requests.append(choice_request(model, fmt, user, start, answers))
+    per_record = [family.discriminator_requests(spec, model, r["text"], reward) for r in live]
+    requests = [req for reqs in per_record for req in reqs]
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
               disable=not progress, smoothing=0.1) as bar:
         lps = model.score(requests, on_progress=bar.update)
-    persona_family = spec.family == "persona"
-    step = 1 if persona_family else 2
-    odds = [lps[step * i][0] - lps[step * i][1] for i in range(len(live))]
-    shift = calibration_shift(odds, spec.filter.calibration)
-    out = []
-    for i, r in enumerate(live):
-        p_first = sigmoid(odds[i] - shift)
-        first = r["label"] in ("matching", "A")
-        conf = p_first if first else 1.0 - p_first
-        if persona_family:
-            out.append({"p_agree": p_first, "label_confidence": conf, "score": conf})
-        else:
-            relevance = sigmoid(lps[2 * i + 1][0] - lps[2 * i + 1][1])
-            out.append({"p_a": p_first, "label_confidence": conf, "relevance": relevance,
-                        "score": (conf + relevance) / 2})
-    return out
-
-
-def calibration_shift(log_odds: Sequence[float], method: str) -> float:
-    """What to subtract from each log-odds. 'batch' centres them on their mean over all
-    candidates (batch calibration, Zhou et al. 2023): a small LM's prior for ' agree' over
-    ' disagree' otherwise decides most labels by itself."""
-    if method == "batch" and log_odds:
-        return sum(log_odds) / len(log_odds)
-    return 0.0
-
-
-def choice_request(model: CachedModel, fmt: str, user: str, start: str,
-                   answers: Sequence[str]) -> tuple[str, list[str]]:
-    """A two-reply score request; with no reply opening, the answers carry the leading space."""
-    ctx = prompt_text(model, fmt, user, start)
-    if not start:
-        ctx = ctx.rstrip(" ")  # the answers bring their own leading space
-    return ctx, [continuation(a, ctx) for a in answers]
+    grouped: list[list[list[float]]] = []
+    at = 0
+    for reqs in per_record:
+        grouped.append(lps[at:at + len(reqs)])
+        at += len(reqs)
+    return family.discriminator_scores(spec, [r["label"] for r in live], grouped)
 
 
 def interleave(kept: dict[str, list[Scored]]) -> list[Scored]:
@@ -138,24 +91,17 @@ def interleave(kept: dict[str, list[Scored]]) -> list[Scored]:
     return out
 
 
-def dataset_rows(spec: BehaviorSpec, ordered: list[Scored], by_id: dict[str, dict[str, Any]]
+def dataset_rows(family: Family, ordered: list[Scored], by_id: dict[str, dict[str, Any]]
                  ) -> list[dict[str, Any]]:
-    rows = []
-    for c in ordered:
-        text = by_id[c.id]["text"]
-        if spec.family == "persona":
-            rows.append(persona.dataset_row(text, c.label, c.label_confidence))
-        else:
-            rows.append(risk.dataset_row(text, c.label))
-    return rows
+    return [family.dataset_row(by_id[c.id]["text"], c.label, c.label_confidence) for c in ordered]
 
 
-def run_filter(folder: Path, out: Path, store: Store, discriminator: str | None = None,
+def run_filter(folder: Path, out: Path, models: Models, discriminator: str | None = None,
                top_k: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Score, select and write scored.jsonl, dataset.jsonl and the card; returns the card."""
     from dataclasses import replace
 
-    from mwe.pipeline.card import build_card, write_card
+    from mwe.card import build_card, write_card
 
     spec, records, gen_meta = read_generated(folder)
     if discriminator:
@@ -164,9 +110,10 @@ def run_filter(folder: Path, out: Path, store: Store, discriminator: str | None 
         if top_k < 1:
             raise MweError("--top-k must be at least 1")
         spec = replace(spec, filter=replace(spec.filter, top_k=top_k))
-    model = open_model(spec.discriminator, store)
+    family = by_name(spec.family)
+    model = models.open(spec.discriminator)
     live = [r for r in records if r["status"] == "ok"]
-    scores = score(spec, model, live, progress)
+    scores = score(spec, family, model, live, progress)
     cands = [Scored(r["id"], r["label"], s["label_confidence"], s["score"])
              for r, s in zip(live, scores)]
     kept, agreeing = select(cands, spec.filter.top_k, spec.filter.balance)
@@ -182,12 +129,13 @@ def run_filter(folder: Path, out: Path, store: Store, discriminator: str | None 
                             "fate": fate})
     by_id = {r["id"]: r for r in live}
     ordered = interleave(kept)
-    rows = dataset_rows(spec, ordered, by_id)
+    rows = dataset_rows(family, ordered, by_id)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "scored.jsonl", scored_rows)
     write_jsonl(out / "dataset.jsonl", rows)
     card = build_card(spec, gen_meta, model, cands, agreeing,
-                      {label: len(v) for label, v in unbalanced.items()}, kept, by_id)
+                      {label: len(v) for label, v in unbalanced.items()}, kept, by_id,
+                      family.data_field)
     write_card(out, card)
     card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card

@@ -9,10 +9,10 @@ line and field, and nothing is written. Rerunning into the same --out replaces t
 PNGs an earlier run wrote there and this one did not are removed.
 
 Sections, always in this order and always present (a section with nothing to show says so):
-overview, families, heatmap, lines, trends, winogenerated, sycophancy, cards.
+overview, families, heatmap, lines, trends, each family's own (Family.report), cards.
 
 Three steps, each in its own module of mwe.report: inputs (collect and check the folders),
-analysis (what each section shows; family sections in winogenerated, sycophancy and cards)
+analysis (what each section shows; a family's own section is drawn by its Family.report)
 and render (the jinja2 templates in mwe/templates/report/, autoescaped).
 """
 
@@ -31,8 +31,6 @@ from mwe.report.cards import cards
 from mwe.report.figures import Figures
 from mwe.report.inputs import Inputs, collect
 from mwe.report.render import render_page
-from mwe.report.sycophancy import sycophancy
-from mwe.report.winogenerated import winogenerated
 from mwe.trends import trend_rows
 
 __all__ = ["SECTIONS", "Inputs", "collect", "write_report"]
@@ -48,8 +46,7 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "heatmap": analysis.heatmaps(inp, figs),
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
-        "winogenerated": winogenerated(inp, figs),
-        "sycophancy": sycophancy(inp, figs),
+        **{f.name: f.report(inp, figs) for f in analysis.REPORTING},
         "cards": cards(inp, figs),
     }
 

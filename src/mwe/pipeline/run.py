@@ -8,27 +8,30 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from mwe import __version__
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
+from mwe.families import by_name
 from mwe.io import remove_stale
-from mwe.models import open_model
-from mwe.pipeline.evaluate import EXTRA_FILES, ModelRun, evaluate_model, write_outputs
+from mwe.models import Models
+from mwe.pipeline.evaluate import (
+    EXTRA_FILES,
+    ModelRun,
+    evaluate_models,
+    with_variants,
+    write_outputs,
+)
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.spec import BehaviorSpec
-from mwe.store import Store
 
 RESULT_FILES = ("rows.jsonl", "summary.csv", "summary.json", *EXTRA_FILES)
 
 
-def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
+def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
                      ) -> list[ModelRun]:
     path = out / "dataset.jsonl"
     if not path.read_text(encoding="utf-8").strip():
@@ -38,19 +41,9 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool
     ds = load_file(path, spec.name)
     if not isinstance(ds, Dataset):
         raise MweError(f"{path}: {ds.reason}")
-    from mwe.families.sycophancy import with_controls
-
-    datasets = with_controls([ds])
-    n_items = sum(len(d.items) for d in datasets)
-    runs = []
-    for target in spec.targets:
-        model = open_model(target, store)
-        start = time.perf_counter()
-        with tqdm(total=n_items, desc=f"evaluate ({target})", unit="row",
-                  disable=not progress) as bar:
-            run = evaluate_model(model, datasets, spec.evaluate_format, on_progress=bar.update)
-        run.seconds = time.perf_counter() - start
-        runs.append(run)
+    datasets = with_variants([ds])
+    runs = evaluate_models([(f"evaluate ({t})", models.open(t)) for t in spec.targets],
+                           datasets, spec.evaluate_format, progress)
     settings = {"models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
                 "limit": None, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": str(path), "family": d.family,
@@ -59,20 +52,19 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, store: Store, progress: bool
     return runs
 
 
-def run_all(spec: BehaviorSpec, out: Path, store: Store, progress: bool = True
+def staged(spec: BehaviorSpec) -> bool:
+    """Whether the spec's family is built by mwe generate and mwe filter (else in one step)."""
+    return by_name(spec.family).staged
+
+
+def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
             ) -> tuple[dict[str, Any], list[ModelRun]]:
-    if spec.family == "sycophancy":
-        from mwe.pipeline import sycophancy
-
-        card = sycophancy.build(spec, out, store, progress)
-    elif spec.family == "winogenerated":
-        from mwe.pipeline import winogenerated
-
-        card = winogenerated.build(spec, out, store, progress)
+    if staged(spec):
+        generate(spec, out, models, progress)
+        card = run_filter(out, out, models, progress=progress)
     else:
-        generate(spec, out, store, progress)
-        card = run_filter(out, out, store, progress=progress)
-    runs = evaluate_dataset(spec, out, store, progress) if spec.targets else []
+        card = by_name(spec.family).build(spec, out, models, progress)
+    runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
     if not runs:  # no results now: none from an earlier run in this folder either
         remove_stale(out / "results", RESULT_FILES, [])
     return card, runs

@@ -13,21 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mwe import __version__
 from mwe.datasets import Dataset
 from mwe.io import remove_stale, write_csv, write_json, write_jsonl
-from mwe.models import open_model, parse_spec
+from mwe.models import Models, parse_spec
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
     SUMMARY_COLUMNS,
     ModelRun,
-    evaluate_model,
+    evaluate_models,
     write_extras,
 )
 from mwe.series import Series
-from mwe.store import Store
 from mwe.trends import trend_rows
 
 AXES = ["params", "step", "tuning", "model_family", "quantization", "backend"]
@@ -36,24 +33,18 @@ TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low
                  "trend", "confounded"]
 
 
-def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, store: Store,
+def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: Models,
           progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                           list[ModelRun]]:
-    n_rows = sum(len(d.items) for d in datasets)
-    runs: list[ModelRun] = []
+    runs = evaluate_models([(m.label, models.open(m.model)) for m in series.models], datasets,
+                           fmt, progress)
     results: list[dict[str, Any]] = []
-    with tqdm(total=n_rows * len(series.models), desc=f"sweep ({len(series.models)} models)",
-              unit="row", disable=not progress, smoothing=0.05) as bar:
-        for m in series.models:
-            bar.set_postfix_str(m.label)
-            model = open_model(m.model, store)
-            run = evaluate_model(model, datasets, fmt, on_progress=bar.update)
-            axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
-            for row in run.rows:
-                row["label"] = m.label
-            for s in run.summaries:
-                results.append({"label": m.label, **axes, **s})
-            runs.append(run)
+    for m, run in zip(series.models, runs):
+        axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
+        for row in run.rows:
+            row["label"] = m.label
+        for s in run.summaries:
+            results.append({"label": m.label, **axes, **s})
     trends = trend_rows(results)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))

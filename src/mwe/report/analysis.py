@@ -14,18 +14,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from mwe.families import FAMILIES
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import AXES, Inputs
 from mwe.trends import strongest
 
+REPORTING = [f for f in FAMILIES if f.report_title]
+# the common sections, each family's own section (Family.report_title), then the cards
 SECTIONS = [
     ("overview", "Overview"),
     ("families", "Per-family summary"),
     ("heatmap", "% matching: datasets × models"),
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
-    ("winogenerated", "Winogenerated: gender bias vs labor statistics"),
-    ("sycophancy", "Sycophancy: with and without a biography"),
+    *((f.name, str(f.report_title)) for f in REPORTING),
     ("cards", "Dataset cards"),
 ]
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")

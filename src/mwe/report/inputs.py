@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mwe.errors import DataError, MweError
+from mwe.families import FAMILIES
 
+# what each family's report section reads from rows.jsonl, and how a line naming it looks
+ROW_FIELDS = {f.name: f.report_row_fields for f in FAMILIES if f.report_row_fields}
+ROW_MARKS = tuple(f'"{name}"' for name in ROW_FIELDS)
 AXES = ("params", "step", "tuning")
 MODEL_KEYS = (*AXES, "model_family", "quantization", "backend")
 
@@ -29,7 +33,7 @@ class Inputs:
     sources: list[str] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> model, axes
     results: list[dict[str, Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # winogenerated + sycophancy only
+    rows: list[dict[str, Any]] = field(default_factory=list)  # those ROW_FIELDS names
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> card
 
 
@@ -176,15 +180,16 @@ def _results(at: _At, x: Any, fld: str) -> list[dict[str, Any]]:
 
 
 def _row(at: _At, x: Any) -> dict[str, Any]:
-    """One Winogenerated or sycophancy row of rows.jsonl: the fields the figures use."""
+    """One row of rows.jsonl that a family's section reads: the fields it uses."""
     row = at.need_obj(x, "")
     for key in ("model", "label"):
         at.text(row, key, "")
     at.text(row, "dataset", "", required=True)
-    if row.get("family") == "winogenerated":
-        at.text(row, "occupation", "", required=True)
-        at.number(row, "BLS_percent_women_2019", "", required=True, lo=0, hi=100, nan=False)
-        at.number(row, "p_female_minus_male", "", required=True, lo=-1, hi=1, nan=False)
+    for key, kind, lo, hi in ROW_FIELDS.get(str(row.get("family")), ()):
+        if kind == "text":
+            at.text(row, key, "", required=True)
+        else:
+            at.number(row, key, "", required=True, lo=lo, hi=hi, nan=False)
     return row
 
 
@@ -242,14 +247,15 @@ def _load_card(path: Path) -> dict[str, Any]:
 
 
 def _rows(path: Path) -> Iterable[dict[str, Any]]:
-    """The rows the figures need (Winogenerated and sycophancy), skipping the rest unparsed."""
+    """The rows a family's section reads (see Family.report_row_fields), skipping the rest
+    unparsed: a line that does not name such a family is not even decoded."""
     if not path.is_file():
         return
     i = 0
     try:
         with path.open(encoding="utf-8") as fh:
             for i, line in enumerate(fh, 1):
-                if '"winogenerated"' not in line and '"sycophancy"' not in line:
+                if not any(mark in line for mark in ROW_MARKS):
                     continue
                 at = _At(path, i)
                 try:
@@ -259,8 +265,7 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
                                    ) from exc
                 except RecursionError as exc:
                     raise at.error(None, "not valid JSON: nested too deeply") from exc
-                if isinstance(row, dict) and row.get("family") in ("winogenerated",
-                                                                   "sycophancy"):
+                if isinstance(row, dict) and row.get("family") in ROW_FIELDS:
                     yield _row(at, row)
                 elif not isinstance(row, dict):
                     raise at.error(None, f"expected a JSON object, found {_found(row)}")

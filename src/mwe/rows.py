@@ -1,0 +1,131 @@
+"""Reading JSON Lines (or a JSON array) into located rows, refusing what JSON readers
+would otherwise accept silently: duplicate keys, NaN, and texts no model should be asked.
+
+Every malformed line stops the run with its file, line and field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mwe.errors import DataError, MweError
+from mwe.family import Row
+
+# A question longer than this is a mistake (the longest released one has ~9,000 characters),
+# and it is cheaper to say so here than after a model is loaded and the text tokenized.
+MAX_CHARS = 100_000
+
+
+def max_chars() -> int:
+    value = os.environ.get("MWE_MAX_CHARS", str(MAX_CHARS))
+    if not value.isdigit() or int(value) < 1:
+        raise MweError(f"MWE_MAX_CHARS must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+class _Duplicate(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Duplicate(k)
+            seen.add(k)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+_KEY_END = re.compile(r'"\s*:')
+
+
+def _count_keys(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return len(obj) + sum(_count_keys(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_count_keys(v) for v in obj)
+    return 0
+
+
+# made once: json.loads builds a new decoder on every call that passes a hook
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_CHECKING_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
+def _loads(text: str, name: str, lineno: int | None) -> Any:
+    """json.loads that refuses duplicate keys (no silent last-one-wins) and NaN/Infinity
+    (Python accepts them; every other reader of our outputs does not).
+
+    Fast path: every key is followed by `":`, so when that pattern occurs no more often than
+    the parsed keys, no key was dropped; only otherwise is the row parsed again with a hook.
+    """
+    try:
+        obj = _DECODER.decode(text)
+        if len(_KEY_END.findall(text)) == _count_keys(obj):
+            return obj
+        return _CHECKING_DECODER.decode(text)
+    except _Duplicate as exc:
+        raise DataError(name, lineno, exc.key, "appears twice in one row") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(name, lineno, None, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:
+        raise DataError(name, lineno, None, f"invalid JSON: {exc}") from None
+
+
+def _check_lengths(row: Row, limit: int) -> None:
+    if not isinstance(row.obj, dict):
+        return
+    for key, value in row.obj.items():
+        if isinstance(value, str) and len(value) > limit:
+            raise row.error(str(key), f"{len(value):,} characters, more than any model should be "
+                            f"asked (limit {limit:,}; set MWE_MAX_CHARS to change it)")
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows with their 1-based line numbers (element numbers for a JSON-array file)."""
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(name, None, None, f"cannot read: {exc.strerror}") from None
+    if not data.strip():
+        raise DataError(name, None, None, "file is empty")
+    limit = max_chars()
+    if data.lstrip()[:1] == b"[":
+        try:
+            array = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            array = None
+        if isinstance(array, list):
+            if not array:
+                raise DataError(name, None, None, "file is an empty JSON array")
+            # parsed again with the checks; element numbers stand for lines here
+            array = _loads(data.decode("utf-8"), name, None)
+            elements = [Row(obj, name, i + 1) for i, obj in enumerate(array)]
+            for element in elements:
+                _check_lengths(element, limit)
+            return elements
+    rows: list[Row] = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(name, lineno, None, f"not valid UTF-8 (byte {exc.start + 1})") from None
+        if not text.strip():
+            continue
+        row = Row(_loads(text, name, lineno), name, lineno)
+        _check_lengths(row, limit)
+        rows.append(row)
+    return rows
