@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mwe import threads
 from mwe.store import Store, digest
 
 BATCH = 64
@@ -36,9 +37,12 @@ class CachedEmbedder:
         self._tok: Any = None
 
     def _load(self) -> None:
+        threads.quiet_openmp_spin()  # before torch loads its OpenMP runtime
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        # MWE_THREADS or the default (this model has no model string to carry ?threads=N)
+        threads.set_torch_threads(threads.resolve())
         self._tok = AutoTokenizer.from_pretrained(str(self.path))
         self._model = AutoModel.from_pretrained(str(self.path), dtype=torch.float32).eval()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mwe import threads
 from mwe.errors import MweError
 from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop, seed_for
 
@@ -60,10 +61,13 @@ class HFModel:
         batch_tokens: int = 1024,
         max_batch: int = 128,
         row_tokens: int = 128,
+        n_threads: int | None = None,
     ) -> None:
+        threads.quiet_openmp_spin()  # before torch loads its OpenMP runtime
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        threads.set_torch_threads(n_threads or threads.resolve())
         self.spec = spec
         self._identity = identity
         self.batch_tokens = batch_tokens
@@ -287,12 +291,21 @@ def device_for(ident: dict[str, Any]) -> str:
     return "cpu" if ident.get("device", "cpu") == "cpu" else "cuda"
 
 
+OUTPUT = "logprobs"  # score() returns log-probabilities
+
+
 def identity(name: str) -> dict[str, Any]:
     """What determines this model's outputs, computed without loading it.
 
     The device is part of it: GPU kernels give slightly different log-probs. A CUDA GPU is
-    used when torch sees one, unless MWE_DEVICE=cpu.
+    used when torch sees one, unless MWE_DEVICE=cpu. The CPU thread count (`?threads=N`,
+    MWE_THREADS) is not, although it moves torch's fp32 log-probs in the last bits (up to
+    ~1e-5 between 1 and 2 threads), as the batch a row is scored in already does: a cached
+    answer is reused whatever thread count computed it (see mwe.threads).
     """
+    name, _ = threads.split_name("hf", name)
+    threads.from_env()  # a bad MWE_THREADS fails now, not after the cache was searched
+    threads.quiet_openmp_spin()  # before torch loads its OpenMP runtime
     import torch
 
     from mwe.models import bundled
@@ -321,10 +334,10 @@ def weights_identity(name: str, backend: str) -> dict[str, Any]:
         if not (path / "config.json").exists():
             raise MweError(f"{backend}: '{name}' is a folder without config.json")
         return {"weights": dir_fingerprint(path)}
-    return {"hub_id": name, "revision": Path(_hub_snapshot(name)).name}
+    return {"hub_id": name, "revision": Path(hub_snapshot(name)).name}
 
 
-def _hub_snapshot(name: str) -> str:
+def hub_snapshot(name: str) -> str:
     try:
         from huggingface_hub import snapshot_download
 
@@ -339,10 +352,12 @@ def _hub_snapshot(name: str) -> str:
 def load(spec: str, name: str, ident: dict[str, Any]) -> HFModel:
     from mwe.models import bundled
 
+    name, option = threads.split_name("hf", name)
+
     if name in bundled.BUNDLED:
         path = str(bundled.hf_dir(name))
     elif Path(os.path.expanduser(name)).exists():
         path = os.path.expanduser(name)
     else:
-        path = _hub_snapshot(name)
-    return HFModel(spec, path, ident)
+        path = hub_snapshot(name)
+    return HFModel(spec, path, ident, n_threads=threads.resolve(option))

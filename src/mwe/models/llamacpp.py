@@ -8,12 +8,14 @@ layer is computed only at the positions whose next token is read.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mwe import threads
 from mwe.errors import MweError
 from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop
 from mwe.models.sampler import first_stop, rng_for, sample_token
@@ -23,20 +25,46 @@ GEN_CTX = 8192  # cells of the sampling context, shared by the sequences of a gr
 GEN_SEQS = 64  # sequences sampled together
 
 
+GGUF_MAGIC = b"GGUF"
+GGUF_HEADER = 24  # magic, version (u32), tensor count (u64), metadata count (u64)
+
+
 def gguf_for(name: str) -> Path:
+    """The GGUF file `name` stands for, checked to start like one (llama.cpp's own errors
+    are a bare "Failed to load model" after a C-level log line)."""
     from mwe.models import bundled
 
+    name, _ = threads.split_name("llamacpp", name)
     if name in bundled.BUNDLED:
         return bundled.gguf_path(name)
     path = Path(os.path.expanduser(name))
     if not path.is_file():
         raise MweError(f"llamacpp: '{name}' is neither a bundled model nor a GGUF file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(GGUF_HEADER)
+    except OSError as exc:
+        raise MweError(f"model 'llamacpp:{name}': cannot read the file: "
+                       f"{exc.strerror or exc}") from None
+    if not head:
+        raise MweError(f"model 'llamacpp:{name}': an empty file, not a GGUF model")
+    if not head.startswith(GGUF_MAGIC):
+        raise MweError(f"model 'llamacpp:{name}': not a GGUF file (starts with {head[:8]!r}, "
+                       f"not {GGUF_MAGIC!r})")
+    if len(head) < GGUF_HEADER:
+        raise MweError(f"model 'llamacpp:{name}': truncated GGUF file ({len(head)} bytes)")
     return path
 
 
+OUTPUT = "logprobs"  # score() returns log-probabilities
+
+
 def identity(name: str) -> dict[str, Any]:
+    """What determines the outputs: the weights and llama.cpp's version. Not the thread
+    count (`?threads=N`, MWE_THREADS): it leaves the log-probs bit for bit the same."""
     from mwe.paths import file_sha256
 
+    threads.from_env()  # a bad MWE_THREADS fails now, not after the cache was searched
     path = gguf_for(name)
     ident: dict[str, Any] = {"backend": "llamacpp", "weights_sha256": file_sha256(path)}
     try:
@@ -48,12 +76,67 @@ def identity(name: str) -> dict[str, Any]:
     return ident
 
 
+class _LoadErrors:
+    """Collects llama.cpp's error log lines while a model loads, for a one-line reason.
+
+    llama-cpp-python raises a bare ValueError("Failed to load model from file") and, with
+    verbose=False, discards the log line that says why (e.g. "tensor ... data is not within
+    the file bounds"). The library's own log callback is put back on exit.
+    """
+
+    ERROR, CONT = 4, 5  # ggml_log_level
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._callback: Any = None
+
+    def __enter__(self) -> _LoadErrors:
+        try:
+            import ctypes
+
+            import llama_cpp
+
+            def record(level: int, text: bytes, _: Any) -> None:
+                if level == self.ERROR or (level == self.CONT and self.lines):
+                    self.lines.append(text.decode("utf-8", "replace"))
+
+            self._callback = llama_cpp.llama_log_callback(record)  # kept alive while set
+            llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+        except Exception:  # a llama-cpp-python without these hooks: a generic reason
+            self._callback = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._callback is None:
+            return
+        try:
+            import ctypes
+
+            import llama_cpp
+            from llama_cpp import _logger
+
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        except Exception:
+            pass
+
+    def reason(self) -> str:
+        for line in "".join(self.lines).splitlines():
+            # "llama_model_load: error loading model: tensor ..." -> "tensor ..."
+            text = re.sub(r"^(?:\w+: )+(?:error loading model: )?", "", line.strip())
+            if text:
+                return text
+        return "llama.cpp could not load it"
+
+
 def load(spec: str, name: str, ident: dict[str, Any]) -> LlamaCppModel:
-    return LlamaCppModel(spec, gguf_for(name), ident)
+    _, option = threads.split_name("llamacpp", name)
+    return LlamaCppModel(spec, gguf_for(name), ident, threads.resolve(option))
 
 
 class LlamaCppModel:
-    def __init__(self, spec: str, path: Path, ident: dict[str, Any]) -> None:
+    def __init__(self, spec: str, path: Path, ident: dict[str, Any],
+                 n_threads: int | None = None) -> None:
+        threads.quiet_openmp_spin()  # before libgomp is loaded with llama.cpp
         try:
             from llama_cpp import Llama
             from llama_cpp._internals import LlamaBatch
@@ -61,10 +144,15 @@ class LlamaCppModel:
             raise MweError("llamacpp backend needs llama-cpp-python (run 'make setup')") from None
         self.spec = spec
         self._identity = ident
-        threads = os.cpu_count() or 2
-        self.llm = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=512, n_ubatch=512,
-                         n_threads=threads, n_threads_batch=threads, logits_all=False,
-                         verbose=False)
+        self.n_threads = n_threads or threads.resolve()
+        with _LoadErrors() as errors:
+            try:
+                self.llm = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=512, n_ubatch=512,
+                                 n_threads=self.n_threads, n_threads_batch=self.n_threads,
+                                 logits_all=False, verbose=False)
+            except ValueError:  # llama-cpp-python's "Failed to load model from file: PATH"
+                raise MweError(f"model '{spec}': truncated or unreadable GGUF file: "
+                               f"{errors.reason()}") from None
         self.n_vocab = self.llm.n_vocab()
         self.n_batch = 512
         self._batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)

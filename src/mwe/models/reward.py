@@ -13,31 +13,44 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mwe import threads
 from mwe.errors import MweError
 from mwe.models.base import Sampling, ScoreRequest
 
 BATCH = 16
 
 
+OUTPUT = "rewards"  # score() returns rewards: the reply with the higher one is the answer
+
+
 def identity(name: str) -> dict[str, Any]:
+    """The weights; not the CPU thread count (`?threads=N`, MWE_THREADS), which moves fp32
+    rewards only in the last bits, as batching already does (see mwe.threads)."""
     from mwe.models.hf import weights_identity
 
+    name, _ = threads.split_name("hf-rm", name)
+    threads.from_env()  # a bad MWE_THREADS fails now, not after the cache was searched
     return {"backend": "hf-rm", "dtype": "float32", "kind": "reward",
             **weights_identity(name, "hf-rm")}
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> RewardModel:
-    from mwe.models.hf import _hub_snapshot
+    from mwe.models.hf import hub_snapshot
 
+    name, option = threads.split_name("hf-rm", name)
     path = os.path.expanduser(name)
-    return RewardModel(spec, path if Path(path).exists() else _hub_snapshot(name), ident)
+    return RewardModel(spec, path if Path(path).exists() else hub_snapshot(name), ident,
+                       n_threads=threads.resolve(option))
 
 
 class RewardModel:
-    def __init__(self, spec: str, path: str, ident: dict[str, Any]) -> None:
+    def __init__(self, spec: str, path: str, ident: dict[str, Any],
+                 n_threads: int | None = None) -> None:
+        threads.quiet_openmp_spin()  # before torch loads its OpenMP runtime
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        threads.set_torch_threads(n_threads or threads.resolve())
         self.spec = spec
         self._identity = ident
         self.torch = torch
