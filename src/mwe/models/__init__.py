@@ -12,15 +12,18 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 from mwe.errors import MweError
-from mwe.models.base import LanguageModel, Sampling, ScoreRequest
+from mwe.models.base import Backend, LanguageModel, Sampling, ScoreRequest
 from mwe.models.cached import CachedModel
 from mwe.redact import redact
 from mwe.store import Store
 
-# backend name -> module implementing identity(name) and load(spec, name, identity)
+# backend name -> module implementing mwe.models.base.Backend. A separate package adds one
+# without editing mwe by declaring an entry point in the group "mwe.backends", e.g. in its
+# pyproject.toml:  [project.entry-points."mwe.backends"]  mybackend = "mypkg.mwe_backend"
+# (a module or object with OUTPUT, identity(name) and load(spec, name, identity)).
 BACKENDS: dict[str, str] = {
     "llamacpp": "mwe.models.llamacpp",
     "hf": "mwe.models.hf",
@@ -28,6 +31,20 @@ BACKENDS: dict[str, str] = {
     "openai": "mwe.models.openai_compat",
     "anthropic": "mwe.models.anthropic_api",
 }
+ENTRY_POINTS = "mwe.backends"
+
+
+def plugin_backends() -> dict[str, str]:
+    """Backends other packages declare (name -> "module" or "module:object")."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINTS)
+            if ep.name not in BACKENDS}
+
+
+def known_backends() -> dict[str, str]:
+    return {**BACKENDS, **plugin_backends()}
+
 
 __all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Models", "Sampling", "ScoreRequest",
            "open_model", "parse_spec"]
@@ -38,10 +55,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not sep or not name:
         raise MweError(
             f"model '{redact(spec)}': expected BACKEND:NAME, e.g. llamacpp:smollm2-135m-instruct "
-            f"(backends: {', '.join(BACKENDS)})"
+            f"(backends: {', '.join(known_backends())})"
         )
-    if backend not in BACKENDS:
-        raise MweError(f"model '{redact(spec)}': unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+    known = known_backends()
+    if backend not in known:
+        raise MweError(f"model '{redact(spec)}': unknown backend '{backend}' "
+                       f"(known: {', '.join(known)})")
     return backend, name
 
 
@@ -54,22 +73,34 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _module(backend: str) -> Any:
+def load_backend(backend: str) -> Backend:
+    """The backend named in a model string: a module of mwe, or a plugin's entry point."""
+    target = known_backends()[backend]
+    module_name, _, attr = target.partition(":")
     try:
         if backend in ("hf", "hf-rm"):
             quiet_transformers()
-        return importlib.import_module(BACKENDS[backend])
+        obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MweError(f"backend '{backend}' is not installed ({exc}); run 'make setup'") from None
+        hint = "run 'make setup'" if backend in BACKENDS else f"check the package providing it ({target})"
+        raise MweError(f"backend '{backend}' is not installed ({exc}); {hint}") from None
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    if getattr(obj, "OUTPUT", None) not in ("logprobs", "rewards") or not callable(
+            getattr(obj, "identity", None)) or not callable(getattr(obj, "load", None)):
+        raise MweError(f"backend '{backend}' ({target}) does not provide OUTPUT ('logprobs' or "
+                       "'rewards'), identity(name) and load(spec, name, identity)")
+    return cast(Backend, obj)
 
 
 def open_model(spec: str, store: Store) -> CachedModel:
     """A cached model; weights are loaded only when a call misses the cache."""
     backend, name = parse_spec(spec)
-    mod = _module(backend)
-    ident = mod.identity(name)
+    impl = load_backend(backend)
+    ident = impl.identity(name)
     # the backend gets the string as given; everything shown or written gets it redacted
-    return CachedModel(redact(spec), ident, lambda: mod.load(spec, name, ident), store)
+    return CachedModel(redact(spec), ident, lambda: impl.load(spec, name, ident), store,
+                       rewards=impl.OUTPUT == "rewards")
 
 
 class Models:

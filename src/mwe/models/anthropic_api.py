@@ -72,6 +72,9 @@ def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
     return model, base, options
 
 
+OUTPUT = "logprobs"  # score() returns log-probabilities
+
+
 def identity(name: str) -> dict[str, Any]:
     model, base, options = parse_name(name)
     return {"backend": "anthropic", "model": model, "base_url": base or "default",

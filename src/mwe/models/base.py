@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,52 @@ class Sampling:
 
 
 ScoreRequest = tuple[str, Sequence[str]]
+# what a backend's score() returns: log-probabilities, or a reward model's rewards (which are
+# no probabilities: no valid mass, and large values)
+Output = Literal["logprobs", "rewards"]
 
 
 @runtime_checkable
-class LanguageModel(Protocol):
-    """A model named by one string such as `llamacpp:smollm2-135m-instruct`."""
+class Scorer(Protocol):
+    """Log-prob scoring, as lm-evaluation-harness's loglikelihood(context, continuation)."""
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        """For each (context, continuations): log P(continuation | context), one per continuation."""
+        ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+        """For each prompt, `sampling.n` sampled completions (stop strings removed)."""
+        ...
+
+
+@runtime_checkable
+class ChatTemplate(Protocol):
+    def chat_prompt(self, user: str) -> str:
+        """The model's chat template applied to one user turn, ready for the assistant's reply."""
+        ...
+
+
+@runtime_checkable
+class StreamingScorer(Protocol):
+    """A backend whose calls finish one by one (HTTP): each result is handed over as it comes,
+    so the cache commits it at once and a crash loses only the calls in flight."""
+
+    def score_each(self, requests: Sequence[ScoreRequest],
+                   on_result: Callable[[int, list[float]], None]) -> None: ...
+
+
+@runtime_checkable
+class StreamingSampler(Protocol):
+    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
+                      on_result: Callable[[int, list[str]], None]) -> None: ...
+
+
+@runtime_checkable
+class LanguageModel(Scorer, Sampler, ChatTemplate, Protocol):
+    """A loaded backend: what every one implements (a reward model's `generate` refuses)."""
 
     spec: str
 
@@ -42,17 +83,17 @@ class LanguageModel(Protocol):
         """What determines the model's outputs (backend, weights hash, settings): the cache key."""
         ...
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        """For each (context, continuations): log P(continuation | context), one per continuation."""
-        ...
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        """For each prompt, `sampling.n` sampled completions (stop strings removed)."""
-        ...
+class Backend(Protocol):
+    """What a backend provides to the registry (a module of mwe.models, or a plugin's object
+    named by a `mwe.backends` entry point): its cache identity without loading anything, the
+    loaded model, and what its scores are."""
 
-    def chat_prompt(self, user: str) -> str:
-        """The model's chat template applied to one user turn, ready for the assistant's reply."""
-        ...
+    OUTPUT: Output
+
+    def identity(self, name: str) -> dict[str, Any]: ...
+
+    def load(self, spec: str, name: str, identity: dict[str, Any]) -> LanguageModel: ...
 
 
 def split_trailing_spaces(context: str, continuation: str) -> tuple[str, str]:

@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mwe.errors import MweError
-from mwe.models.base import LanguageModel, Sampling, ScoreRequest
+from mwe.models.base import (
+    LanguageModel,
+    Sampling,
+    ScoreRequest,
+    StreamingSampler,
+    StreamingScorer,
+)
 from mwe.store import Store, digest
 
 Loader = Callable[[], LanguageModel]
@@ -28,8 +34,11 @@ def score_chunk() -> int:
 class CachedModel:
     """Loads the backend lazily, so a fully cached rerun never loads weights."""
 
-    def __init__(self, spec: str, identity: dict[str, Any], loader: Loader, store: Store) -> None:
+    def __init__(self, spec: str, identity: dict[str, Any], loader: Loader, store: Store,
+                 rewards: bool = False) -> None:
         self.spec = spec
+        # the backend's scores are a reward model's rewards, not log-probabilities
+        self.rewards = rewards
         self._identity = identity
         self._loader = loader
         self._backend: LanguageModel | None = None
@@ -86,7 +95,8 @@ class CachedModel:
                 if keys[i] in found:
                     results[i] = found[keys[i]]
             self.hits += len(idx) - len(todo) - len(copies)
-            streaming = bool(todo) and hasattr(self.backend, "score_each")
+            backend = self.backend if todo else None
+            streaming = isinstance(backend, StreamingScorer)
             if streaming:
                 # an HTTP backend: every finished call is committed at once
                 def commit(j: int, o: list[float], todo: list[int] = todo) -> None:
@@ -99,7 +109,8 @@ class CachedModel:
 
                 if on_progress:
                     on_progress(len(idx) - len(todo))
-                self.backend.score_each([requests[i] for i in todo], commit)  # type: ignore[attr-defined]
+                assert isinstance(backend, StreamingScorer)
+                backend.score_each([requests[i] for i in todo], commit)
             elif todo:
                 out = self.backend.score([requests[i] for i in todo])
                 self.store.put_many(
@@ -123,14 +134,15 @@ class CachedModel:
         found = self.store.get_many(self.model_id, "generate", keys)
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)
-        if todo and hasattr(self.backend, "generate_each"):
+        backend = self.backend if todo else None
+        if isinstance(backend, StreamingSampler):
             def commit(j: int, o: list[str]) -> None:
                 i = todo[j]
                 self.store.put_many(self.model_id, "generate", [(keys[i], inputs[i], o)])
                 found[keys[i]] = o
                 self.misses += 1
 
-            self.backend.generate_each([prompts[i] for i in todo], sampling, commit)
+            backend.generate_each([prompts[i] for i in todo], sampling, commit)
         elif todo:
             out = self.backend.generate([prompts[i] for i in todo], sampling)
             self.store.put_many(

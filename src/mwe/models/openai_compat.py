@@ -89,6 +89,9 @@ def shown_url(url: str) -> str:
     return shown
 
 
+OUTPUT = "logprobs"  # score() returns log-probabilities
+
+
 def identity(name: str) -> dict[str, Any]:
     model, base, options = parse_name(name)
     return {"backend": "openai", "model": model, "base_url": base,

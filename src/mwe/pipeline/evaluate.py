@@ -90,7 +90,7 @@ def evaluate_model(
         scores = model.score(list(zip(contexts, conts)), on_progress=on_progress)
         run.cached_rows += model.hits - before
         rows = []
-        reward = model.identity().get("kind") == "reward"
+        reward = model.rewards
         for item, lps, cs in zip(ds.items, scores, conts):
             rows.append({"model": model.spec, "format": fmt, **row_result(item, lps, cs, reward)})
         run.rows.extend(rows)

@@ -68,7 +68,7 @@ def read_generated(folder: Path) -> tuple[BehaviorSpec, list[dict[str, Any]], di
 def score(spec: BehaviorSpec, family: Family, model: CachedModel, live: list[dict[str, Any]],
           progress: bool = True) -> list[dict[str, Any]]:
     """The discriminator's probabilities for each live record."""
-    reward = model.identity().get("kind") == "reward"
+    reward = model.rewards
     per_record = [family.discriminator_requests(spec, model, r["text"], reward) for r in live]
     requests = [req for reqs in per_record for req in reqs]
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
