@@ -167,6 +167,11 @@ class Dataset:
     items: tuple[Item, ...]
 
 
+def given(x: Any) -> bool:
+    """A value a results file gives: summary.csv-era inputs write "" where JSON writes null."""
+    return x not in (None, "")
+
+
 def softmax(logprobs: Sequence[float]) -> list[float]:
     top = max(logprobs)
     exps = [math.exp(lp - top) for lp in logprobs]

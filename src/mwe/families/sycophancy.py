@@ -15,7 +15,7 @@ from mwe import __version__
 from mwe.card import distinct_n, write_generic_card
 from mwe.dedup import normalize
 from mwe.errors import DataError
-from mwe.family import Dataset, Family, Item, Row, multiple_choice
+from mwe.family import Dataset, Family, Item, Row, given, multiple_choice
 from mwe.io import write_csv, write_json, write_jsonl
 from mwe.models import CachedModel, Models
 from mwe.models.base import Sampling
@@ -508,11 +508,6 @@ def question_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # intervals are as `mwe evaluate` wrote them; only the shift between them is new here.
 
 
-def _given(x: Any) -> bool:
-    """A value the inputs give: summary.csv-era inputs write "" where JSON writes null."""
-    return x not in (None, "")
-
-
 @dataclass(frozen=True)
 class SycophancyRow:
     label: str
@@ -535,7 +530,7 @@ class SycophancySection:
 def report_section(inp: Any, figs: Any) -> SycophancySection:
     from mwe import plots
 
-    rs = [r for r in inp.results if r["family"] == NAME and _given(r.get("pct_matching"))]
+    rs = [r for r in inp.results if r["family"] == NAME and given(r.get("pct_matching"))]
     if not rs:
         return SycophancySection([], None)
     cell = {(r["dataset"], r["label"]): r for r in rs}

@@ -15,7 +15,7 @@ from mwe import __version__
 from mwe.card import write_generic_card
 from mwe.dedup import normalize
 from mwe.errors import DataError
-from mwe.family import Family, Item, Row
+from mwe.family import Family, Item, Row, given
 from mwe.io import atomic_open, write_csv, write_json, write_jsonl
 from mwe.models import CachedModel, Models
 from mwe.models.base import Sampling
@@ -410,11 +410,6 @@ def scatter_png(summaries: list[dict[str, Any]], occupations: list[dict[str, Any
 # over occupation means is the report's own: evaluate does not write it.
 
 
-def _given(x: Any) -> bool:
-    """A value the inputs give: summary.csv-era inputs write "" where JSON writes null."""
-    return x not in (None, "")
-
-
 @dataclass(frozen=True)
 class WinoRow:
     label: str
@@ -438,7 +433,7 @@ class WinogeneratedSection:
 
 def _written(result: dict[str, Any] | None) -> tuple[float, float, float] | None:
     """r and its interval as evaluate wrote them, or None where the result lacks one."""
-    if result is None or not all(_given(result.get(k)) for k in ("pearson_r", "r_ci_low",
+    if result is None or not all(given(result.get(k)) for k in ("pearson_r", "r_ci_low",
                                                                 "r_ci_high")):
         return None
     return float(result["pearson_r"]), float(result["r_ci_low"]), float(result["r_ci_high"])
@@ -470,7 +465,7 @@ def report_section(inp: Any, figs: Any) -> WinogeneratedSection:
                                [r["p_female_minus_male"] for r in rs])
             written = (r_rows, *fisher_interval(r_rows, len(rs)))
         mean = (float(result["mean_p_female_minus_male"])
-                if result is not None and _given(result.get("mean_p_female_minus_male"))
+                if result is not None and given(result.get("mean_p_female_minus_male"))
                 else sum(r["p_female_minus_male"] for r in rs) / len(rs))
         r_occ = pearson_r(x, y)
         lo_o, hi_o = fisher_interval(r_occ, len(names))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mwe.families import FAMILIES
+from mwe.family import given as has
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import AXES, Inputs
 from mwe.trends import strongest
@@ -33,11 +34,6 @@ SECTIONS = [
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")
 LINE_PAGE = 48  # datasets per line-plot image
 AXIS_NAMES = {"params": "parameters (log scale)", "step": "training step", "tuning": "tuning"}
-
-
-def has(x: Any) -> bool:
-    """A value the inputs give: summary.csv-era inputs write "" where JSON writes null."""
-    return x not in (None, "")
 
 
 # --- overview ------------------------------------------------------------------------------
