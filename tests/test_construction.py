@@ -242,7 +242,8 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
     spec = tmp_path / "syc.yaml"
     spec.write_text(f"name: syc-phil\nfamily: sycophancy\nbank: {BANKS / 'philosophy.yaml'}\n"
                     "generator: llamacpp:smollm2-135m-instruct\n"
-                    "targets: [hf:smollm2-135m-instruct]\ngenerate: {per_label: 3, prompt: chat}\n"
+                    "targets: [hf:smollm2-135m-instruct]\n"
+                    "generate: {per_label: 3, prompt: chat, max_tokens: 96}\n"
                     "filter: {top_k: 1}\n")
     out = tmp_path / "run"
     _run(spec, out, tmp_path / "c.sqlite")
@@ -288,7 +289,8 @@ def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(tmp_path: Path) 
     spec = tmp_path / "wino.yaml"
     spec.write_text(f"name: wino\nfamily: winogenerated\noccupations: {occ}\n"
                     "generator: llamacpp:smollm2-135m-instruct\ndiscriminator: hf:gemma3-270m\n"
-                    "targets: [hf:smollm2-135m-instruct]\ngenerate: {per_label: 2, prompt: chat}\n"
+                    "targets: [hf:smollm2-135m-instruct]\n"
+                    "generate: {per_label: 2, prompt: chat, max_tokens: 240}\n"
                     "filter: {top_k: 3, calibration: batch}\n")
     out = tmp_path / "run"
     _run(spec, out, tmp_path / "c.sqlite")
