@@ -61,7 +61,7 @@ def main() -> None:
     llama = llamacpp.load(f"llamacpp:{NAME}", NAME, llamacpp.identity(NAME))
     user, start = persona.generation_turns("is willing to deceive its users to reach its goals",
                                            "matching")
-    prompt = llama.chat_prompt(user) + start
+    prompt = llama.chat_prompt([("user", user)]) + start
 
     def llama_tokens(t: str) -> int:
         return len(llama.llm.tokenize(t.encode(), add_bos=False, special=False))

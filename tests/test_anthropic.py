@@ -17,6 +17,7 @@ import pytest
 from mwe.errors import MweError
 from mwe.models import Sampling, open_model
 from mwe.models.anthropic_api import estimate, to_messages
+from mwe.models.base import Chat
 from mwe.store import Store
 
 pytest.importorskip("anthropic")
@@ -112,6 +113,21 @@ def test_generation_sends_sampling_settings_and_prefill(standin: StandIn, tmp_pa
     assert body["messages"] == [{"role": "user", "content": "List facts about cats."},
                                 {"role": "assistant", "content": "Here is a list:\n-"}]
     assert "stop_sequences" not in body  # a newline-only stop is applied client-side
+
+
+def test_chat_turns_travel_as_messages(standin: StandIn, tmp_path: Path) -> None:
+    """--format chat: the server gets the turns as a list, the reply start prefilled; the
+    cache keys them apart from the same words as plain text."""
+    store = Store(tmp_path / "c.sqlite")
+    model = open_model(f"anthropic:claude-test@{standin.url}", store)
+    prompt = model.chat("Say \u0000 and \"quotes\".") + "Sure:"
+    assert isinstance(prompt, Chat)
+    model.generate([prompt], Sampling(n=1, max_tokens=5))
+    assert standin.bodies[-1]["messages"] == [
+        {"role": "user", "content": 'Say \u0000 and "quotes".'},
+        {"role": "assistant", "content": "Sure:"}]
+    model.generate(['Say \u0000 and "quotes".Sure:'], Sampling(n=1, max_tokens=5))
+    assert store.count(model.model_id) == 2
 
 
 def test_messages_and_estimate_rules() -> None:

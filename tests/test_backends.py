@@ -40,8 +40,8 @@ class Lengths:
     def generate(self, prompts, sampling):
         return [["x"] * sampling.n for _ in prompts]
 
-    def chat_prompt(self, user):
-        return user
+    def chat_prompt(self, messages):
+        return messages[-1][1]
 
 
 def load(spec, name, ident):

@@ -29,8 +29,8 @@ class Counting:
         self.generated.extend(prompts)
         return [[f"{p}/{sampling.seed}/{k}" for k in range(sampling.n)] for p in prompts]
 
-    def chat_prompt(self, user: str) -> str:
-        return user
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        return messages[-1][1]
 
 
 def test_only_misses_reach_the_backend(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ def test_every_help_works_and_has_an_example(args: list[str], capsys: pytest.Cap
     assert code == 0, err
     assert "examples:" in out and "\n  mwe " in out
     assert "usage: mwe" in out
+    assert "%%" not in out  # a percent sign is escaped only where argparse formats the text
 
 
 def test_bare_mwe_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:

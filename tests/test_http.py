@@ -141,10 +141,10 @@ def test_http_generation_is_seeded_stops_and_is_cached(server: int, tmp_path: Pa
 def test_chat_endpoint_generation_and_top_logprobs(server: int, tmp_path: Path) -> None:
     spec = f"openai:smollm2@http://127.0.0.1:{server}/v1?endpoint=chat"
     model = open_model(spec, Store(tmp_path / "c.sqlite"))
-    out = model.generate([model.chat_prompt("Name a colour.")],
+    out = model.generate([model.chat("Name a colour.")],
                          Sampling(n=2, temperature=0.0, max_tokens=8, stop=()))
     assert len(out[0]) == 2 and out[0][0] == out[0][1] and out[0][0].strip()
-    lps = model.score([(model.chat_prompt("Is the sky blue? Answer Yes or No."),
+    lps = model.score([(model.chat("Is the sky blue? Answer Yes or No."),
                         [" Yes", " No"])])
     assert len(lps[0]) == 2 and all(lp <= 0 for lp in lps[0])
     assert model.backend.resolve_scoring() == "top"  # type: ignore[attr-defined]

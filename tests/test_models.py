@@ -138,10 +138,15 @@ def test_generation_is_seeded_and_stops(backend: str, smol_llama: Any, smol_hf: 
 
 
 def test_chat_templates(smol_llama: Any, smol_hf: Any, gemma_llama: Any) -> None:
-    assert smol_llama.chat_prompt("hi") == smol_hf.chat_prompt("hi")
-    assert smol_llama.chat_prompt("hi").endswith("<|im_start|>assistant\n")
+    turns = [("user", "hi")]
+    assert smol_llama.chat_prompt(turns) == smol_hf.chat_prompt(turns)
+    assert smol_llama.chat_prompt(turns).endswith("<|im_start|>assistant\n")
+    many = [("system", "Be brief."), ("user", "hi"), ("assistant", "Hello."), ("user", "bye")]
+    text = smol_llama.chat_prompt(many)
+    assert text == smol_hf.chat_prompt(many)
+    assert text.index("Be brief.") < text.index("Hello.") < text.index("bye")
     with pytest.raises(MweError, match="no chat template"):
-        gemma_llama.chat_prompt("hi")
+        gemma_llama.chat_prompt(turns)
 
 
 def test_batched_sampling_greedy_equals_llama_cpp_completion(smol_llama: Any) -> None:

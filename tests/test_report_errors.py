@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from mwe.card import generic_markdown, markdown
+from mwe.card import FILTER_STEPS, markdown
 
 _SCRIPT = Path(sys.executable).parent / "mwe"
 MWE = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "mwe.cli"]
@@ -330,10 +330,12 @@ def cells(html: str) -> list[list[str]]:
 def test_card_md_shows_untrusted_text_as_text(kind: str) -> None:
     c = hostile_card()
     if kind == "persona":
-        text = markdown(c)
+        text = markdown(c, FILTER_STEPS)
     else:  # sycophancy's card: model-written answers as the user_view_balance keys
         c["user_view_balance"] = {f"(A) {XSS} |": 3, "_x_": 2}
-        text = generic_markdown(c, ["sampled", "kept"])
+        del c["label_confidence"]  # a card made without the label filter
+        text = markdown(c, ["sampled", "kept"], ["user_view_balance"])
+        assert "- user_view_balance: (A) " in text
     # no '<' outside code spans (inside one, Markdown shows every character as typed)
     assert "<" not in re.sub(r"(`+) .*? \1|(`+)[^` ].*?\2", "", text)
     assert "\n# not a heading" not in text
@@ -360,7 +362,7 @@ def test_card_md_shows_untrusted_text_as_text(kind: str) -> None:
 def test_card_md_of_plain_text_reads_as_before() -> None:
     """Ordinary names need no escapes: card.md stays readable as plain text."""
     c = card_with(name="desire_for_power", description="wants more power, e.g. money")
-    text = markdown(c)
+    text = markdown(c, FILTER_STEPS)
     assert text.startswith("# desire_for_power\n")
     assert "*wants more power, e.g. money*" in text
     assert "- generator: `llamacpp:smollm2-135m-instruct` (chat prompt)" in text

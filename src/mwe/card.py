@@ -2,8 +2,8 @@
 
 card.json holds everything; card.md is a one-page summary for people. Neither records
 timings or cache hits, so a resumed run writes the same bytes. `build_card` makes the card of
-a staged family (label filter); a family built in one step gives its own counts and
-statistics to `write_generic_card`.
+a staged family (the label filter); a family built in its own steps makes its card dict with
+its counts and statistics. Both are written by `write_card`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mwe import __version__
-from mwe.io import atomic_open, write_json
+from mwe.io import atomic_open, write_json, write_jsonl
 
 if TYPE_CHECKING:  # the card is written from a spec; spec.py reads the family registry
     from mwe.models import CachedModel
@@ -125,16 +125,34 @@ def md_code(x: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def markdown(card: dict[str, Any]) -> str:
-    labels = list(card["counts"])
-    steps = ["sampled", "parsed", "unique", "agreeing", "top_k", "kept"]
+# the count steps of a card built by the label filter (pipeline/filter.py), in order
+FILTER_STEPS = ("sampled", "parsed", "unique", "agreeing", "top_k", "kept")
+def markdown(card: dict[str, Any], steps: Sequence[str], statistics: Sequence[str] = ()) -> str:
+    """card.md: who made the data and how, the counts per step, then the statistics.
+
+    A card from the label filter (it has label_confidence) describes its discriminator's
+    selection in full; a family built in its own steps lists its `statistics` (card.json
+    keys) as they are.
+    """
+    filtered = "label_confidence" in card
+    kind = "evaluation: an AI system" if filtered else "dataset: a model"
+    lines = [f"# {md(card['name'])}", "",
+             f"A model-written **{md(card['family'])}** {kind} that "
+             f"*{md(card.get('description', ''))}*.", ""]
+    lines += _setup(card) if filtered else _generic_setup(card)
+    groups = list(card["counts"])
+    lines += ["", "| step | " + " | ".join(md(g) for g in groups) + " |",
+              "|---|" + "---|" * len(groups)]
+    for step in steps:
+        lines.append(f"| {md(step)} | " + " | ".join(md(card["counts"][g].get(step, ""))
+                                                    for g in groups) + " |")
+    lines += _quality(card) if filtered else _extras(card, statistics)
+    return "\n".join(lines)
+
+
+def _setup(card: dict[str, Any]) -> list[str]:
     samp = card["sampling"]
-    lines = [
-        f"# {md(card['name'])}",
-        "",
-        f"A model-written **{md(card['family'])}** evaluation: an AI system that "
-        f"*{md(card['description'])}*.",
-        "",
+    return [
         f"- generator: {md_code(card['generator']['spec'])} "
         f"({md(card['prompts']['prompt_style'])} prompt), temperature {md(samp['temperature'])}, "
         f"top-p {md(samp['top_p'])}, at most {md(samp['max_tokens'])} tokens, "
@@ -144,17 +162,24 @@ def markdown(card: dict[str, Any]) -> str:
         f"{md(card['selection']['calibration'])})",
         f"- selection: {md(card['selection']['rule'])} (k = {md(card['selection']['top_k'])})",
         f"- deduplication: {md(card['dedup']['method'])}",
-        "",
-        "| step | " + " | ".join(md(lb) for lb in labels) + " |",
-        "|---|" + "---|" * len(labels),
     ]
-    for step in steps:
-        lines.append(f"| {step} | " + " | ".join(md(card["counts"][lb][step]) for lb in labels)
-                     + " |")
+
+
+def _generic_setup(card: dict[str, Any]) -> list[str]:
+    lines = [f"- {key}: {md_code(card[key]['spec'])}" for key in ("generator", "discriminator")
+             if key in card]
+    s = card.get("sampling", {})
+    return lines + [
+        f"- sampling: temperature {md(s.get('temperature'))}, top-p {md(s.get('top_p'))}, "
+        f"at most {md(s.get('max_tokens'))} tokens, seed {md(card.get('seed'))}",
+        f"- selection: {md(card['selection']['rule'])}"]
+
+
+def _quality(card: dict[str, Any]) -> list[str]:
     lc = card["label_confidence"]
     acc = card["estimated_accuracy"]
     div = card["diversity"]
-    lines += [
+    return [
         "",
         f"**{md(card['rows'])} rows**; label balance "
         + ", ".join(f"{md(k)}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
@@ -172,44 +197,38 @@ def markdown(card: dict[str, Any]) -> str:
         "the best k of those; *kept* after balancing the labels.",
         "",
     ]
-    return "\n".join(lines)
 
 
-def write_card(out: Path, card: dict[str, Any]) -> None:
-    write_json(out / "card.json", card)
-    with atomic_open(out / "card.md") as fh:
-        fh.write(markdown(card))
-
-
-def generic_markdown(card: dict[str, Any], steps: Sequence[str]) -> str:
-    """card.md for the families built without the persona/AI-risk label filter."""
-    groups = list(card["counts"])
-    lines = [f"# {md(card['name'])}", "",
-             f"A model-written **{md(card['family'])}** dataset: a model that "
-             f"*{md(card.get('description', ''))}*.", ""]
-    for key in ("generator", "discriminator"):
-        if key in card:
-            lines.append(f"- {key}: {md_code(card[key]['spec'])}")
-    s = card.get("sampling", {})
-    lines += [f"- sampling: temperature {md(s.get('temperature'))}, top-p {md(s.get('top_p'))}, "
-              f"at most {md(s.get('max_tokens'))} tokens, seed {md(card.get('seed'))}",
-              f"- selection: {md(card['selection']['rule'])}", "",
-              "| step | " + " | ".join(md(g) for g in groups) + " |",
-              "|---|" + "---|" * len(groups)]
-    for step in steps:
-        lines.append(f"| {md(step)} | " + " | ".join(md(card["counts"][g].get(step, ""))
-                                                    for g in groups) + " |")
-    lines += ["", f"**{md(card['rows'])} rows.**", ""]
-    extra = {k: v for k, v in card.items() if k in ("user_view_balance", "drops", "diversity",
-                                                    "scores", "per_occupation", "blanks")}
-    for k, v in extra.items():
-        lines.append(f"- {k}: " + ", ".join(f"{md(a)}: {_f(b) if isinstance(b, float) else md(b)}"
-                                             for a, b in v.items()))
+def _extras(card: dict[str, Any], statistics: Sequence[str]) -> list[str]:
+    lines = ["", f"**{md(card['rows'])} rows.**", ""]
+    for k, v in card.items():
+        if k in statistics and isinstance(v, dict):
+            lines.append(f"- {k}: " + ", ".join(
+                f"{md(a)}: {_f(b) if isinstance(b, float) else md(b)}" for a, b in v.items()))
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
-def write_generic_card(out: Path, card: dict[str, Any], steps: Sequence[str]) -> None:
+def write_build(out: Path, spec: BehaviorSpec, card: dict[str, Any],
+                records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                steps: Sequence[str], statistics: Sequence[str], generate_keys: Sequence[str],
+                scored: Sequence[dict[str, Any]] | None = None) -> None:
+    """The run folder of a family built in one step (Family.build): spec.json, every sample
+    (generated.jsonl), the generation summary (generate.json: the card's `generate_keys`),
+    the scored examples when there is a discriminator, the dataset and its card."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "spec.json", spec.resolved_dict())
+    write_jsonl(out / "generated.jsonl", records)
+    write_json(out / "generate.json", {k: card[k] for k in generate_keys})
+    if scored is not None:
+        write_jsonl(out / "scored.jsonl", scored)
+    write_jsonl(out / "dataset.jsonl", rows)
+    write_card(out, card, steps, statistics)
+
+
+def write_card(out: Path, card: dict[str, Any], steps: Sequence[str] = FILTER_STEPS,
+               statistics: Sequence[str] = ()) -> None:
+    """card.json and card.md, for every family (each an atomic write)."""
     write_json(out / "card.json", card)
     with atomic_open(out / "card.md") as fh:
-        fh.write(generic_markdown(card, steps))
+        fh.write(markdown(card, steps, statistics))

@@ -130,6 +130,21 @@ def _add_scale(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _family_sections() -> str:
+    from mwe.families import FAMILIES
+
+    return "; ".join(str(f.report_title) for f in FAMILIES if f.report_title)
+
+
+def _control_help() -> str:
+    """--no-control's help: the control conditions the families score beside a file."""
+    from mwe.families import FAMILIES
+
+    said = [f"{f.name}: {f.control}" for f in FAMILIES if f.control]
+    return ("skip the control conditions scored beside each file (" + "; ".join(said) + ")"
+            ).replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mwe.prompts import FORMAT_HELP, FORMATS
 
@@ -145,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score models on evaluation datasets (%% of answers matching the behavior)",
         description="Score each model on each dataset: for every question, the log-probability "
-        "of each answer after the question; per dataset, the %% of questions where the most "
-        "likely answer matches the behavior, with a 95%% Wilson interval.",
+        "of each answer after the question; per dataset, the % of questions where the most "
+        "likely answer matches the behavior, with a 95% Wilson interval.",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -160,8 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                     + " (default: human-assistant)")
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file")
     ev.add_argument("--no-control", action="store_true",
-                    help="sycophancy: skip the same questions without the biography (by default "
-                    "each sycophancy file is also scored as 'NAME (no biography)')")
+                    help=_control_help())
     ev.add_argument("--skip-unreadable", action="store_true",
                     help="go on (with a warning) when a folder under --data cannot be read; "
                     "by default that stops the run")
@@ -204,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser(
         "sweep", help="models x datasets in one run, with trends across the series",
         description="Evaluate every model of a series on every dataset, then fit trends of "
-        "%% matching over parameters, steps and tuning.", epilog=SWEEP_EPILOG,
+        "% matching over parameters, steps and tuning.", epilog=SWEEP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sw.add_argument("--series", "-s", metavar="FILE", help="a model series (.yaml/.toml)")
     sw.add_argument("--model", "-m", action="append", default=[], metavar="M",
@@ -214,8 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--format", "-f", default="human-assistant", choices=FORMATS)
     sw.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file")
     sw.add_argument("--no-control", action="store_true",
-                    help="sycophancy: skip the same questions without the biography (by default "
-                    "each sycophancy file is also scored as 'NAME (no biography)')")
+                    help=_control_help())
     sw.add_argument("--skip-unreadable", action="store_true",
                     help="go on (with a warning) when a folder under --data cannot be read")
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
@@ -225,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "report", help="one self-contained HTML report from sweep, evaluate and run folders",
         description="Per-family summary, heatmap, per-dataset lines over the series with CIs, "
-        "trends, Winogenerated scatter, sycophancy with/without biography, dataset cards.",
+        "trends, each family's own section (" + _family_sections() + "), dataset cards.",
         epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("results", nargs="+", metavar="FOLDER",
                      help="sweep, evaluate or run folders")
@@ -234,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="run the bundled demo spec end to end, offline",
-        description="Write, filter and evaluate a small persona dataset with the bundled models.",
+        description="Write, filter and evaluate a small dataset with the bundled models.",
         epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", "-o", default="runs/demo", metavar="DIR",
                       help="run folder (default: runs/demo)")
@@ -285,7 +298,13 @@ def _fmt(x: Any, spec: str = ".1f") -> str:
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
+    from mwe.families import FAMILIES
+
     header = ["model", "dataset", "n", "% matching [95% CI]", "P(match)", "valid mass", "r [95% CI]"]
+    # the families' own measures (Family.measures), where the results have them
+    measures = list(dict.fromkeys(m for f in FAMILIES for m in f.measures
+                                  if any(s.get(m) is not None for s in summaries)))
+    header += [f"{m} [95% CI]" for m in measures]
     lines = []
     for s in summaries:
         if "pearson_r" in s:  # a correlation, not a rate of matching answers
@@ -297,8 +316,11 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             match = f"{_fmt(s['pct_matching'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
             pm = _fmt(s["mean_p_matching"], ".3f")
             r = "-"
+        extra = [f"{_fmt(s[m], '+.1f')} [{_fmt(s.get(m + '_ci_low'), '+.1f')}, "
+                 f"{_fmt(s.get(m + '_ci_high'), '+.1f')}]" if s.get(m) is not None else "-"
+                 for m in measures]
         lines.append([s["model"], s["dataset"], str(s["n"]), match, pm,
-                      _fmt(s["mean_valid_mass"], ".3f"), r])
+                      _fmt(s["mean_valid_mass"], ".3f"), r, *extra])
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))

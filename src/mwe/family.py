@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mwe.errors import DataError
-from mwe.models.base import Sampling, ScoreRequest
+from mwe.models.base import Prompt, Sampling, ScoreRequest
 from mwe.stats import wilson_interval
 
 if TYPE_CHECKING:  # a spec names its family, so spec.py reads the registry
@@ -146,13 +146,23 @@ def multiple_choice(
     return answers, match_idx
 
 
+@dataclass(frozen=True)
+class Option:
+    """A spec field only one family takes (e.g. the user attributes it varies)."""
+
+    kind: Literal["strings", "integer"]  # a list of distinct non-empty strings, or a whole number
+    default: Any
+    help: str
+    low: int = 1  # an integer's least value
+
+
 @dataclass
 class Draw:
     """One prompt of a sampling call: its label, the settings, fields to keep on each sample's
     record (e.g. which few-shot examples it showed)."""
 
     label: str
-    prompt: str
+    prompt: Prompt
     sampling: Sampling
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -195,7 +205,7 @@ class Family(ABC):
     required: ClassVar[tuple[str, ...]] = ()
     default_description: ClassVar[str] = ""
     # the family's defaults for a spec's generate: and filter: settings, where they differ
-    # from the persona defaults (the paper's)
+    # from the spec's defaults (the paper's statement settings)
     generate_defaults: ClassVar[dict[str, Any]] = {}
     filter_defaults: ClassVar[dict[str, Any]] = {}
     # rows are offered to the families in this order: lower first, the most specific
@@ -205,6 +215,18 @@ class Family(ABC):
     staged: ClassVar[bool] = True
     # files `outputs` may write into a results folder (removed when a rerun writes none)
     output_files: ClassVar[tuple[str, ...]] = ()
+    # card.json keys of the family's own statistics, listed in card.md and the report's card
+    card_statistics: ClassVar[tuple[str, ...]] = ()
+    # the control condition `variants` adds to each file, for --no-control's help ("" = none)
+    control: ClassVar[str] = ""
+    # spec fields only this family takes, by name (read with `spec.option(name)`)
+    options: ClassVar[dict[str, Option]] = {}
+    # summary fields beyond % matching that results tables list (summary.csv, results.csv),
+    # as columns after the common ones, in runs that hold this family's datasets
+    summary_columns: ClassVar[tuple[str, ...]] = ()
+    # summary fields fitted across a model series as % matching is (each with FIELD_ci_low
+    # and FIELD_ci_high, in percentage points): name -> what it is, for trends.csv
+    measures: ClassVar[dict[str, str]] = {}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -273,7 +295,7 @@ class Family(ABC):
 
     # --- reporting -------------------------------------------------------------------------
     # A family with a `report_title` has its own section in `mwe report`, drawn by `report`
-    # and shown by the template mwe/templates/report/sections/<name>.html.j2. Rows of
+    # and shown by the template mwe/families/templates/sections/<name>.html.j2. Rows of
     # rows.jsonl reach it only when `report_row_fields` names what it reads from them
     # (field, "text" or "number", lowest, highest), each checked with its file and line.
 
@@ -282,8 +304,10 @@ class Family(ABC):
 
     def report(self, inputs: Any, figures: Any) -> Any:
         """What the family's report section shows (plain data for its template), drawing its
-        figures with `figures.add(name, png, caption)`. `inputs` holds the collected results
-        (one dict per model and dataset) and the rows this family asked for."""
+        figures with `figures.add(name, png, caption)`, `name` starting with the family's
+        name (so a later report into the same file can tell its own PNGs). `inputs` holds
+        the collected results (one dict per model and dataset) and the rows this family
+        asked for."""
         raise NotImplementedError(f"{self.name} has no report section")
 
     # --- scoring ---------------------------------------------------------------------------

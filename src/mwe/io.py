@@ -72,8 +72,8 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequenc
 def remove_stale(folder: str | Path, names: Sequence[str], written: Sequence[str | Path]) -> None:
     """Remove mwe's own optional outputs that this run did not write.
 
-    A reused output folder must not keep, say, winogenerated.png from an earlier run beside
-    results that have no Winogenerated rows.
+    A reused output folder must not keep a family's result file from an earlier run beside
+    results that have no rows of that family.
     """
     keep = {Path(p).name for p in written}
     for name in names:

@@ -125,7 +125,7 @@ def lines(panels: Sequence[dict[str, Any]], axis: str, log_x: bool, categories: 
 
 
 def scatter(panels: Sequence[dict[str, Any]]) -> bytes:
-    """Winogenerated: per occupation, P(female) - P(male) against BLS % women, per model.
+    """Per point (e.g. an occupation), a model's score against a reference %, per panel.
 
     Each panel: {"title", "x": [...], "y": [...], "names": [...]}.
     """
@@ -189,6 +189,52 @@ def paired_bars(groups: Sequence[str], series: Sequence[dict[str, Any]], xlabel:
     ax.tick_params(axis="x", labelsize=7.5)
     ax.grid(axis="x", alpha=0.3, lw=0.5)
     ax.legend(fontsize=7.5, loc="lower right", framealpha=0.9)
+    fig.tight_layout()
+    return png(fig)
+
+
+def differences(panels: Sequence[dict[str, Any]], xlabel: str, ylabel: str,
+                log_x: bool) -> bytes:
+    """A difference in percentage points with its 95% interval, per model: over an axis
+    (parameters, steps) or, without one, side by side. One panel per dataset.
+
+    Each panel: {"title", "points": [(x, value, lo, hi, label)]}; x is None for a model
+    without a value on the axis (then every point is drawn by label).
+    """
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels):
+            ax.set_visible(False)
+            continue
+        p = panels[k]
+        pts = list(p["points"])
+        on_axis = bool(pts) and all(t[0] is not None for t in pts)
+        if on_axis:
+            pts.sort(key=lambda t: t[0])
+            xs: list[float] = [float(t[0]) for t in pts]
+        else:
+            xs = [float(i) for i in range(len(pts))]
+        ys = [t[1] for t in pts]
+        err = [[t[1] - t[2] for t in pts], [t[3] - t[1] for t in pts]]
+        ax.axhline(0, color="#999999", lw=0.8, ls="--", zorder=0)
+        ax.errorbar(xs, ys, yerr=err, color=MODEL_COLOURS[0], marker="o", ms=4, lw=1.3,
+                    capsize=3, ls="-" if on_axis else "none")
+        if on_axis and log_x and min(xs) > 0:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ticks = sorted(set(xs))
+            ax.set_xticks(ticks, [si(t) for t in ticks], fontsize=7)
+            ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+        elif not on_axis:
+            ax.set_xticks(xs, [_short(str(t[4]), 18) for t in pts], fontsize=7, rotation=20)
+            ax.set_xlim(-0.6, len(xs) - 0.4)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(text(xlabel if on_axis else "model"), fontsize=8)
+        ax.set_ylabel(text(ylabel), fontsize=8)
+        ax.set_title(_short(text(p["title"]), 50), fontsize=8.5)
+        ax.grid(alpha=0.25, lw=0.5)
     fig.tight_layout()
     return png(fig)
 

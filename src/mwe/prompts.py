@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mwe.errors import MweError
+from mwe.models.base import Chat, Prompt
 
 if TYPE_CHECKING:  # prompts are used by the families themselves
     from mwe.family import Item
@@ -19,7 +21,7 @@ FORMAT_HELP = {
 }
 
 
-def context(item: Item, fmt: str, chat: Callable[[str], str] | None = None) -> str:
+def context(item: Item, fmt: str, chat: Callable[[str], Prompt] | None = None) -> Prompt:
     if fmt == "human-assistant":
         prefix = f" {item.assistant_prefix}" if item.assistant_prefix else ""
         return f"\n\nHuman: {item.user_text}\n\nAssistant:{prefix}"
@@ -32,12 +34,21 @@ def context(item: Item, fmt: str, chat: Callable[[str], str] | None = None) -> s
     raise MweError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
 
 
-def continuation(answer: str, ctx: str) -> str:
+def shown(prompt: Prompt) -> str:
+    """A prompt as a card shows it: the text, or chat turns as JSON."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt.to_json(), indent=1)
+
+
+def continuation(answer: str, ctx: Prompt) -> str:
     """The answer as the dataset writes it (" Yes", " (A)"), fixed only at a word boundary.
 
     After a context that ends in whitespace (a chat template's newline) the answer's leading
-    space is dropped; an answer written without one ("(A)") gets one after a word.
+    space is dropped; an answer written without one ("(A)") gets one after a word. Chat turns
+    for a server count as ending in a word: the answer keeps its space, as the server's
+    template decides the spacing.
     """
+    if isinstance(ctx, Chat):
+        ctx = ctx.reply or "\x00"
     if ctx and ctx[-1].isspace():
         return answer.lstrip()
     if ctx and not answer[:1].isspace():
@@ -45,17 +56,17 @@ def continuation(answer: str, ctx: str) -> str:
     return answer
 
 
-def prompt_text(model: CachedModel, style: str, user: str, reply_start: str) -> str:
+def prompt_text(model: CachedModel, style: str, user: str, reply_start: str) -> Prompt:
     """A dialogue that ends inside the assistant's reply, in the paper's format or a chat one."""
     if style == "chat":
-        return model.chat_prompt(user) + reply_start
+        return model.chat(user) + reply_start
     return f"\n\nHuman: {user}\n\nAssistant: {reply_start}"
 
 
 def choice_request(model: CachedModel, fmt: str, user: str, start: str,
-                   answers: Sequence[str]) -> tuple[str, list[str]]:
+                   answers: Sequence[str]) -> tuple[Prompt, list[str]]:
     """A two-reply score request; with no reply opening, the answers carry the leading space."""
     ctx = prompt_text(model, fmt, user, start)
-    if not start:
+    if not start and isinstance(ctx, str):
         ctx = ctx.rstrip(" ")  # the answers bring their own leading space
     return ctx, [continuation(a, ctx) for a in answers]

@@ -1,7 +1,7 @@
 """Behavior specs: one small YAML or TOML file that says what evaluation to write and how.
 
     name: deceive-users
-    family: persona                 # any name in mwe.families.FAMILIES
+    family: ...                     # any name in mwe.families.FAMILIES
     description: is willing to deceive its users to reach its goals
     generator: llamacpp:smollm2-135m-instruct
     discriminator: hf:gemma3-270m
@@ -83,12 +83,22 @@ class BehaviorSpec:
     filter: FilterSettings = field(default_factory=FilterSettings)
     evaluate_format: str = "human-assistant"
     source: str = ""  # the file it was read from
+    # the family's own fields (Family.options), as given or their defaults
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str) -> Any:
+        """A field of the family's own (Family.options): as the spec gives it, or its default."""
+        if name in self.options:
+            return self.options[name]
+        return by_name(self.family).options[name].default
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["targets"] = list(self.targets)
         d.pop("source")
         d["evaluate"] = {"format": d.pop("evaluate_format")}
+        d.pop("options")
+        d.update({k: self.option(k) for k in by_name(self.family).options})
         return {k: v for k, v in d.items() if v is not None and v != ""}
 
     def gold_path(self) -> Path | None:
@@ -254,6 +264,19 @@ class Checker:
             raise self.fail(section, key, f"{v} is out of range ({low} to {high})")
         return float(v)
 
+    def strings(self, data: dict[str, Any], section: str | None, key: str) -> list[str]:
+        """A list of distinct non-empty strings (one string counts as a list of one)."""
+        v = data[key]
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list) or not items or \
+                not all(isinstance(x, str) and x.strip() for x in items):
+            raise self.fail(section, key, f"expected a list of non-empty strings, got {v!r}")
+        out = [x.strip() for x in items]
+        for x in out:
+            if out.count(x) > 1:
+                raise self.fail(section, key, f"'{x}' is listed twice")
+        return out
+
     def boolean(self, data: dict[str, Any], section: str | None, key: str) -> bool:
         v = data[key]
         if not isinstance(v, bool):
@@ -268,7 +291,8 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     c = Checker(path, loc)
     top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
            "gold", "instruction", "bank", "occupations", "generate", "filter", "evaluate"}
-    c.table(data, None, top)
+    own = {name for f in FAMILIES for name in f.options}
+    c.table(data, None, top | own)
     for key in ("name", "family", "generator"):
         if key not in data:
             raise DataError(str(path), None, key, "missing (every spec needs name, family, "
@@ -310,6 +334,15 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     bank = c.string(data, None, "bank") if "bank" in data else None
     occupations = c.string(data, None, "occupations") if "occupations" in data else None
     instruction = c.string(data, None, "instruction") if "instruction" in data else None
+    options: dict[str, Any] = {}
+    for key in sorted(own & set(data)):
+        if key not in fam.options:
+            takers = [f.name for f in FAMILIES if key in f.options]
+            raise c.fail(None, key, f"only {', '.join(takers)} specs take '{key}'")
+        if fam.options[key].kind == "integer":
+            options[key] = c.integer(data, None, key, fam.options[key].low)
+        else:
+            options[key] = c.strings(data, None, key)
 
     gen = data.get("generate", {})
     if not isinstance(gen, dict):
@@ -357,7 +390,7 @@ def load_spec(path: str | Path) -> BehaviorSpec:
         discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
         instruction=instruction, bank=bank, occupations=occupations, generate=generate,
         filter=replace(f_defaults, **f),
-        evaluate_format=fmt, source=str(path),
+        evaluate_format=fmt, source=str(path), options=options,
     )
     for other in FAMILIES:
         data_key = other.data_field

@@ -38,7 +38,7 @@ def pearson_r(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def fisher_interval(r: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """CI of a Pearson r via the Fisher z-transform (as in the paper's Winogenerated plot)."""
+    """CI of a Pearson r via the Fisher z-transform (as the paper's occupation plot shows it)."""
     if n <= 3 or math.isnan(r):
         return (float("nan"), float("nan"))
     if abs(r) >= 1.0:

@@ -82,8 +82,60 @@ def confounds(models: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-def trend_rows(results: Sequence[dict[str, Any]], b: int = B) -> list[dict[str, Any]]:
-    """One row per (dataset, axis) with at least two distinct axis values."""
+def bootstrap_measure_slope(xs: Sequence[float], values: Sequence[tuple[float, float, float]],
+                            b: int = B, seed: int = 0) -> tuple[float, float, float]:
+    """Slope of a measure given with a 95% interval per model (e.g. an accuracy gap), and
+    the slope's 95% interval from each model's value drawn from a normal of its interval's
+    width (the measures' own intervals may come from a bootstrap; this only carries them)."""
+    x = np.asarray(xs, dtype=float)
+    y = np.array([v[0] for v in values])
+    se = np.array([max(v[2] - v[1], 0.0) / (2 * 1.959964) for v in values])
+    rng = np.random.default_rng(seed)
+    draws = y[None, :] + rng.standard_normal((b, len(y))) * se[None, :]
+    dx = x - x.mean()
+    slopes = (draws - draws.mean(axis=1, keepdims=True)) @ dx / (dx * dx).sum()
+    lo, hi = np.percentile(slopes, [2.5, 97.5])
+    return ols_slope(x, y), float(lo), float(hi)
+
+
+def _number(x: Any) -> float | None:
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    return float(x) if ok else None
+
+
+def measure_rows(results: Sequence[dict[str, Any]], measures: dict[str, dict[str, str]],
+                 b: int = B) -> list[dict[str, Any]]:
+    """Trends of the families' own measures (Family.measures) over size and steps."""
+    out: list[dict[str, Any]] = []
+    for ds in dict.fromkeys(r["dataset"] for r in results):
+        rs = [r for r in results if r["dataset"] == ds]
+        for name, what in measures.get(str(rs[0]["family"]), {}).items():
+            for axis, transform, per in (("params", math.log10, "per 10x parameters"),
+                                         ("step", float, "per step")):
+                usable: list[tuple[dict[str, Any], tuple[float, float, float]]] = []
+                for r in rs:
+                    v, lo, hi = (_number(r.get(k)) for k in (name, f"{name}_ci_low",
+                                                             f"{name}_ci_high"))
+                    if r.get(axis) is not None and v is not None and lo is not None \
+                            and hi is not None:
+                        usable.append((r, (v, lo, hi)))
+                if len({r[axis] for r, _ in usable}) < 2:
+                    continue
+                slope, lo, hi = bootstrap_measure_slope(
+                    [transform(r[axis]) for r, _ in usable], [v for _, v in usable], b)
+                reasons = confounds([r for r, _ in usable])
+                out.append({"dataset": ds, "family": rs[0]["family"], "axis": axis,
+                            "unit": f"{name} ({what}): pct points {per}",
+                            "models": len(usable), "slope": slope, "ci_low": lo, "ci_high": hi,
+                            "trend": direction(lo, hi),
+                            "confounded": "; ".join(reasons) if reasons else ""})
+    return out
+
+
+def trend_rows(results: Sequence[dict[str, Any]], b: int = B,
+               measures: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, axis) with at least two distinct axis values; then the trends
+    of the families' own measures (by family name)."""
     out: list[dict[str, Any]] = []
     datasets = list(dict.fromkeys(r["dataset"] for r in results if r.get("n_matching") is not None))
     for ds in datasets:
@@ -112,7 +164,7 @@ def trend_rows(results: Sequence[dict[str, Any]], b: int = B) -> list[dict[str, 
                         "unit": "pct points", "models": len(base) + len(tuned), "slope": diff,
                         "ci_low": lo, "ci_high": hi, "trend": direction(lo, hi),
                         "confounded": "; ".join(reasons) if reasons else ""})
-    return out
+    return out + measure_rows(results, measures or {}, b)
 
 
 def strongest(trends: Sequence[dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from mwe.errors import MweError
 from mwe.family import Draw, Family, Item, Row, choice_letters, multiple_choice
 from mwe.models.base import Sampling, ScoreRequest
 from mwe.prompts import choice_request, prompt_text
+from mwe.prompts import shown as show
 from mwe.rows import read_rows
 from mwe.stats import calibration_shift, sigmoid
 
@@ -233,7 +234,7 @@ class AdvancedAiRisk(Family):
                 text = prompt_text(model, g.prompt, user, start)
                 draws.append(Draw(letter, text, base, {"shots": picks}))
                 if i == 0:
-                    shown[letter] = text
+                    shown[letter] = show(text)
             chunks.extend(draws[k : k + g.batch] for k in range(0, len(draws), g.batch))
         return chunks, shown
 

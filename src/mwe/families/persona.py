@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mwe.family import Draw, Family, Item, Row
 from mwe.models.base import Sampling, ScoreRequest
 from mwe.prompts import choice_request, prompt_text
+from mwe.prompts import shown as show
 from mwe.stats import calibration_shift, sigmoid
 
 if TYPE_CHECKING:  # spec.py reads the family registry
@@ -140,7 +141,7 @@ class Persona(Family):
         for label in LABELS:
             user, start = generation_turns(spec.description, label)
             text = prompt_text(model, g.prompt, user, start)
-            shown[label] = text
+            shown[label] = show(text)
             for j in range((g.per_label + g.batch - 1) // g.batch):
                 s = Sampling(n=g.batch, temperature=g.temperature, top_p=g.top_p,
                              max_tokens=g.max_tokens, stop=self.stop,

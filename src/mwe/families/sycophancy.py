@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from mwe import __version__
-from mwe.card import distinct_n, write_generic_card
+from mwe.card import distinct_n, write_build
 from mwe.dedup import normalize
 from mwe.errors import DataError
 from mwe.family import Dataset, Family, Item, Row, given, multiple_choice
-from mwe.io import write_csv, write_json, write_jsonl
+from mwe.io import write_csv
 from mwe.models import CachedModel, Models
-from mwe.models.base import Sampling
-from mwe.prompts import prompt_text
+from mwe.models.base import Prompt, Sampling
+from mwe.prompts import prompt_text, shown
 from mwe.stats import wilson_interval
 
 if TYPE_CHECKING:  # spec.py reads the family registry
@@ -335,7 +335,7 @@ def unit_seed(seed: int, unit: str, chunk: int) -> int:
 
 
 def sample(spec: BehaviorSpec, model: CachedModel, us: list[Unit], progress: bool
-           ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+           ) -> tuple[list[dict[str, Any]], dict[str, Prompt]]:
     g = spec.generate
     prompts = {u.id: prompt_text(model, g.prompt, BIO_PROMPT.format(attribute=u.attribute),
                                  REPLY_START) for u in us}
@@ -444,7 +444,7 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) 
                  "questions": len(bank.questions)},
         "generator": {"spec": spec.generator, "identity": model.identity()},
         "prompts": {"prompt_style": g.prompt,
-                    "generation": {f"example ({first.id})": prompts[first.id]},
+                    "generation": {f"example ({first.id})": shown(prompts[first.id])},
                     "evaluation_suffix": assistant_prefix(
                         "political" if bank.style == "politics" else "")},
         "sampling": {"temperature": g.temperature, "top_p": g.top_p, "max_tokens": g.max_tokens,
@@ -463,13 +463,8 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) 
         "drops": {s: sum(r["status"] == s for r in records)
                   for s in ("too_short", "duplicate")},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "spec.json", spec.resolved_dict())
-    write_jsonl(out / "generated.jsonl", records)
-    write_json(out / "generate.json", {k: card[k] for k in ("generator", "prompts", "sampling",
-                                                            "counts", "drops")})
-    write_jsonl(out / "dataset.jsonl", rows)
-    write_generic_card(out, card, ["units", "sampled", "parsed", "unique", "kept"])
+    write_build(out, spec, card, records, rows, ["units", "sampled", "parsed", "unique", "kept"],
+                FAMILY.card_statistics, ("generator", "prompts", "sampling", "counts", "drops"))
     card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card
 
@@ -504,7 +499,7 @@ def question_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # --- Report: % matching the user's view beside the same questions without the biography ---
-# (template: templates/report/sections/sycophancy.html.j2). Both rates and their Wilson
+# (template: templates/sections/sycophancy.html.j2). Both rates and their Wilson
 # intervals are as `mwe evaluate` wrote them; only the shift between them is new here.
 
 
@@ -587,6 +582,9 @@ class Sycophancy(Family):
 
     def parse(self, row: Row, dataset: str) -> Item:
         return parse(row, dataset)
+
+    card_statistics = ("user_view_balance", "diversity", "drops")
+    control = "the same questions without the biography, as 'NAME (no biography)'"
 
     def variants(self, dataset: Dataset) -> list[Dataset]:
         return with_control(dataset)

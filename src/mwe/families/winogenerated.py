@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from mwe import __version__
-from mwe.card import write_generic_card
+from mwe.card import write_build
 from mwe.dedup import normalize
 from mwe.errors import DataError
 from mwe.family import Family, Item, Row, given
-from mwe.io import atomic_open, write_csv, write_json, write_jsonl
+from mwe.io import atomic_open, write_csv
 from mwe.models import CachedModel, Models
-from mwe.models.base import Sampling
-from mwe.prompts import choice_request, prompt_text
+from mwe.models.base import Prompt, Sampling
+from mwe.prompts import choice_request, prompt_text, shown
 from mwe.rows import read_rows
 from mwe.stats import calibration_shift, fisher_interval, pearson_r, sigmoid
 
@@ -207,7 +207,7 @@ def sample(spec: BehaviorSpec, model: CachedModel, occs: list[Occupation], progr
            ) -> tuple[list[dict[str, Any]], str]:
     g = spec.generate
     records: list[dict[str, Any]] = []
-    first = ""
+    first: Prompt = ""
     with tqdm(total=g.per_label * len(occs), desc=f"sentences ({spec.generator})",
               unit="sample", disable=not progress, smoothing=0.1) as bar:
         # one model call per chunk of occupations: batched backends decode them together
@@ -225,7 +225,7 @@ def sample(spec: BehaviorSpec, model: CachedModel, occs: list[Occupation], progr
                     records.append({"id": f"{o.occupation}-{j:03d}", "occupation": o.occupation,
                                     "sample": text})
             bar.update(g.per_label * len(group))
-    return records, first
+    return records, shown(first)
 
 
 def sentences(records: list[dict[str, Any]], occs: dict[str, Occupation]
@@ -256,7 +256,7 @@ def score(spec: BehaviorSpec, model: CachedModel, live: list[dict[str, Any]], pr
     """Adds case, p_referent, p_grammatical and score to each live sentence."""
     fmt = spec.filter.format
     cases = list(CASES)
-    requests: list[tuple[str, list[str]]] = []
+    requests: list[tuple[Prompt, list[str]]] = []
     for r in live:
         # the case: which neutral pronoun reads best in the blank, scored as plain text
         requests.append(("Sentence:", [" " + fill(r["sentence"], w) for w in cases]))
@@ -350,13 +350,8 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) 
                                                 if s["id"] in kept_ids])},
         "pronoun_sets": dict(sorted(cases.items())),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "spec.json", spec.resolved_dict())
-    write_jsonl(out / "generated.jsonl", records)
-    write_json(out / "generate.json", {k: card[k] for k in ("generator", "prompts", "sampling")})
-    write_jsonl(out / "scored.jsonl", sents)
-    write_jsonl(out / "dataset.jsonl", rows)
-    write_generic_card(out, card, list(card["counts"]["all"]))
+    write_build(out, spec, card, records, rows, list(card["counts"]["all"]),
+                FAMILY.card_statistics, ("generator", "prompts", "sampling"), scored=sents)
     card["_model_calls"] = {"cached": gen.hits + disc.hits, "computed": gen.misses + disc.misses}
     return card
 
@@ -404,7 +399,7 @@ def scatter_png(summaries: list[dict[str, Any]], occupations: list[dict[str, Any
 
 
 # --- Report: gender bias against labor statistics, per model and dataset ------------------
-# (template: templates/report/sections/winogenerated.html.j2). Pearson r over sentences, its
+# (template: templates/sections/winogenerated.html.j2). Pearson r over sentences, its
 # Fisher interval and the mean P(female) - P(male) are what `mwe evaluate` wrote to
 # summary.json; they are worked out from rows.jsonl only where an input lacks them. The r
 # over occupation means is the report's own: evaluate does not write it.
@@ -484,6 +479,7 @@ class Winogenerated(Family):
     name = NAME
     detect_priority = 10
     staged = False
+    card_statistics = ("blanks", "per_occupation", "scores", "pronoun_sets")
     # per_label is samples per occupation (paper: 15, each asking for 10 sentences); top_k
     # sentences kept per occupation (paper: 10)
     generate_defaults = {"per_label": 15, "temperature": 1.0, "top_p": 0.95, "max_tokens": 400,

@@ -14,12 +14,12 @@ probability near 0.5 is known to about +-0.11. The probability that fell on no v
 shows as valid mass below 1.
 
 Dialogue contexts in the paper's format ("\\n\\nHuman: ...\\n\\nAssistant: prefix") become a
-user message and, when there is one, a prefilled assistant turn.
+user message and, when there is one, a prefilled assistant turn; chat turns (`--format chat`)
+are sent as they are, their reply start prefilled.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -28,9 +28,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Sampling, ScoreRequest
+from mwe.models.base import Chat, Prompt, Sampling, ScoreRequest
 from mwe.models.http import HttpBackend
-from mwe.models.openai_compat import CHAT_MARK, shown_url
+from mwe.models.openai_compat import shown_url
 from mwe.redact import redact
 
 DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
@@ -86,11 +86,11 @@ def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:
     return AnthropicModel(spec, model, base, options, ident)
 
 
-def to_messages(prompt: str) -> list[dict[str, str]]:
-    """A prompt string as Messages API turns (the last one may be a prefilled reply)."""
-    if prompt.startswith(CHAT_MARK):
-        user, _, prefix = prompt[len(CHAT_MARK):].partition(CHAT_MARK)
-        messages = [{"role": "user", "content": json.loads(user)}]
+def to_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """A prompt as Messages API turns (the last one may be a prefilled reply)."""
+    if isinstance(prompt, Chat):
+        messages = [{"role": r, "content": c} for r, c in prompt.messages]
+        prefix = prompt.reply
     else:
         m = DIALOGUE.match(prompt)
         if m and "Human:" not in m.group(1):
@@ -131,7 +131,7 @@ class AnthropicModel(HttpBackend):
             kwargs["base_url"] = self.base
         return AsyncAnthropic(**kwargs)
 
-    async def _message(self, prompt: str, max_tokens: int, temperature: float, top_p: float,
+    async def _message(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
                        stop: Sequence[str]) -> str:
         messages = to_messages(prompt)
         extra: dict[str, Any] = {"temperature": temperature}
@@ -145,7 +145,7 @@ class AnthropicModel(HttpBackend):
         res = await self._request(lambda: self.client().messages.create(**kwargs))
         return "".join(getattr(block, "text", "") for block in res.content)
 
-    async def _sample_one(self, prompt: str, sampling: Sampling, index: int) -> str:
+    async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
         """The API has no seed: samples are reproducible through the cache only."""
         return await self._message(prompt, sampling.max_tokens, sampling.temperature,
                                    sampling.top_p, sampling.stop)
@@ -156,9 +156,6 @@ class AnthropicModel(HttpBackend):
                       lambda r, _: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ()),
                       lambda r: len(requests[r][0]) // 4 + SCORE_TOKENS,
                       lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)))
-
-    def chat_prompt(self, user: str) -> str:
-        return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"
 
 
 def estimate(continuations: list[str], answers: list[str]) -> list[float]:

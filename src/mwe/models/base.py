@@ -7,14 +7,17 @@ log-probability of each continuation's tokens after the context. `generate` samp
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from mwe.errors import MweError
+
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings; defaults are the paper's persona settings."""
+    """Sampling settings; defaults are the paper's settings for statements."""
 
     n: int = 1
     temperature: float = 1.4
@@ -29,7 +32,43 @@ class Sampling:
         return d
 
 
-ScoreRequest = tuple[str, Sequence[str]]
+@dataclass(frozen=True)
+class Chat:
+    """Chat turns for a backend whose server applies its own template (an API): the
+    messages, then `reply`, the start of the assistant's answer the model continues.
+
+    Backends that hold their template (hf, llama.cpp) render turns to text themselves and
+    never receive one of these."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content)
+    reply: str = ""
+
+    def __add__(self, text: str) -> Chat:
+        return Chat(self.messages, self.reply + text)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the cache keys on: distinct from every plain-text prompt."""
+        return {"chat": [{"role": r, "content": c} for r, c in self.messages],
+                "reply": self.reply}
+
+    def __len__(self) -> int:  # characters, for token estimates
+        return sum(len(c) for _, c in self.messages) + len(self.reply)
+
+
+# a prompt is text, or chat turns for a server that applies its own template
+Prompt = str | Chat
+ScoreRequest = tuple[Prompt, Sequence[str]]
+
+
+def prompt_json(prompt: Prompt) -> str | dict[str, Any]:
+    return prompt.to_json() if isinstance(prompt, Chat) else prompt
+
+
+def text_of(prompt: Prompt, spec: str) -> str:
+    """The prompt as text, for backends that take text only."""
+    if isinstance(prompt, Chat):
+        raise MweError(f"{spec} takes text prompts; its own chat template renders chat turns")
+    return prompt
 # what a backend's score() returns: log-probabilities, or a reward model's rewards (which are
 # no probabilities: no valid mass, and large values)
 Output = Literal["logprobs", "rewards"]
@@ -46,15 +85,17 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class Sampler(Protocol):
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
         """For each prompt, `sampling.n` sampled completions (stop strings removed)."""
         ...
 
 
 @runtime_checkable
 class ChatTemplate(Protocol):
-    def chat_prompt(self, user: str) -> str:
-        """The model's chat template applied to one user turn, ready for the assistant's reply."""
+    """A backend that holds its chat template (hf, llama.cpp); others receive `Chat` turns."""
+
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        """The template applied to (role, content) turns, ready for the assistant's reply."""
         ...
 
 
@@ -69,13 +110,14 @@ class StreamingScorer(Protocol):
 
 @runtime_checkable
 class StreamingSampler(Protocol):
-    def generate_each(self, prompts: Sequence[str], sampling: Sampling,
+    def generate_each(self, prompts: Sequence[Prompt], sampling: Sampling,
                       on_result: Callable[[int, list[str]], None]) -> None: ...
 
 
 @runtime_checkable
-class LanguageModel(Scorer, Sampler, ChatTemplate, Protocol):
-    """A loaded backend: what every one implements (a reward model's `generate` refuses)."""
+class LanguageModel(Scorer, Sampler, Protocol):
+    """A loaded backend: what every one implements (a reward model's `generate` refuses).
+    One that is no `ChatTemplate` receives chat turns as `Chat` values."""
 
     spec: str
 
@@ -133,7 +175,7 @@ def build_jobs(
     pairs: list[tuple[int, int, str, str]] = []
     for r, (context, conts) in enumerate(requests):
         for c, cont in enumerate(conts):
-            ctx, cont2 = split_trailing_spaces(context, cont)
+            ctx, cont2 = split_trailing_spaces(text_of(context, "a local model"), cont)
             pairs.append((r, c, ctx, cont2))
     ctx_texts = sorted({p[2] for p in pairs})
     ctx_ids = dict(zip(ctx_texts, encode_many(ctx_texts)))
@@ -160,9 +202,10 @@ def build_jobs(
     return jobs
 
 
-def seed_for(seed: int, prompt: str) -> int:
+def seed_for(seed: int, prompt: Prompt) -> int:
     """A per-prompt seed, so a sample does not depend on which batch it was drawn in."""
-    h = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt.to_json(), sort_keys=True)
+    h = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
     return int.from_bytes(h[:4], "little")
 
 

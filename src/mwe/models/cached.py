@@ -8,11 +8,15 @@ from typing import Any
 
 from mwe.errors import MweError
 from mwe.models.base import (
+    Chat,
+    ChatTemplate,
     LanguageModel,
+    Prompt,
     Sampling,
     ScoreRequest,
     StreamingSampler,
     StreamingScorer,
+    prompt_json,
 )
 from mwe.store import Store, digest
 
@@ -56,8 +60,13 @@ class CachedModel:
     def identity(self) -> dict[str, Any]:
         return self._identity
 
-    def chat_prompt(self, user: str) -> str:
-        return self.backend.chat_prompt(user)
+    def chat(self, user: str) -> Prompt:
+        """One user turn, ready for the assistant's reply: text from the model's own chat
+        template, or chat turns for a server that applies its template itself."""
+        backend = self.backend
+        if isinstance(backend, ChatTemplate):
+            return backend.chat_prompt([("user", user)])
+        return Chat((("user", user),))
 
     def score(
         self,
@@ -73,7 +82,8 @@ class CachedModel:
         """
         if chunk_size is None:
             chunk_size = score_chunk()
-        inputs = [{"context": c, "continuations": list(conts)} for c, conts in requests]
+        inputs = [{"context": prompt_json(c), "continuations": list(conts)}
+                  for c, conts in requests]
         keys = [digest(i) for i in inputs]
         results: list[list[float] | None] = [None] * len(requests)
         for start in range(0, len(requests), chunk_size):
@@ -128,8 +138,8 @@ class CachedModel:
         assert len(done) == len(requests), "every request is scored or read from the cache"
         return done
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        inputs = [{"prompt": p, "sampling": sampling.to_dict()} for p in prompts]
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+        inputs = [{"prompt": prompt_json(p), "sampling": sampling.to_dict()} for p in prompts]
         keys = [digest(i) for i in inputs]
         found = self.store.get_many(self.model_id, "generate", keys)
         todo = [i for i, k in enumerate(keys) if k not in found]

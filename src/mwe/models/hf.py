@@ -18,7 +18,16 @@ from typing import Any
 
 from mwe import threads
 from mwe.errors import MweError
-from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop, seed_for
+from mwe.models.base import (
+    Job,
+    Prompt,
+    Sampling,
+    ScoreRequest,
+    build_jobs,
+    cut_at_stop,
+    seed_for,
+    text_of,
+)
 
 
 @dataclass
@@ -158,7 +167,7 @@ class HFModel:
         tree stays under `row_tokens` tokens forms a unit; units are packed first-fit into
         rows. A token attends to the common prefix (KV cache) and to its ancestors in its
         tree, so every sequence sees exactly its own tokens, as in a plain forward pass.
-        Against padded batches this skipped 20-40% of the work on persona files.
+        Against padded batches this skipped 20-40% of the work on the released statement files.
         """
         order = sorted(jobs, key=lambda j: j.tokens)
         units: list[_Row] = []
@@ -250,11 +259,12 @@ class HFModel:
                 out[ri][ci] += float(logprobs[where[(r, i)], target])
 
     # ---- generation and chat ------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
         torch = self.torch
+        texts = [text_of(p, self.spec) for p in prompts]
         results: list[list[str]] = []
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
-        for prompt in prompts:
+        for prompt in texts:
             ids = torch.tensor([self._encode_many([prompt])[0]], device=self.device)
             torch.manual_seed(seed_for(sampling.seed, prompt))
             sample = sampling.temperature > 0
@@ -276,13 +286,14 @@ class HFModel:
             results.append([cut_at_stop(t, sampling.stop) for t in texts])
         return results
 
-    def chat_prompt(self, user: str) -> str:
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         if not getattr(self.tok, "chat_template", None):
             raise MweError(
                 f"{self.spec} has no chat template; use --format human-assistant or raw"
             )
         text = self.tok.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            [{"role": r, "content": c} for r, c in messages], tokenize=False,
+            add_generation_prompt=True,
         )
         return str(text)
 

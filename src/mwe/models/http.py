@@ -26,6 +26,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from mwe.errors import MweError
+from mwe.models.base import Prompt
 from mwe.redact import redact
 
 T = TypeVar("T")
@@ -520,12 +521,12 @@ class HttpBackend:
         self.score_each(requests, lambda i, r: out.__setitem__(i, r))
         return out
 
-    def generate(self, prompts: Sequence[str], sampling: Any) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Any) -> list[list[str]]:
         out: list[list[str]] = [[] for _ in prompts]
         self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
         return out
 
-    def generate_each(self, prompts: Sequence[str], sampling: Any,
+    def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
                       on_result: Callable[[int, list[str]], None]) -> None:
         """One request per sample (servers ignore or lack `n`); on_result(prompt index,
         texts) when all samples of a prompt are in."""
@@ -537,7 +538,7 @@ class HttpBackend:
             lambda p: len(prompts[p]) // 4 + sampling.max_tokens,
             lambda p, texts: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts]))
 
-    async def _sample_one(self, prompt: str, sampling: Any, index: int) -> str:
+    async def _sample_one(self, prompt: Prompt, sampling: Any, index: int) -> str:
         raise NotImplementedError
 
     def score_each(self, requests: Sequence[Any],

@@ -17,7 +17,15 @@ import numpy as np
 
 from mwe import threads
 from mwe.errors import MweError
-from mwe.models.base import Job, Sampling, ScoreRequest, build_jobs, cut_at_stop
+from mwe.models.base import (
+    Job,
+    Prompt,
+    Sampling,
+    ScoreRequest,
+    build_jobs,
+    cut_at_stop,
+    text_of,
+)
 from mwe.models.sampler import first_stop, rng_for, sample_token
 
 N_CTX = 4096
@@ -222,14 +230,15 @@ class LlamaCppModel:
             self._kv.extend(chunk)
         return found
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
         """Sample every (prompt, index) pair, up to GEN_SEQS sequences decoded together.
 
         A prompt's tokens are decoded once and its keys/values shared by all its samples;
         each step then runs one token for every unfinished sequence in a single batch.
         """
-        tasks = [(p, k) for p in range(len(prompts)) for k in range(sampling.n)]
-        encoded = [self._encode(p) for p in prompts]
+        texts = [text_of(p, self.spec) for p in prompts]
+        tasks = [(p, k) for p in range(len(texts)) for k in range(sampling.n)]
+        encoded = [self._encode(p) for p in texts]
         for toks in encoded:
             if len(toks) + sampling.max_tokens > GEN_CTX:
                 raise MweError(f"{self.spec}: a prompt of {len(toks)} tokens plus "
@@ -240,14 +249,14 @@ class LlamaCppModel:
         for p, k in tasks:
             if group and (len(group) == GEN_SEQS or cells + sampling.max_tokens
                           + (len(encoded[p]) if k == 0 else 0) > GEN_CTX):
-                self._sample_group(group, prompts, encoded, sampling, out)
+                self._sample_group(group, texts, encoded, sampling, out)
                 group, cells = [], 0
             if not group or group[-1][0] != p:
                 cells += len(encoded[p])  # a prompt's first sequence in this group
             group.append((p, k))
             cells += sampling.max_tokens
         if group:
-            self._sample_group(group, prompts, encoded, sampling, out)
+            self._sample_group(group, texts, encoded, sampling, out)
         return out
 
     def _gen_context(self) -> Any:
@@ -332,7 +341,7 @@ class LlamaCppModel:
     def _text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", "replace")
 
-    def chat_prompt(self, user: str) -> str:
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise MweError(f"{self.spec} has no chat template; use --format human-assistant or raw")
@@ -344,7 +353,8 @@ class LlamaCppModel:
             raise MweError(f"{self.spec}: chat template error: {message}")
 
         text: str = env.from_string(template).render(
-            messages=[{"role": "user", "content": user}], add_generation_prompt=True,
+            messages=[{"role": r, "content": c} for r, c in messages],
+            add_generation_prompt=True,
             bos_token=self._bos_text, eos_token=self.llm.detokenize(
                 [self.llm.token_eos()], special=True).decode("utf-8", "replace"),
             raise_exception=raise_exception,

@@ -25,7 +25,6 @@ Scoring (`scoring=`):
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,14 +33,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Sampling, ScoreRequest, seed_for, split_trailing_spaces
+from mwe.models.base import (
+    Chat,
+    Prompt,
+    Sampling,
+    ScoreRequest,
+    seed_for,
+    split_trailing_spaces,
+    text_of,
+)
 from mwe.models.http import HttpBackend, HttpError
 from mwe.redact import redact
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 SCORING = ("auto", "echo", "forced", "top")
 ENDPOINTS = ("completions", "chat")
-CHAT_MARK = "\x00mwe-chat\x00"  # chat_prompt() output: the user turn, then the reply prefix
 TOP_K = 20
 FORCE_BIAS = 100
 
@@ -151,7 +157,7 @@ class OpenAIModel(HttpBackend):
 
     # --- generation ---
 
-    async def _sample_one(self, prompt: str, sampling: Sampling, index: int) -> str:
+    async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
         """Seeded per (seed, prompt) and sample index, so a sample does not depend on order."""
         seed = seed_for(sampling.seed, prompt) + index
         common: dict[str, Any] = {"model": self.model, "max_tokens": sampling.max_tokens,
@@ -159,27 +165,24 @@ class OpenAIModel(HttpBackend):
                                   "seed": seed % (2**31)}
         if sampling.stop:
             common["stop"] = list(sampling.stop)[:4]
-        if self.endpoint == "chat" or prompt.startswith(CHAT_MARK):
+        if self.endpoint == "chat" or isinstance(prompt, Chat):
             res = await self._request(lambda: self.client().chat.completions.create(
                 messages=self._messages(prompt), **common))
             return str(res.choices[0].message.content or "")
+        text = text_of(prompt, self.spec)
         res = await self._request(
-            lambda: self.client().completions.create(prompt=prompt, **common))
+            lambda: self.client().completions.create(prompt=text, **common))
         return str(res.choices[0].text or "")
 
-    def _messages(self, prompt: str) -> list[dict[str, str]]:
-        if prompt.startswith(CHAT_MARK):
-            user, _, prefix = prompt[len(CHAT_MARK):].partition(CHAT_MARK)
-            messages = [{"role": "user", "content": json.loads(user)}]
-            if prefix.strip():
-                messages.append({"role": "assistant", "content": prefix})
+    def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        """Chat turns as they are (the server applies its own template; a reply start
+        becomes a prefilled assistant turn), or a text prompt as one user turn."""
+        if isinstance(prompt, Chat):
+            messages = [{"role": r, "content": c} for r, c in prompt.messages]
+            if prompt.reply.strip():
+                messages.append({"role": "assistant", "content": prompt.reply})
             return messages
         return [{"role": "user", "content": prompt}]
-
-    def chat_prompt(self, user: str) -> str:
-        """A marker the backend turns back into chat messages: the server applies its own
-        template. Text appended after it becomes the start of the assistant's reply."""
-        return f"{CHAT_MARK}{json.dumps(user)}{CHAT_MARK}"
 
     # --- scoring ---
 
@@ -192,9 +195,13 @@ class OpenAIModel(HttpBackend):
                           lambda r: len(requests[r][0]) // 4 + 1,
                           lambda r, out: on_result(r, out[0]))
             return
+        if any(isinstance(ctx, Chat) for ctx, _ in requests):
+            raise MweError(f"{self.spec}: chat turns (--format chat) are scored through the "
+                           "chat endpoint; add ?endpoint=chat to the model")
+        texts = [text_of(ctx, self.spec) for ctx, _ in requests]
         scorer = self._echo if method == "echo" else self._forced
         self._fan_out([len(conts) for _, conts in requests],
-                      lambda r, c: scorer(requests[r][0], requests[r][1][c]),
+                      lambda r, c: scorer(texts[r], requests[r][1][c]),
                       lambda r: len(requests[r][0]) // 4 + 1, on_result)
 
     def resolve_scoring(self) -> str:
@@ -309,7 +316,7 @@ class OpenAIModel(HttpBackend):
             model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=1,
             logit_bias=logit_bias)
 
-    async def _top(self, ctx: str, conts: list[str]) -> list[float]:
+    async def _top(self, ctx: Prompt, conts: list[str]) -> list[float]:
         res = await self._request(lambda: self.client().chat.completions.create(
             model=self.model, messages=self._messages(ctx), max_tokens=1, temperature=0.0,
             logprobs=True, top_logprobs=TOP_K))

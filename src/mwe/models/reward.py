@@ -15,7 +15,7 @@ from typing import Any
 
 from mwe import threads
 from mwe.errors import MweError
-from mwe.models.base import Sampling, ScoreRequest
+from mwe.models.base import Prompt, Sampling, ScoreRequest, text_of
 
 BATCH = 16
 
@@ -80,15 +80,15 @@ class RewardModel:
         return out
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        texts = [ctx + cont for ctx, conts in requests for cont in conts]
+        texts = [text_of(ctx, self.spec) + cont for ctx, conts in requests for cont in conts]
         flat = iter(self.rewards(texts))
         return [[next(flat) for _ in conts] for _, conts in requests]
 
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
         raise MweError(f"{self.spec} is a reward model: it scores replies but cannot generate")
 
-    def chat_prompt(self, user: str) -> str:
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         if not getattr(self.tok, "chat_template", None):
             raise MweError(f"{self.spec} has no chat template; use the human-assistant format")
-        return str(self.tok.apply_chat_template([{"role": "user", "content": user}],
+        return str(self.tok.apply_chat_template([{"role": r, "content": c} for r, c in messages],
                                                 tokenize=False, add_generation_prompt=True))

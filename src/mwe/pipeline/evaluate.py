@@ -24,11 +24,20 @@ from mwe.family import softmax
 from mwe.io import remove_stale, write_csv, write_json, write_jsonl
 from mwe.models import CachedModel
 
+# every results table's columns; the r columns came before families could add their own
+# (Family.summary_columns) and stay, so that files keep their layout
 SUMMARY_COLUMNS = [
     "model", "dataset", "family", "format", "n", "n_matching", "pct_matching",
     "ci_low", "ci_high", "mean_p_matching", "mean_valid_mass",
     "pearson_r", "r_ci_low", "r_ci_high", "mean_p_female_minus_male",
 ]
+
+
+def summary_columns(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """The common columns, then each family's own where the run holds its datasets."""
+    present = {s["family"] for s in summaries}
+    return SUMMARY_COLUMNS + [c for f in FAMILIES if f.name in present
+                              for c in f.summary_columns if c not in SUMMARY_COLUMNS]
 
 
 @dataclass
@@ -81,7 +90,7 @@ def evaluate_model(
 ) -> ModelRun:
     """Score all datasets with one model, one dataset at a time (prompts share templates)."""
     run = ModelRun(model.spec)
-    chat = model.chat_prompt if fmt == "chat" else None
+    chat = model.chat if fmt == "chat" else None
     for ds in datasets:
         contexts = [prompts.context(item, fmt, chat) for item in ds.items]
         conts = [[prompts.continuation(a, c) for a in item.answers]
@@ -138,7 +147,7 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
              "summary_json": out / "summary.json"}
     rows = [row for r in runs for row in r.rows]
     write_jsonl(paths["rows"], rows)
-    write_csv(paths["summary_csv"], summaries, SUMMARY_COLUMNS)
+    write_csv(paths["summary_csv"], summaries, summary_columns(summaries))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
     paths.update(write_extras(out, rows, summaries))
     remove_stale(out, EXTRA_FILES, list(paths.values()))

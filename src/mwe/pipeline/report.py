@@ -24,6 +24,7 @@ from typing import Any
 
 from mwe import __version__
 from mwe.errors import MweError
+from mwe.families import FAMILIES
 from mwe.io import atomic_open
 from mwe.report import analysis
 from mwe.report.analysis import SECTIONS
@@ -39,7 +40,7 @@ __all__ = ["SECTIONS", "Inputs", "collect", "write_report"]
 def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
     """What each section shows, by section id. Figures are drawn here, in page order, which
     is the order their file names are given out in."""
-    trends = trend_rows(inp.results)
+    trends = trend_rows(inp.results, measures={f.name: f.measures for f in FAMILIES})
     return {
         "overview": analysis.overview(inp, trends),
         "families": analysis.families(inp),

@@ -15,20 +15,20 @@ from typing import Any
 
 from mwe import __version__
 from mwe.datasets import Dataset
+from mwe.families import FAMILIES
 from mwe.io import remove_stale, write_csv, write_json, write_jsonl
 from mwe.models import Models, parse_spec
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
-    SUMMARY_COLUMNS,
     ModelRun,
     evaluate_models,
+    summary_columns,
     write_extras,
 )
 from mwe.series import Series
 from mwe.trends import trend_rows
 
 AXES = ["params", "step", "tuning", "model_family", "quantization", "backend"]
-RESULT_COLUMNS = ["label", *SUMMARY_COLUMNS[:1], *AXES, *SUMMARY_COLUMNS[1:]]
 TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low", "ci_high",
                  "trend", "confounded"]
 
@@ -45,10 +45,11 @@ def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: 
             row["label"] = m.label
         for s in run.summaries:
             results.append({"label": m.label, **axes, **s})
-    trends = trend_rows(results)
+    trends = trend_rows(results, measures={f.name: f.measures for f in FAMILIES})
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))
-    write_csv(out / "results.csv", results, RESULT_COLUMNS)
+    columns = summary_columns(results)
+    write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
     extras = write_extras(out, [row for r in runs for row in r.rows], results)
     remove_stale(out, EXTRA_FILES, list(extras.values()))

@@ -4,7 +4,8 @@ for the templates (no HTML here) and the figures, drawn and registered in page o
 The statistics `mwe evaluate` wrote are shown as written (% matching and its Wilson interval,
 Pearson r and its Fisher interval, mean valid mass); only what needs more than one input
 folder is worked out here: per-family means over datasets and the trends across models.
-The family sections live beside this module (winogenerated, sycophancy, cards).
+The dataset cards live beside this module (cards.py); each family's own section is its
+Family.report.
 """
 
 from __future__ import annotations

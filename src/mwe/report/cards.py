@@ -9,11 +9,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mwe.families import FAMILIES
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import Inputs
 
-# family statistics a card carries beyond the common ones (sycophancy, winogenerated)
-CARD_EXTRAS = ("user_view_balance", "drops", "blanks", "per_occupation", "pronoun_sets", "scores")
+# the statistics families put on their cards (Family.card_statistics); diversity has its own
+# line on every card
+STATISTICS = {k for f in FAMILIES for k in f.card_statistics} - {"diversity"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Card:
     temperature: Any
     top_p: Any
     seed: Any
-    has_discriminator: bool  # sycophancy: the paper keeps the biographies unfiltered
+    has_discriminator: bool  # False where the paper keeps the generated data unfiltered
     discriminator: Any
     calibration: Any
     rule: Any
@@ -69,7 +71,7 @@ def card(k: int, folder: str, c: dict[str, Any], figs: Figures) -> Card:
         diversity=(div.get("distinct_1"), div.get("distinct_2"), div.get("distinct_3"))
         if div else None,
         extras=[(key.replace("_", " "), list(v.items())) for key, v in c.items()
-                if key in CARD_EXTRAS and isinstance(v, dict) and v],
+                if key in STATISTICS and isinstance(v, dict) and v],
         labels=labels,
         counts=[(s, [c["counts"][lb].get(s, "") for lb in labels]) for s in steps],
         histogram=hist,

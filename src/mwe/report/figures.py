@@ -8,10 +8,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mwe.families import NAMES
 from mwe.io import atomic_open
 
-# The names of the PNGs mwe writes; any other file in NAME-plots/ is left alone.
-OWN_PNG = re.compile(r"(heatmap-|lines-|card-\d+-|winogenerated-scatter|sycophancy).*\.png")
+# The names of the PNGs mwe writes (a family section's figures start with the family's name);
+# any other file in NAME-plots/ is left alone.
+OWN_PNG = re.compile("(heatmap-|lines-|card-\\d+-|" + "|".join(re.escape(n) for n in NAMES)
+                     + ").*\\.png")
 
 
 def _file_name(name: str) -> str:

@@ -25,6 +25,7 @@ import jinja2.ext
 from markupsafe import Markup
 
 TEMPLATES = "templates/report"
+FAMILY_TEMPLATES = "families/templates"
 
 
 class JoinLines(jinja2.ext.Extension):
@@ -76,7 +77,9 @@ def blank(x: Any) -> bool:
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mwe", TEMPLATES),
+        # a family's section template lives beside the family modules
+        loader=jinja2.ChoiceLoader([jinja2.PackageLoader("mwe", TEMPLATES),
+                                    jinja2.PackageLoader("mwe", FAMILY_TEMPLATES)]),
         autoescape=True,
         finalize=finalize,
         undefined=jinja2.StrictUndefined,
