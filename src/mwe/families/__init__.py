@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from mwe.errors import MweError
-from mwe.families import advanced_ai_risk, persona, sycophancy, winogenerated
+from mwe.families import advanced_ai_risk, persona, sandbagging, sycophancy, winogenerated
 from mwe.family import Dataset, Family, Item, Row
 
 # the order of names in messages and of the families' sections in mwe report
 FAMILIES: tuple[Family, ...] = (persona.FAMILY, advanced_ai_risk.FAMILY, winogenerated.FAMILY,
-                                sycophancy.FAMILY)
+                                sycophancy.FAMILY, sandbagging.FAMILY)
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 # most specific first: advanced-ai-risk takes any question with answers
