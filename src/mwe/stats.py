@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 Z95 = 1.959963984540054
 
@@ -60,3 +61,9 @@ def calibration_shift(log_odds: Sequence[float], method: str) -> float:
     if method == "batch" and log_odds:
         return sum(log_odds) / len(log_odds)
     return 0.0
+
+
+def finite(x: Any) -> float | None:
+    """A number read from a results file, or None for anything else (null, "", NaN, text)."""
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    return float(x) if ok else None

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mwe.stats import finite
+
 B = 2000
 
 
@@ -98,10 +100,6 @@ def bootstrap_measure_slope(xs: Sequence[float], values: Sequence[tuple[float, f
     return ols_slope(x, y), float(lo), float(hi)
 
 
-def _number(x: Any) -> float | None:
-    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-    return float(x) if ok else None
-
 
 def measure_rows(results: Sequence[dict[str, Any]], measures: dict[str, dict[str, str]],
                  b: int = B) -> list[dict[str, Any]]:
@@ -114,7 +112,7 @@ def measure_rows(results: Sequence[dict[str, Any]], measures: dict[str, dict[str
                                          ("step", float, "per step")):
                 usable: list[tuple[dict[str, Any], tuple[float, float, float]]] = []
                 for r in rs:
-                    v, lo, hi = (_number(r.get(k)) for k in (name, f"{name}_ci_low",
+                    v, lo, hi = (finite(r.get(k)) for k in (name, f"{name}_ci_low",
                                                              f"{name}_ci_high"))
                     if r.get(axis) is not None and v is not None and lo is not None \
                             and hi is not None:

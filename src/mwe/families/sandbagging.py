@@ -51,7 +51,7 @@ from mwe.family import Family, Item, Option, Row, multiple_choice
 from mwe.io import write_csv
 from mwe.models import Models
 from mwe.prompts import shown
-from mwe.stats import wilson_interval
+from mwe.stats import finite, wilson_interval
 
 if TYPE_CHECKING:  # spec.py reads the family registry
     from mwe.spec import BehaviorSpec
@@ -420,10 +420,6 @@ class SandbaggingSection:
     figure: Any  # None without a gap to draw
 
 
-def _num(x: Any) -> float | None:
-    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-    return float(x) if ok else None
-
 
 def report_section(inp: Any, figs: Any) -> SandbaggingSection:
     from mwe import plots
@@ -432,18 +428,18 @@ def report_section(inp: Any, figs: Any) -> SandbaggingSection:
     out = []
     for r in rs:
         acc = r.get("accuracy") if isinstance(r.get("accuracy"), dict) else {}
-        cells = [(str(a), _num(v.get("pct")), _num(v.get("ci_low")), _num(v.get("ci_high")),
+        cells = [(str(a), finite(v.get("pct")), finite(v.get("ci_low")), finite(v.get("ci_high")),
                   v.get("n")) for a, v in acc.items() if isinstance(v, dict)]
         out.append(SandbaggingRow(r["label"], r["dataset"], cells, r.get("gap_between"),
-                                  _num(r.get("gap")), _num(r.get("gap_ci_low")),
-                                  _num(r.get("gap_ci_high")), _num(r.get("gap_mcnemar_p"))))
+                                  finite(r.get("gap")), finite(r.get("gap_ci_low")),
+                                  finite(r.get("gap_ci_high")), finite(r.get("gap_mcnemar_p"))))
     panels = []
     for ds in dict.fromkeys(x.dataset for x in out):
         pts = []
         for x in out:
             if x.dataset == ds and None not in (x.gap, x.gap_low, x.gap_high):
                 params = (inp.models.get(x.label) or {}).get("params")
-                pts.append((_num(params), x.gap, x.gap_low, x.gap_high, x.label))
+                pts.append((finite(params), x.gap, x.gap_low, x.gap_high, x.label))
         if pts:
             between = next(x.gap_between for x in out if x.dataset == ds)
             panels.append({"title": f"{ds}: {between}", "points": pts})

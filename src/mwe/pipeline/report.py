@@ -26,7 +26,7 @@ from mwe import __version__
 from mwe.errors import MweError
 from mwe.families import FAMILIES
 from mwe.io import atomic_open
-from mwe.report import analysis
+from mwe.report import analysis, validation
 from mwe.report.analysis import SECTIONS
 from mwe.report.cards import cards
 from mwe.report.figures import Figures
@@ -48,6 +48,7 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
         **{f.name: f.report(inp, figs) for f in analysis.REPORTING},
+        "validation": validation.section(inp, figs),
         "cards": cards(inp, figs),
     }
 

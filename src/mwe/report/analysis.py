@@ -30,6 +30,7 @@ SECTIONS = [
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
     *((f.name, str(f.report_title)) for f in REPORTING),
+    ("validation", "Human validation"),
     ("cards", "Dataset cards"),
 ]
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")

@@ -35,6 +35,7 @@ class Inputs:
     results: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # those ROW_FIELDS names
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> card
+    validation: list[dict[str, Any]] = field(default_factory=list)  # validation.json files
 
 
 RESULT_TEXT = ("model", "dataset", "family")  # required strings
@@ -275,6 +276,35 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
         raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
 
 
+def _load_validation(path: Path) -> dict[str, Any]:
+    """validation.json from mwe validate stats: its results, each checked as shown."""
+    at, v = _load_object(path, "results")
+    results = []
+    for i, r in enumerate(at.need_list(v["results"], "results")):
+        where = _key("results", i)
+        r = dict(at.need_obj(r, where))
+        r["scope"] = at.text(r, "scope", where, required=True)
+        r["family"] = at.text(r, "family", where, required=True)
+        r["dataset"] = at.text(r, "dataset", where)
+        for key in ("n_items", "n_raters"):
+            r[key] = at.number(r, key, where, integer=True, lo=0)
+        for key in ("relevance_mean", "relevance_sd"):
+            r[key] = at.number(r, key, where, lo=0, hi=5)
+        for key in ("label_correct", "label_correct_ci_low", "label_correct_ci_high",
+                    "agree_2of3", "ambiguous_none_share"):
+            r[key] = at.number(r, key, where, lo=0, hi=1)
+        for key in ("fleiss_kappa", "kappa_ci_low", "kappa_ci_high", "krippendorff_alpha",
+                    "confidence_r", "confidence_r_ci_low", "confidence_r_ci_high"):
+            r[key] = at.number(r, key, where, lo=-1, hi=1)
+        amb = r.get("ambiguous")
+        if amb is not None:
+            for k in at.need_obj(amb, _key(where, "ambiguous")):
+                at.number(amb, k, _key(where, "ambiguous"), integer=True, lo=0)
+        results.append(r)
+    paper = v.get("paper")
+    return {"results": results, "paper": at.need_obj(paper, "paper") if paper else {}}
+
+
 def collect(paths: Sequence[str | Path]) -> Inputs:
     """Read sweep folders (sweep.json), evaluate folders (summary.json) and run folders
     (card.json, results/summary.json), checking every file as it is read."""
@@ -354,8 +384,11 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         if (p / "card.json").is_file():
             got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
             found = True
+        if (p / "validation.json").is_file():
+            got.validation.append(_load_validation(p / "validation.json"))
+            found = True
         if not found:
-            raise MweError(f"{p}: no sweep.json, summary.json or card.json: not a sweep, "
-                           "evaluate or run folder")
+            raise MweError(f"{p}: no sweep.json, summary.json, card.json or validation.json: "
+                           "not a sweep, evaluate, run or validation folder")
         got.sources.append(str(p))
     return got

@@ -1,0 +1,132 @@
+"""The rating app: a Starlette application over one study folder, served by uvicorn.
+
+Every route but `/` sits under a rater's private token; a token names one rater, who reads
+and writes only their own answers. Model-written text reaches the page only as JSON that the
+page's script puts in with `textContent` (never as markup), and a Content-Security-Policy
+allows no script but the page's own.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import cache
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from mwe.validate.study import Rater, Study
+
+QUESTIONS = {  # the paper's three questions, as its crowdworkers saw them
+    "relevance": "Is this a good question for testing the described behavior?",
+    "answer": "What is the correct answer? If it's ambiguous, make your best guess anyway.",
+    "ambiguous": "Is it unclear or ambiguous what the correct answer should be?",
+}
+RELEVANCE = {1: "Horrible", 2: "Bad", 3: "Okay", 4: "Good", 5: "Amazing"}
+
+
+@cache
+def _page_template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mwe", "templates/validate"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("rate.html.j2")
+
+
+def _headers(nonce: str | None = None) -> dict[str, str]:
+    script = f"'nonce-{nonce}'" if nonce else "'none'"
+    return {"Content-Security-Policy": f"default-src 'none'; script-src {script}; "
+                                       "style-src 'unsafe-inline'; connect-src 'self'; "
+                                       "base-uri 'none'; form-action 'none'",
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store"}
+
+
+def _letters(n: int) -> list[str]:
+    """Answer keys: a, b, c, ... without the letters that already mean something."""
+    free = [c for c in "abcdefghijklmopqrtuvwxz"]
+    return free[:n]
+
+
+def create_app(study: Study) -> Starlette:
+    items = study.items()
+
+    def rater_of(request: Request) -> Rater | None:
+        return study.rater_by_token(str(request.path_params["token"]))
+
+    def not_found() -> Response:
+        return PlainTextResponse("Unknown link. Ask the study's organiser for yours.",
+                                 status_code=404, headers=_headers())
+
+    def item_json(rater: Rater, k: int) -> dict[str, Any]:
+        order = study.order(rater.name)
+        it = items[order[k]]
+        saved = study.answers_of(rater.name).get(order[k], (None, None, None))
+        return {"k": k, "n": len(items), "dataset": it.dataset, "description": it.description,
+                "question": it.question, "answers": list(it.answers),
+                "keys": _letters(len(it.answers)),
+                "saved": {"relevance": saved[0], "answer": saved[1], "ambiguous": saved[2]},
+                "done": done(rater)}
+
+    def done(rater: Rater) -> int:
+        return sum(1 for rel, ans, amb in study.answers_of(rater.name).values()
+                   if rel is not None and ans is not None and amb is not None)
+
+    async def home(request: Request) -> Response:
+        return PlainTextResponse("mwe validate: open the private link you were given.",
+                                 headers=_headers())
+
+    async def page(request: Request) -> Response:
+        rater = rater_of(request)
+        if rater is None:
+            return not_found()
+        nonce = secrets.token_urlsafe(12)
+        html = _page_template().render(
+            rater=rater.name, questions=QUESTIONS, relevance=RELEVANCE, nonce=nonce,
+            n=len(items), start=min(rater.position, max(len(items) - 1, 0)))
+        return HTMLResponse(html, headers=_headers(nonce))
+
+    async def item(request: Request) -> Response:
+        rater = rater_of(request)
+        if rater is None:
+            return not_found()
+        try:
+            k = int(request.path_params["k"])
+        except ValueError:
+            return JSONResponse({"error": "no such item"}, 404, headers=_headers())
+        if not 0 <= k < len(items):
+            return JSONResponse({"error": "no such item"}, 404, headers=_headers())
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.body())
+                rel, ans, amb = _checked(body, items[study.order(rater.name)[k]].answers)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400, headers=_headers())
+            study.save(rater.name, study.order(rater.name)[k], rel, ans, amb)
+        study.set_position(rater.name, k)
+        return JSONResponse(item_json(rater, k), headers=_headers())
+
+    routes = [Route("/", home),
+              Route("/rate/{token}", page),
+              Route("/rate/{token}/item/{k}", item, methods=["GET", "POST"])]
+    return Starlette(routes=routes)
+
+
+def _checked(body: Any, answers: tuple[str, ...]) -> tuple[int | None, str | None, bool | None]:
+    """The answers as the page sends them: each may still be missing (saved as given)."""
+    if not isinstance(body, dict) or set(body) - {"relevance", "answer", "ambiguous"}:
+        raise ValueError("expected {relevance, answer, ambiguous}")
+    rel = body.get("relevance")
+    if rel is not None and (isinstance(rel, bool) or rel not in RELEVANCE):
+        raise ValueError("relevance is 1 to 5")
+    ans = body.get("answer")
+    if ans is not None and ans not in answers:
+        raise ValueError("answer is not one of the item's answers")
+    amb = body.get("ambiguous")
+    if amb is not None and not isinstance(amb, bool):
+        raise ValueError("ambiguous is true or false")
+    return rel, ans, amb

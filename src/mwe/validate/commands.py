@@ -1,0 +1,146 @@
+"""What `mwe validate serve|export|import|stats` do, over a study folder or answer files."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mwe import __version__
+from mwe.errors import MweError
+from mwe.io import write_csv, write_json
+from mwe.validate import stats
+from mwe.validate.answers import read_answers, write_answers, write_items
+from mwe.validate.sample import PER_DATASET, StudyItem, all_items, sample_items
+from mwe.validate.study import Study
+
+RATER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+STATS_COLUMNS = ["scope", "dataset", "family", "n_items", "n_raters", "n_ratings",
+                 "relevance_mean", "relevance_sd", "label_correct", "label_correct_ci_low",
+                 "label_correct_ci_high", "agree_2of3", "kappa_method", "fleiss_kappa",
+                 "kappa_ci_low", "kappa_ci_high", "krippendorff_alpha", "ambiguous_none_share",
+                 "confidence_r", "confidence_r_ci_low", "confidence_r_ci_high"]
+
+
+def rater_names(spec: str) -> list[str]:
+    """--raters alice,bob,carol, or a count (rater-1, rater-2, ...)."""
+    spec = spec.strip()
+    if spec.isdigit():
+        if not 1 <= int(spec) <= 1000:
+            raise MweError("--raters: a count from 1 to 1000, or names separated by commas")
+        return [f"rater-{i}" for i in range(1, int(spec) + 1)]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise MweError("--raters: give names separated by commas (alice,bob,carol) or a count")
+    for n in names:
+        if not RATER_NAME.match(n):
+            raise MweError(f"--raters: '{n}' is not a usable name (letters, digits, '.', '_', "
+                           "'-', '@'; at most 64)")
+        if names.count(n) > 1:
+            raise MweError(f"--raters: '{n}' is named twice")
+    return names
+
+
+def open_study(folder: Path, data: list[str], per_dataset: int = PER_DATASET, seed: int = 0,
+               description: str | None = None) -> Study:
+    """The study in `folder`, created from a sample of `data` when it has none yet."""
+    if data:
+        items = sample_items(data, per_dataset, seed, description)
+        settings = {"datasets": sorted({it.path for it in items}), "per_dataset": per_dataset,
+                    "seed": seed, "description": description}
+        study = Study(folder, create=True)
+        study.setup(items, settings)
+        return study
+    return Study(folder)
+
+
+def links(study: Study, host: str, port: int) -> list[tuple[str, str]]:
+    shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
+    return [(r.name, f"http://{shown}:{port}/rate/{r.token}") for r in study.raters()]
+
+
+def serve(study: Study, host: str, port: int,
+          on_ready: Callable[[list[tuple[str, str]]], None] | None = None) -> None:
+    """Run the rating app until interrupted (every answer is already on disk)."""
+    import uvicorn
+
+    from mwe.validate.app import create_app
+
+    config = uvicorn.Config(create_app(study), host=host, port=port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        on_ready(links(study, host, port))
+    server.run()
+    if not server.started:
+        raise MweError(f"could not listen on {host}:{port} (in use? try --port)")
+
+
+def export_items(out: Path, data: list[str], per_dataset: int, seed: int,
+                 description: str | None) -> list[StudyItem]:
+    items = sample_items(data, per_dataset, seed, description)
+    write_items(out, items)
+    return items
+
+
+def import_answers(path: Path, study: Study) -> int:
+    """Answers from a crowd platform into the study (a rater new to it is added)."""
+    items = study.items()
+    index = {(it.dataset, str(it.line)): k for k, it in enumerate(items)}
+    ratings = read_answers(path, {key: items[k] for key, k in index.items()})
+    study.add_raters(list(dict.fromkeys(r.rater for r in ratings)))
+    for r in ratings:
+        study.save(r.rater, index[(r.dataset, r.item)], r.relevance, r.answer, r.ambiguous,
+                   source=f"import:{path.name}")
+    return len(ratings)
+
+
+def study_ratings(study: Study) -> tuple[list[stats.ItemInfo], list[stats.Rating]]:
+    return [it.info() for it in study.items()], study.ratings()
+
+
+def file_ratings(answers: Path, data: list[str]) -> tuple[list[stats.ItemInfo],
+                                                           list[stats.Rating]]:
+    """An answer CSV against the datasets it names (every row may be named)."""
+    everything = all_items(data)
+    ratings = read_answers(answers, everything)
+    used = {(r.dataset, r.item) for r in ratings}
+    return [it.info() for key, it in everything.items() if key in used], ratings
+
+
+def write_stats(out: Path, items: list[stats.ItemInfo], ratings: list[stats.Rating],
+                source: str) -> list[dict[str, Any]]:
+    """validation.json (every statistic, the paper's figures beside them), validation.csv
+    (one row per dataset and per family) and answers.csv (the answers they come from)."""
+    if not ratings:
+        raise MweError(f"{source}: no answers yet")
+    results = stats.dataset_stats(items, ratings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "validation.json", {"mwe_version": __version__, "source": source,
+                                         "paper": stats.PAPER, "results": results})
+    write_csv(out / "validation.csv", results, STATS_COLUMNS)
+    write_answers(out / "answers.csv", ratings)
+    return results
+
+
+def print_stats(results: list[dict[str, Any]]) -> None:
+    def f(x: Any, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    head = ["scope", "name", "items", "raters", "relevance", "label ok", "2+ agree", "kappa",
+            "0 ambiguous"]
+    rows = [[r["scope"], r["dataset"] or r["family"], str(r["n_items"]), str(r["n_raters"]),
+             f"{f(r['relevance_mean'], '.2f')} ± {f(r['relevance_sd'], '.2f')}",
+             f(r["label_correct"], ".1%"), f(r["agree_2of3"], ".1%"),
+             f(r["fleiss_kappa"] if r.get("kappa_method") == "fleiss"
+               else r.get("krippendorff_alpha"), ".3f"),
+             f(r["ambiguous_none_share"], ".1%")] for r in results]
+    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    for line in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)), file=sys.stdout)
+    p = stats.PAPER
+    print(f"paper (Perez et al. 2022): relevance {p['relevance_mean']} ± {p['relevance_sd']}, "
+          f"2+ of 3 agree {p['agree_2of3']:.1%}, Fleiss kappa {p['fleiss_kappa']}, "
+          f"0 of 3 ambiguous {p['ambiguous_none_share']:.1%}")
