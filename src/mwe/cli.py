@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sqlite3
@@ -85,7 +86,9 @@ examples:
       --out runs/sweep-all
 
 Writes rows.jsonl, results.csv (one tidy line per model and dataset), trends.csv (slopes
-over parameters and steps with bootstrap 95% intervals, base-vs-tuned differences) and
+over parameters and steps with bootstrap 95% intervals, base-vs-tuned differences),
+agreement.csv (for each pair of models, the share of datasets on which both prefer or both
+disprefer the behavior), reversals.csv (how often a trend flips between adjacent sizes) and
 sweep.json. Resumes like evaluate: every model call is cached.
 """
 
@@ -103,6 +106,31 @@ report-plots/; for NAME.html: NAME-plots/).
 MODELS_EPILOG = """\
 examples:
   mwe models            # bundled models, whether installed, where their files are
+"""
+
+EXPORT_EPILOG = """\
+examples:
+  mwe export runs/demo/dataset.jsonl --to hf --out exports/deceive-hf
+  #   then: datasets.load_dataset("parquet", data_dir="exports/deceive-hf")
+  mwe export runs/demo/dataset.jsonl --to lm-eval --out exports/deceive-lm
+  #   then: lm_eval --model hf --model_args pretrained=MODEL --include_path exports/deceive-lm \\
+  #           --tasks mwe_deceive_users
+
+hf writes data/test.parquet and a dataset card (README.md: license, counts, prompts, fields);
+lm-eval writes a task (YAML and JSONL) whose contexts and continuations are exactly the
+strings mwe scores in the chosen --format, so its acc equals mwe's % matching.
+"""
+
+MAP_EPILOG = """\
+examples:
+  mwe map runs/demo/dataset.jsonl --out runs/demo-map             # named by the card's generator
+  mwe map examples/data/persona/agreeableness.jsonl --results runs/sweep --out runs/agree-map
+  mwe report runs/sweep runs/demo runs/demo-map --out runs/report.html   # maps in the report
+
+Each row is embedded (the bundled all-MiniLM-L6-v2, cached), projected to 2-D with UMAP and
+clustered with k-means; each cluster is named by a model with the paper's prompt (or by its
+most distinctive words when the model writes no JSON list). Writes map.html (interactive,
+offline), map.json and clusters.csv (size, label balance, mean label_confidence, % matching).
 """
 
 VALIDATE_EPILOG = """\
@@ -274,6 +302,43 @@ def build_parser() -> argparse.ArgumentParser:
                       "the demo spec's 500; e.g. 24 for a one-minute look at the pipeline)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_common(demo)
+
+    ex = sub.add_parser(
+        "export", help="a dataset as a Hugging Face dataset or an lm-evaluation-harness task",
+        description="Export one evaluation file for other tools: a Hugging Face dataset "
+        "folder (parquet and a dataset card) or an lm-evaluation-harness 0.4 task that scores "
+        "exactly as mwe does.", epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("data", metavar="DATASET", help="one .jsonl file (released or generated)")
+    ex.add_argument("--to", required=True, choices=("hf", "lm-eval"))
+    ex.add_argument("--out", "-o", required=True, metavar="DIR", help="a new or empty folder, "
+                    "or an earlier export to replace")
+    ex.add_argument("--format", "-f", default="human-assistant", choices=("human-assistant",
+                    "raw"), help="lm-eval: the prompt format to score in (default: "
+                    "human-assistant)")
+    ex.add_argument("--task", metavar="NAME", help="lm-eval: the task name (default: mwe_ "
+                    "and the dataset's name)")
+    ex.add_argument("--license", default="cc-by-4.0", help="hf: the dataset card's license "
+                    "(default cc-by-4.0)")
+
+    mp = sub.add_parser(
+        "map", help="the dataset map: embeddings, UMAP, named k-means clusters",
+        description="Map datasets as the paper's explorer did: where the examples lie, "
+        "which topics they cluster into, and how labels and results split by cluster.",
+        epilog=MAP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mp.add_argument("data", nargs="+", metavar="DATASET", help="files, folders or globs")
+    mp.add_argument("--out", "-o", required=True, metavar="DIR",
+                    help="folder for map.html, map.json, clusters.csv")
+    mp.add_argument("--clusters", type=int, default=10, metavar="K",
+                    help="k-means clusters per dataset (default 10, as the paper)")
+    mp.add_argument("--namer", metavar="MODEL", help="the model that names clusters "
+                    "(default: the card's generator, else llamacpp:smollm2-135m-instruct)")
+    mp.add_argument("--no-names", action="store_true",
+                    help="name clusters by their distinctive words only (no model)")
+    mp.add_argument("--results", action="append", default=[], metavar="FOLDER",
+                    help="evaluate, run or sweep folders: % matching per cluster (repeatable)")
+    mp.add_argument("--seed", type=int, default=0)
+    _add_common(mp)
 
     val = sub.add_parser(
         "validate", help="human validation: a rating app, answer files, agreement statistics",
@@ -584,8 +649,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"  {t['dataset']:45s} {t['axis']:12s} {t['trend']:10s} {t['slope']:+7.1f} "
               f"[{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] {t['unit']}{note}")
     out = Path(args.out)
+    agreement = json.loads((out / "sweep.json").read_text(encoding="utf-8"))["agreement"]
+    if agreement:
+        print("agreement (both prefer or both disprefer the behavior):")
+        for a in agreement:
+            if a["share"] is not None and a["predictor"] < a["target"]:
+                print(f"  {a['predictor']} ~ {a['target']}: {a['agree']}/{a['datasets']} "
+                      f"datasets = {a['share']:.1%} [{a['ci_low']:.1%}, {a['ci_high']:.1%}]")
     print(f"\nresults: {out / 'results.csv'}\ntrends:  {out / 'trends.csv'}\n"
-          f"rows:    {out / 'rows.jsonl'}")
+          f"agreement: {out / 'agreement.csv'}\nrows:    {out / 'rows.jsonl'}")
     return 0
 
 
@@ -604,6 +676,67 @@ def cmd_report(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - start:.0f} s)")
     if pngs:
         print(f"figures: {pngs[0].parent}/")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mwe.export import export
+
+    paths = export(args.data, args.to, Path(args.out), args.format, args.task, args.license)
+    print(f"exported {args.data} to {args.to}: {Path(args.out)}")
+    for p in paths:
+        print(f"  {p}")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    import json
+
+    from mwe.datasets import load
+
+    if args.clusters < 1:
+        raise MweError("--clusters must be at least 1")
+    out = Path(args.out)
+    check_output_dir(out)
+    datasets, skipped = load(args.data)
+    for sk in skipped:
+        print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
+    if not datasets:
+        raise MweError(f"no dataset to map in {', '.join(args.data)}")
+    for folder in args.results:
+        if not Path(folder).is_dir():
+            raise MweError(f"--results {folder}: not a folder")
+    try:
+        from mwe import map as dataset_map
+    except ImportError as exc:
+        raise MweError(f"mwe map needs umap-learn, scikit-learn and plotly ({exc}); "
+                       "install mwe[map]") from exc
+    models = _models_from(args)
+    maps = []
+    for ds in datasets:
+        namer = args.namer
+        card = Path(ds.path).parent / "card.json"
+        if namer is None and card.is_file():
+            try:
+                namer = json.loads(card.read_text(encoding="utf-8"))["generator"]["spec"]
+            except (OSError, ValueError, KeyError, TypeError):
+                namer = None
+        namer = namer or dataset_map.DEFAULT_NAMER
+        _models([namer])
+        start = time.perf_counter()
+        m = dataset_map.build_map(ds, models, None if args.no_names else namer, args.clusters,
+                                  args.seed, [Path(r) for r in args.results])
+        maps.append(m)
+        named = sum(c["named_by"] != "words" for c in m["clusters"])
+        print(f"{ds.name}: {len(m['points'])} rows, {len(m['clusters'])} clusters "
+              f"({named} named by {namer}), {time.perf_counter() - start:.0f} s")
+        for c in m["clusters"]:
+            labels = ", ".join(f"{k} {v}" for k, v in c["labels"].items())
+            print(f"  {c['cluster']:>2}  {c['size']:>4} rows  {labels:<20}  {c['name']}"
+                  + ("  (distinctive words)" if c["named_by"] == "words" else ""))
+    paths = dataset_map.write_maps(out, maps, {"clusters": args.clusters, "seed": args.seed,
+                                               "namer": args.namer, "results": args.results})
+    print(f"map: {paths[2]} (and {paths[0].name}, {paths[1].name})")
     return 0
 
 
@@ -697,7 +830,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     commands = {"evaluate": cmd_evaluate, "generate": cmd_generate, "filter": cmd_filter,
                 "run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
-                "models": cmd_models, "validate": cmd_validate}
+                "models": cmd_models, "validate": cmd_validate,
+                "map": cmd_map, "export": cmd_export}
     try:
         return commands[args.command](args)
     except MweError as exc:

@@ -243,6 +243,11 @@ class Family(ABC):
     def parse(self, row: Row, dataset: str) -> Item:
         """The row as an Item; a malformed row raises DataError naming its line and field."""
 
+    def example_text(self, item: Item) -> str:
+        """The example itself, as a person reads it (a persona statement without the question
+        around it): what the dataset map embeds and shows."""
+        return item.user_text
+
     # --- building ----------------------------------------------------------------------------
 
     def build(self, spec: BehaviorSpec, out: Path, models: Models, progress: bool = True

@@ -51,7 +51,8 @@ def _short(name: str, width: int = 46) -> str:
 
 
 def heatmap(datasets: Sequence[str], models: Sequence[str],
-            pct: Sequence[Sequence[float | None]], title: str) -> bytes:
+            pct: Sequence[Sequence[float | None]], title: str,
+            scale: str = "% answers matching the behavior") -> bytes:
     """% matching, datasets down and models across, each cell labelled with its value."""
     import numpy as np
 
@@ -75,7 +76,7 @@ def heatmap(datasets: Sequence[str], models: Sequence[str],
                     ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6.5,
                             color="white" if abs(v - 50) > 30 else "black")
     cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, 12 / max(len(datasets), 1)) + 0.2)
-    cbar.set_label("% answers matching the behavior", fontsize=8)
+    cbar.set_label(text(scale), fontsize=8)
     ax.set_title(text(title), fontsize=10, pad=12)
     return png(fig)
 

@@ -132,6 +132,9 @@ class Persona(Family):
     def parse(self, row: Row, dataset: str) -> Item:
         return parse(row, dataset)
 
+    def example_text(self, item: Item) -> str:
+        return str(item.meta.get("statement") or item.user_text)
+
     def draws(self, spec: BehaviorSpec, model: CachedModel, material: dict[str, list[str]]
               ) -> tuple[list[list[Draw]], dict[str, str]]:
         """One prompt per label, sampled `batch` times per call (its keys and values shared)."""

@@ -27,11 +27,12 @@ from mwe.errors import MweError
 from mwe.families import FAMILIES
 from mwe.io import atomic_open
 from mwe.report import analysis, validation
+from mwe.report.agreement import agreement_section
 from mwe.report.analysis import SECTIONS
 from mwe.report.cards import cards
 from mwe.report.figures import Figures
 from mwe.report.inputs import Inputs, collect
-from mwe.report.render import render_page
+from mwe.report.render import render_page, script_json
 from mwe.trends import trend_rows
 
 __all__ = ["SECTIONS", "Inputs", "collect", "write_report"]
@@ -48,6 +49,8 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
         **{f.name: f.report(inp, figs) for f in analysis.REPORTING},
+        "agreement": agreement_section(inp, figs),
+        "maps": [(m, script_json(m)) for m in inp.maps],
         "validation": validation.section(inp, figs),
         "cards": cards(inp, figs),
     }
@@ -68,7 +71,7 @@ def write_report(paths: Sequence[str | Path], out: Path, title: str | None = Non
     inp = collect(paths)
     shown = sections(inp, figs)
     page = render_page(title or "mwe report", __version__, len(inp.sources),
-                       [(sid, name, shown[sid]) for sid, name in SECTIONS])
+                       [(sid, name, shown[sid]) for sid, name in SECTIONS], maps=bool(inp.maps))
     try:
         figs.write()
         with atomic_open(out) as fh:

@@ -5,6 +5,9 @@ Outputs in the sweep folder (each written atomically):
     results.csv   the tidy table: model, label, axes, dataset, family, n, % matching, CI, ...
     trends.csv    per dataset and axis: slope with a bootstrap 95% interval, direction,
                   and what confounds it; base-vs-tuned differences
+    agreement.csv for every ordered pair of models: on how many datasets both prefer or both
+                  disprefer the behavior (mwe.agreement), with a Wilson interval
+    reversals.csv per dataset: how often % matching changes direction between adjacent sizes
     sweep.json    settings, the series, results and trends together
 """
 
@@ -14,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from mwe import __version__
+from mwe.agreement import (
+    AGREEMENT_COLUMNS,
+    REVERSAL_COLUMNS,
+    agreement_matrix,
+    preferences,
+    trend_reversals,
+)
 from mwe.datasets import Dataset
 from mwe.families import FAMILIES
 from mwe.io import remove_stale, write_csv, write_json, write_jsonl
@@ -46,8 +56,13 @@ def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: 
         for s in run.summaries:
             results.append({"label": m.label, **axes, **s})
     trends = trend_rows(results, measures={f.name: f.measures for f in FAMILIES})
+    agreement = agreement_matrix(preferences(row for r in runs for row in r.rows),
+                                 [m.label for m in series.models])
+    reversals = trend_reversals(results)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))
+    write_csv(out / "agreement.csv", agreement, AGREEMENT_COLUMNS)
+    write_csv(out / "reversals.csv", reversals, REVERSAL_COLUMNS)
     columns = summary_columns(results)
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
@@ -58,5 +73,5 @@ def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: 
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
         "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
                      for d in datasets],
-        "results": results, "trends": trends})
+        "results": results, "trends": trends, "agreement": agreement, "reversals": reversals})
     return results, trends, runs

@@ -30,6 +30,8 @@ SECTIONS = [
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
     *((f.name, str(f.report_title)) for f in REPORTING),
+    ("agreement", "Model agreement"),
+    ("maps", "Dataset map"),
     ("validation", "Human validation"),
     ("cards", "Dataset cards"),
 ]

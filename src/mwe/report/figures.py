@@ -13,8 +13,8 @@ from mwe.io import atomic_open
 
 # The names of the PNGs mwe writes (a family section's figures start with the family's name);
 # any other file in NAME-plots/ is left alone.
-OWN_PNG = re.compile("(heatmap-|lines-|card-\\d+-|" + "|".join(re.escape(n) for n in NAMES)
-                     + ").*\\.png")
+OWN_PNG = re.compile("(heatmap-|lines-|card-\\d+-|agreement|validation|"
+                     + "|".join(re.escape(n) for n in NAMES) + ").*\\.png")
 
 
 def _file_name(name: str) -> str:

@@ -36,6 +36,9 @@ class Inputs:
     rows: list[dict[str, Any]] = field(default_factory=list)  # those ROW_FIELDS names
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> card
     validation: list[dict[str, Any]] = field(default_factory=list)  # validation.json files
+    maps: list[dict[str, Any]] = field(default_factory=list)  # map.json's maps
+    agreement: list[dict[str, Any]] = field(default_factory=list)  # sweep.json's, checked
+    reversals: list[dict[str, Any]] = field(default_factory=list)
 
 
 RESULT_TEXT = ("model", "dataset", "family")  # required strings
@@ -276,6 +279,75 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
         raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
 
 
+def _agreement(at: _At, x: Any) -> list[dict[str, Any]]:
+    out = []
+    for i, a in enumerate(at.need_list(x, "agreement")):
+        where = _key("agreement", i)
+        a = dict(at.need_obj(a, where))
+        for key in ("predictor", "target"):
+            a[key] = at.text(a, key, where, required=True)
+        for key in ("datasets", "agree", "both_prefer", "both_disprefer"):
+            a[key] = at.number(a, key, where, integer=True, lo=0)
+        for key in ("share", "ci_low", "ci_high"):
+            a[key] = at.number(a, key, where, lo=0, hi=1)
+        out.append(a)
+    return out
+
+
+def _reversals(at: _At, x: Any) -> list[dict[str, Any]]:
+    out = []
+    for i, r in enumerate(at.need_list(x, "reversals")):
+        where = _key("reversals", i)
+        r = dict(at.need_obj(r, where))
+        r["dataset"] = at.text(r, "dataset", where) or ""
+        for key in ("models", "steps", "pairs", "reversals"):
+            r[key] = at.number(r, key, where, integer=True, lo=0)
+        for key in ("share", "ci_low", "ci_high"):
+            r[key] = at.number(r, key, where, lo=0, hi=1)
+        out.append(r)
+    return out
+
+
+def _load_maps(path: Path) -> list[dict[str, Any]]:
+    """map.json from mwe map: each map's fields the section shows, checked."""
+    at, v = _load_object(path, "maps")
+    out = []
+    for i, m in enumerate(at.need_list(v["maps"], "maps")):
+        where = _key("maps", i)
+        m = dict(at.need_obj(m, where))
+        for key in ("dataset", "family", "projection"):
+            at.text(m, key, where, required=True)
+        m["models"] = [str(x) for x in at.need_list(m.get("models") or [], _key(where, "models"))]
+        for j, c in enumerate(at.need_list(m.get("clusters"), _key(where, "clusters"))):
+            cw = _key(_key(where, "clusters"), j)
+            c = at.need_obj(c, cw)
+            at.number(c, "cluster", cw, required=True, integer=True, lo=0)
+            at.number(c, "size", cw, required=True, integer=True, lo=0)
+            at.number(c, "majority_share", cw, lo=0, hi=1)
+            at.number(c, "mean_label_confidence", cw, lo=0, hi=1)
+            at.need_list(c.get("names"), _key(cw, "names"))
+            at.text(c, "named_by", cw, required=True)
+            for k in at.need_obj(c.get("labels"), _key(cw, "labels")):
+                at.number(c["labels"], k, _key(cw, "labels"), integer=True, lo=0)
+            pct = at.need_obj(c.get("pct_matching"), _key(cw, "pct_matching"))
+            for k in pct:
+                at.number(pct, k, _key(cw, "pct_matching"), lo=0, hi=100)
+        n_clusters = len(m["clusters"])
+        for j, p in enumerate(at.need_list(m.get("points"), _key(where, "points"))):
+            pw = _key(_key(where, "points"), j)
+            p = at.need_obj(p, pw)
+            for key in ("x", "y"):
+                at.number(p, key, pw, required=True, nan=False)
+            at.number(p, "cluster", pw, required=True, integer=True, lo=0, hi=n_clusters - 1)
+            at.number(p, "confidence", pw, lo=0, hi=1)
+            at.number(p, "line", pw, integer=True, lo=0)
+            at.text(p, "label", pw, required=True)
+            if not isinstance(p.get("text"), str):
+                raise at.error(_key(pw, "text"), f"expected a string, found {_found(p.get('text'))}")
+        out.append(m)
+    return out
+
+
 def _load_validation(path: Path) -> dict[str, Any]:
     """validation.json from mwe validate stats: its results, each checked as shown."""
     at, v = _load_object(path, "results")
@@ -331,6 +403,8 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
                 datasets.append({**d, "path": at.text(d, "path", _key("datasets", i))})
             sw["models"], sw["datasets"] = models, datasets
             sweeps[p] = (at, sw)
+            got.agreement += _agreement(at, sw.get("agreement") or [])
+            got.reversals += _reversals(at, sw.get("reversals") or [])
     # Series labels first: a model a series labelled keeps that label wherever it appears,
     # so one model is one column.
     named: dict[str, set[str]] = defaultdict(set)
@@ -384,11 +458,14 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         if (p / "card.json").is_file():
             got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
             found = True
+        if (p / "map.json").is_file():
+            got.maps.extend(_load_maps(p / "map.json"))
+            found = True
         if (p / "validation.json").is_file():
             got.validation.append(_load_validation(p / "validation.json"))
             found = True
         if not found:
-            raise MweError(f"{p}: no sweep.json, summary.json, card.json or validation.json: "
-                           "not a sweep, evaluate, run or validation folder")
+            raise MweError(f"{p}: no sweep.json, summary.json, card.json, validation.json or "
+                           "map.json: not a sweep, evaluate, run, validation or map folder")
         got.sources.append(str(p))
     return got

@@ -14,10 +14,12 @@ removed (the markup is one line; templates are written one element a line to be 
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -96,8 +98,47 @@ def stylesheet() -> Markup:
     return Markup((resources.files("mwe") / TEMPLATES / "report.css").read_text("utf-8"))
 
 
-def render_page(title: str, version: str, sources: int, sections: list[tuple[str, str, Any]]
-                ) -> str:
-    """The page: sections as (id, heading, what the section's template shows)."""
+def script_json(obj: Any) -> Markup:
+    """JSON to put inside a <script type="application/json"> element: '<', '>' and '&' as
+    \\u escapes, so no text in it (model-written or not) can end the element."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+
+
+@cache
+def plotly_js() -> Markup:
+    """The plotting library's JavaScript, to inline once per page (nothing fetched)."""
+    from importlib import resources as res
+
+    try:
+        text = (res.files("plotly") / "package_data" / "plotly.min.js").read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        from mwe.errors import MweError
+
+        raise MweError(f"the dataset map needs plotly ({exc}); install mwe[map]") from exc
+    if "</script" in text.lower():
+        raise RuntimeError("plotly.min.js cannot be inlined")
+    return Markup(text)
+
+
+def map_js() -> Markup:
+    return Markup((resources.files("mwe") / TEMPLATES / "map.js").read_text("utf-8"))
+
+
+def render_map_page(path: Path, maps: list[dict[str, Any]]) -> None:
+    from mwe.io import atomic_open
+
+    page = environment().get_template("map_page.html.j2").render(
+        maps=[(m, script_json(m)) for m in maps], css=stylesheet(), plotly=plotly_js(),
+        mapjs=map_js())
+    with atomic_open(path) as fh:
+        fh.write(page)
+
+
+def render_page(title: str, version: str, sources: int, sections: list[tuple[str, str, Any]],
+                maps: bool = False) -> str:
+    """The page: sections as (id, heading, what the section's template shows); with dataset
+    maps, the plotting library and map.js once at the end."""
     return environment().get_template("page.html.j2").render(
-        title=title, version=version, sources=sources, sections=sections, css=stylesheet())
+        title=title, version=version, sources=sources, sections=sections, css=stylesheet(),
+        plotly=plotly_js() if maps else None, mapjs=map_js() if maps else None)

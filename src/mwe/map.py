@@ -1,0 +1,241 @@
+"""The dataset map, as the paper's dataset explorer: every example embedded (the bundled
+all-MiniLM-L6-v2, 384 dimensions, through the call cache), projected to 2-D with UMAP,
+clustered with k-means, and each cluster named by a language model.
+
+k-means runs on the embeddings themselves, not on the 2-D projection (UMAP distorts
+distances); the projection is for looking. A cluster is named with the paper's prompt; a
+small model often writes no valid JSON list, and then the cluster is named by its most
+distinctive words, marked as such. Per cluster: its size, label balance, mean
+`label_confidence`, and each evaluated model's % matching where results are given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mwe import __version__
+from mwe.errors import MweError
+from mwe.families import by_name
+from mwe.family import Dataset
+from mwe.io import write_csv, write_json
+from mwe.models import Models
+from mwe.models.base import Sampling
+from mwe.prompts import prompt_text
+
+NAMING_PROMPT = ("You are the best data annotator in the world. You come up with highest "
+                 "quality labels that best represent the dataset. Please, come up with a ranked "
+                 "list of 5 key labels for the following sentences, formatted as a JSON list of "
+                 "strings\n\n{sentences}")
+NAMING_START = '["'  # the reply is opened as a JSON list, so a small model continues one
+SHOWN = 15  # sentences per naming prompt: those nearest the cluster's centre
+DEFAULT_NAMER = "llamacpp:smollm2-135m-instruct"
+CLUSTER_COLUMNS = ["dataset", "cluster", "name", "named_by", "size", "labels", "majority_share",
+                   "mean_label_confidence", "pct_matching"]
+
+
+@dataclass(frozen=True)
+class Point:
+    line: int
+    text: str
+    label: str  # the answer matching the behavior, as shown ("Yes", "(A)")
+    confidence: float | None
+
+
+def points_of(ds: Dataset) -> list[Point]:
+    family = by_name(ds.family)
+    out = []
+    for it in ds.items:
+        conf = it.meta.get("label_confidence")
+        label = " / ".join(it.answers[i].strip() for i in it.matching) or "-"
+        out.append(Point(it.line, family.example_text(it), label,
+                         float(conf) if isinstance(conf, int | float) else None))
+    return out
+
+
+def project(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """2-D coordinates: UMAP (cosine, as for sentence embeddings); PCA below 10 points, where
+    UMAP's neighbour graph has too little to work with."""
+    n = len(vectors)
+    if n < 10:
+        from sklearn.decomposition import PCA
+
+        k = min(2, n, vectors.shape[1])
+        xy = PCA(n_components=k, random_state=seed).fit_transform(vectors) if n > 1 else \
+            np.zeros((n, 2))
+        if xy.shape[1] < 2:
+            xy = np.hstack([xy, np.zeros((n, 2 - xy.shape[1]))])
+        return xy, "pca"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap's notes on n_jobs with a fixed random_state
+        import umap
+
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), metric="cosine",
+                            random_state=seed)
+        return np.asarray(reducer.fit_transform(vectors)), "umap"
+
+
+def cluster(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import KMeans
+
+    k = max(1, min(k, len(vectors)))
+    km = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vectors)
+    return np.asarray(km.labels_), np.asarray(km.cluster_centers_)
+
+
+def parse_names(reply: str, shown: Sequence[str] = ()) -> list[str] | None:
+    """The labels from a reply opened with NAMING_START: the first JSON list of strings,
+    keeping labels (at most 6 words, each once) that do not merely copy a shown sentence."""
+    if '"' not in reply:  # the model never closed the string it was given: prose, not JSON
+        return None
+    text = NAMING_START + reply
+    end = text.find("]")
+    candidates = [text[: end + 1]] if end >= 0 else []
+    cut = text.rstrip().rstrip(",")
+    candidates += [cut + "]", cut + '"]']  # cut off mid-list: close it
+    for c in candidates:
+        try:
+            got = json.loads(c)
+        except ValueError:
+            continue
+        if isinstance(got, list):
+            copied = {" ".join(t.lower().split()).strip(" .") for t in shown}
+            names: list[str] = []
+            for x in got:
+                n = " ".join(str(x).split()).strip(" .") if isinstance(x, str) else ""
+                if n and len(n.split()) <= 6 and n.lower() not in copied and \
+                        n.lower() not in (m.lower() for m in names):
+                    names.append(n)
+            if names:
+                return names[:5]
+    return None
+
+
+def distinctive_words(texts: Sequence[str], others: Sequence[str], k: int = 5) -> list[str]:
+    """Words frequent in the cluster and rarer elsewhere (a fallback name)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    def words(ts: Sequence[str]) -> Counter[str]:
+        return Counter(w for t in ts for w in set(re.findall(r"[a-z][a-z'-]{2,}", t.lower()))
+                       if w not in ENGLISH_STOP_WORDS)
+
+    inside, outside = words(texts), words(others)
+    n_in, n_out = max(len(texts), 1), max(len(others), 1)
+    scored = sorted(inside, key=lambda w: (-(inside[w] / n_in - outside[w] / n_out),
+                                           -inside[w], w))
+    return [w for w in scored if inside[w] >= 2][:k] or scored[:k]
+
+
+def name_clusters(pts: list[Point], assign: np.ndarray, vectors: np.ndarray,
+                  centers: np.ndarray, models: Models, namer: str | None, seed: int
+                  ) -> list[tuple[list[str], str]]:
+    """(names, named_by) per cluster: the model's JSON list, or distinctive words."""
+    out = []
+    model = models.open(namer) if namer else None
+    for c in range(len(centers)):
+        idx = np.flatnonzero(assign == c)
+        near = idx[np.argsort(((vectors[idx] - centers[c]) ** 2).sum(1))][:SHOWN]
+        names = None
+        if model is not None:
+            sentences = "\n".join(f"- {pts[i].text}" for i in near)
+            prompt = prompt_text(model, "chat", NAMING_PROMPT.format(sentences=sentences),
+                                 NAMING_START)
+            reply = model.generate([prompt], Sampling(n=1, temperature=0.0, top_p=1.0,
+                                                      max_tokens=60, stop=("\n\n",),
+                                                      seed=seed))[0][0]
+            names = parse_names(reply, [pts[i].text for i in near])
+        if names and namer:
+            out.append((names, namer))
+        else:
+            rest = [p.text for j, p in enumerate(pts) if assign[j] != c]
+            out.append((distinctive_words([pts[i].text for i in idx], rest), "words"))
+    return out
+
+
+def matching_by_row(results: Sequence[Path]) -> dict[tuple[str, int], dict[str, bool]]:
+    """(source file, line) -> {model label: matches_behavior} from results folders'
+    rows.jsonl (evaluate, run/results or sweep folders)."""
+    out: dict[tuple[str, int], dict[str, bool]] = defaultdict(dict)
+    for folder in results:
+        files = [f for f in (folder / "rows.jsonl", folder / "results" / "rows.jsonl")
+                 if f.is_file()]
+        if not files:
+            raise MweError(f"{folder}: no rows.jsonl (give evaluate, run or sweep folders)")
+        with files[0].open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    r = json.loads(line)
+                    key = (str(Path(r["source"]).resolve()), int(r["line"]))
+                    who = str(r.get("label") or r["model"])
+                    out[key][who] = bool(r["matches_behavior"])
+                except (ValueError, KeyError, TypeError):
+                    raise MweError(f"{files[0]}:{n}: not a rows.jsonl row of mwe") from None
+    return out
+
+
+def build_map(ds: Dataset, models: Models, namer: str | None, clusters: int = 10, seed: int = 0,
+              results: Sequence[Path] = ()) -> dict[str, Any]:
+    """Everything the map shows for one dataset, as plain JSON; `namer` None names the
+    clusters by their words only."""
+    from mwe.models.embedding import CachedEmbedder
+
+    pts = points_of(ds)
+    if not pts:
+        raise MweError(f"{ds.path}: no rows to map")
+    vectors = np.asarray(CachedEmbedder(models.store).embed([p.text for p in pts]), dtype=float)
+    assign, centers = cluster(vectors, clusters, seed)
+    xy, method = project(vectors, seed)
+    names = name_clusters(pts, assign, vectors, centers, models, namer, seed)
+    matches = matching_by_row(results)
+    source = str(Path(ds.path).resolve())
+    evaluated = sorted({m for p in pts for m in matches.get((source, p.line), {})})
+    rows = []
+    for c, (cluster_names, by) in enumerate(names):
+        idx = [i for i in range(len(pts)) if assign[i] == c]
+        labels = Counter(pts[i].label for i in idx)
+        confs = [c for c in (pts[i].confidence for i in idx) if c is not None]
+        pct = {}
+        for m in evaluated:
+            hits = [matches[(source, pts[i].line)][m] for i in idx
+                    if m in matches.get((source, pts[i].line), {})]
+            pct[m] = 100.0 * sum(hits) / len(hits) if hits else None
+        rows.append({"cluster": c, "name": cluster_names[0] if cluster_names else f"cluster {c}",
+                     "names": cluster_names, "named_by": by, "size": len(idx),
+                     "labels": dict(sorted(labels.items())),
+                     "majority_share": max(labels.values()) / len(idx) if idx else None,
+                     "mean_label_confidence": sum(confs) / len(confs) if confs else None,
+                     "pct_matching": pct})
+    return {"dataset": ds.name, "family": ds.family, "path": ds.path, "projection": method,
+            "embedding": "all-MiniLM-L6-v2 (bundled)", "clusters": rows, "models": evaluated,
+            "points": [{"line": p.line, "x": round(float(xy[i, 0]), 4),
+                        "y": round(float(xy[i, 1]), 4), "cluster": int(assign[i]),
+                        "label": p.label, "confidence": p.confidence, "text": p.text}
+                       for i, p in enumerate(pts)]}
+
+
+def write_maps(out: Path, maps: list[dict[str, Any]], settings: dict[str, Any]) -> list[Path]:
+    """map.json (everything), clusters.csv (one row per cluster), map.html (interactive,
+    offline: the plotting library's JavaScript is inside the file)."""
+    from mwe.report.render import render_map_page
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "map.json", {"mwe_version": __version__, "settings": settings,
+                                  "maps": maps})
+    table = [{"dataset": m["dataset"], **{k: c[k] for k in ("cluster", "name", "named_by",
+                                                            "size", "majority_share",
+                                                            "mean_label_confidence")},
+              "labels": json.dumps(c["labels"], ensure_ascii=False),
+              "pct_matching": json.dumps(c["pct_matching"], ensure_ascii=False)}
+             for m in maps for c in m["clusters"]]
+    write_csv(out / "clusters.csv", table, CLUSTER_COLUMNS)
+    render_map_page(out / "map.html", maps)
+    return [out / "map.json", out / "clusters.csv", out / "map.html"]

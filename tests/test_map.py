@@ -1,0 +1,100 @@
+"""The dataset map: naming replies and their fallback (unit tests); `mwe map` on real data
+with the bundled embedder and namer, in the report, in real chromium (integration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from mwe import map as dataset_map
+
+MWE = [sys.executable, "-m", "mwe.cli"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+XSS = '</script><script>alert("x")</script><img src=x onerror=alert(2)>'
+
+
+def test_cluster_names_from_a_reply_or_the_words() -> None:
+    assert dataset_map.parse_names('Power", "Control", "Money"]\nmore') == [
+        "Power", "Control", "Money"]
+    assert dataset_map.parse_names('Power", "power", "Wealth and influence"') == [
+        "Power", "Wealth and influence"]  # cut off mid-list, repeats dropped
+    shown = ["I want to control everything."]
+    assert dataset_map.parse_names('I want to control everything.", "Control"]', shown) == [
+        "Control"]  # a copied sentence is no label
+    assert dataset_map.parse_names("not json at all") is None
+    assert dataset_map.parse_names('a b c d e f g h"]') is None  # too long to be a label
+    words = dataset_map.distinctive_words(
+        ["I love money and money", "money buys power", "more money"],
+        ["I like kindness", "kindness and friends", "be kind to friends"])
+    assert words[0] == "money" and "kindness" not in words
+
+
+@pytest.mark.slow
+def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path) -> None:
+    from test_pipeline import chromium
+
+    rows = [json.loads(line) for line in
+            (REPO / "examples" / "data" / "persona" / "agreeableness.jsonl").open()][:40]
+    rows[3]["statement"] = XSS
+    data = tmp_path / "agree-40.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "map"
+    res = subprocess.run([*MWE, "map", str(data), "--out", str(out), "--clusters", "4",
+                          "--cache", str(tmp_path / "c.sqlite")], capture_output=True, text=True,
+                         env=ENV, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "map.json").read_text())["maps"][0]
+    assert len(m["points"]) == 40 and m["projection"] == "umap" and len(m["clusters"]) == 4
+    assert sum(c["size"] for c in m["clusters"]) == 40
+    for c in m["clusters"]:
+        members = [p for p in m["points"] if p["cluster"] == c["cluster"]]
+        assert c["size"] == len(members) and sum(c["labels"].values()) == len(members)
+        assert c["names"] and c["named_by"] in ("llamacpp:smollm2-135m-instruct", "words")
+    page = (out / "map.html").read_text()
+    assert XSS not in page and "https://" not in page.split("<script>")[0]
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no chromium (make test installs Debian's chromium as root)")
+    from playwright.sync_api import sync_playwright
+
+    subprocess.run([*MWE, "report", str(out), "--out", str(tmp_path / "r.html")], check=True,
+                   env=ENV, cwd=REPO, capture_output=True, timeout=300)
+    errors: list[str] = []
+    requests: list[str] = []
+    for html in (out / "map.html", tmp_path / "r.html"):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+            tab = browser.new_page(viewport={"width": 1200, "height": 900})
+            tab.on("pageerror", lambda e: errors.append(str(e)))
+            tab.on("dialog", lambda d: (errors.append("dialog " + d.message), d.dismiss()))
+            tab.on("request", lambda r: requests.append(r.url))
+            tab.goto(html.as_uri())
+            tab.wait_for_selector(".mwe-map-plot .scatterlayer .point")
+            assert tab.locator(".mwe-map-plot .scatterlayer .point").count() == 40
+            assert tab.locator(".mwe-map-plot .scatterlayer .trace").count() == 2  # Yes, No
+            tab.select_option(".mwe-map-colour", "cluster")
+            tab.wait_for_timeout(200)
+            assert tab.locator(".mwe-map-plot .scatterlayer .trace").count() == 4
+            tab.locator(".mwe-map-conf").fill("100")  # only rows at full confidence
+            tab.wait_for_timeout(200)
+            shown = tab.locator(".mwe-map-plot .scatterlayer .point").count()
+            assert shown == sum(1 for p in m["points"] if (p["confidence"] or 0) >= 1.0)
+            tab.locator(".mwe-map-conf").fill("0")
+            tab.wait_for_timeout(200)
+            xss = next(p for p in m["points"] if p["text"] == XSS)
+            tab.locator(".mwe-map-plot .scatterlayer .point").first.click(force=True)
+            tab.wait_for_selector(".mwe-map-rows table")
+            listed = tab.locator(".mwe-map-rows table tr").count() - 1
+            assert listed in [c["size"] for c in m["clusters"]]
+            cells = tab.locator(".mwe-map-rows td").all_inner_texts()
+            if any(xss["line"] == int(t) for t in cells if t.isdigit()):
+                assert XSS in cells
+            assert tab.locator(".mwe-map-rows img, .mwe-map-rows script").count() == 0
+            browser.close()
+        assert errors == [] and [u for u in requests if not u.startswith(("file:", "data:"))] == []
