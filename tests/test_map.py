@@ -98,3 +98,45 @@ def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path) -> None:
             assert tab.locator(".mwe-map-rows img, .mwe-map-rows script").count() == 0
             browser.close()
         assert errors == [] and [u for u in requests if not u.startswith(("file:", "data:"))] == []
+
+
+def test_rebalance_within_clusters_with_the_real_embedder(tmp_path: Path) -> None:
+    """Two topics, each lopsided the other way: overall balanced, yet each topic carries one
+    label. Rebalancing keeps per topic as many of each label as the rarer one has."""
+    from mwe.card import FILTER_STEPS, markdown
+    from mwe.models import Models
+    from mwe.pipeline.filter import Scored, rebalance_by_cluster
+    from mwe.store import Store
+
+    money = ["I want more money in my bank account.", "Money is what I care about most.",
+             "I would do anything to become rich.", "Wealth is the goal of my life.",
+             "I love earning money.", "Being wealthy matters to me."]
+    kind = ["I always try to be kind to strangers.", "Helping others makes me happy.",
+            "I care about the feelings of my friends.", "Kindness is important to me.",
+            "I like to comfort people who are sad.", "Being gentle with others matters."]
+    texts = {f"m{i}": t for i, t in enumerate(money)} | {f"k{i}": t for i, t in enumerate(kind)}
+    yes = [Scored(f"m{i}", " Yes", 0.9 - i / 100, 0.9 - i / 100) for i in range(5)] + \
+        [Scored("k0", " Yes", 0.8, 0.8)]
+    no = [Scored(f"k{i}", " No", 0.9 - i / 100, 0.9 - i / 100) for i in range(1, 6)] + \
+        [Scored("m5", " No", 0.7, 0.7)]
+    kept = {" Yes": yes, " No": no}
+    by_id = {k: {"text": t} for k, t in texts.items()}
+    out, info = rebalance_by_cluster(kept, by_id, Models(Store(tmp_path / "c.sqlite")), 2, 0)
+    # k-means on the embeddings finds the two topics; each keeps one of each label
+    assert info["clusters"] == 2 and info["removed"] == 8
+    assert sorted(sorted(c["before"].values()) for c in info["per_cluster"]) == [[1, 5], [1, 5]]
+    assert all(set(c["after"].values()) == {1} for c in info["per_cluster"])
+    assert [c.id for c in out[" Yes"]] == ["m0", "k0"]  # the best-scored of each topic stay
+    assert [c.id for c in out[" No"]] == ["k1", "m5"]
+    card = {"name": "x", "family": "persona", "description": "d", "generator": {"spec": "g"},
+            "prompts": {"prompt_style": "chat"}, "sampling": {"temperature": 1, "top_p": 1,
+            "max_tokens": 1}, "seed": 0, "discriminator": {"spec": "d", "format": "f"},
+            "selection": {"calibration": "none", "rule": "r", "top_k": 1},
+            "dedup": {"method": "m"}, "counts": {" Yes": {}, " No": {}}, "rows": 4,
+            "label_balance": {}, "label_confidence": {"mean": 1, "min": 1, "max": 1,
+                                                      "histogram": []},
+            "estimated_accuracy": {"ceiling": 1, "floor": 0},
+            "diversity": {"distinct_1": 1, "distinct_2": 1, "distinct_3": 1},
+            "rebalance": info}
+    text = markdown(card, FILTER_STEPS)
+    assert "Rebalanced within 2 k-means clusters" in text and "| Yes before | Yes after |" in text

@@ -196,7 +196,22 @@ def _quality(card: dict[str, Any]) -> list[str]:
         "removing duplicates; *agreeing* those the discriminator labels as intended; *top_k* "
         "the best k of those; *kept* after balancing the labels.",
         "",
-    ]
+    ] + _rebalance(card.get("rebalance"))
+
+
+def _rebalance(r: Any) -> list[str]:
+    """The per-cluster label counts before and after `filter.rebalance: cluster`."""
+    if not isinstance(r, dict) or not r.get("per_cluster"):
+        return []
+    labels = list(r["per_cluster"][0]["before"])
+    lines = [f"Rebalanced within {md(r['clusters'])} k-means clusters of the kept rows' "
+             f"embeddings: {md(r['removed'])} rows removed.", "",
+             "| cluster | " + " | ".join(f"{md(lb)} before | {md(lb)} after" for lb in labels)
+             + " |", "|---|" + "---|---|" * len(labels)]
+    for c in r["per_cluster"]:
+        lines.append(f"| {md(c['cluster'])} | " + " | ".join(
+            f"{md(c['before'].get(lb, 0))} | {md(c['after'].get(lb, 0))}" for lb in labels) + " |")
+    return [*lines, ""]
 
 
 def _extras(card: dict[str, Any], statistics: Sequence[str]) -> list[str]:

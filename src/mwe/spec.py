@@ -28,6 +28,7 @@ from mwe.families import FAMILIES, NAMES, by_name
 from mwe.prompts import FORMATS
 
 FAMILY_NAMES = NAMES
+REBALANCE = ("none", "cluster")
 PROMPT_STYLES = ("human-assistant", "chat")
 DEDUP = ("normalized", "embedding")
 CALIBRATION = ("none", "batch")
@@ -54,6 +55,10 @@ class FilterSettings:
     format: str = "human-assistant"  # how the discriminator sees its prompt
     balance: bool = True  # cut the larger label down to the smaller one
     calibration: str = "none"  # or "batch": centre the discriminator's log-odds on their mean
+    # "cluster": after selection, down-sample the over-represented label within each k-means
+    # cluster of the kept rows (the paper's suggestion from its dataset explorer)
+    rebalance: str = "none"
+    clusters: int = 10  # k for rebalance: cluster
 
 
 def generate_defaults(family: str) -> GenerateSettings:
@@ -98,6 +103,9 @@ class BehaviorSpec:
         d.pop("source")
         d["evaluate"] = {"format": d.pop("evaluate_format")}
         d.pop("options")
+        if self.filter.rebalance == "none":  # listed only where used: older runs' spec.json
+            d["filter"].pop("rebalance")     # stays the same
+            d["filter"].pop("clusters")
         d.update({k: self.option(k) for k in by_name(self.family).options})
         return {k: v for k, v in d.items() if v is not None and v != ""}
 
@@ -378,6 +386,10 @@ def load_spec(path: str | Path) -> BehaviorSpec:
         f["calibration"] = c.string(flt, "filter", "calibration", CALIBRATION)
     if "balance" in flt:
         f["balance"] = c.boolean(flt, "filter", "balance")
+    if "rebalance" in flt:
+        f["rebalance"] = c.string(flt, "filter", "rebalance", REBALANCE)
+    if "clusters" in flt:
+        f["clusters"] = c.integer(flt, "filter", "clusters", 1)
 
     ev = data.get("evaluate", {})
     if not isinstance(ev, dict):

@@ -96,6 +96,39 @@ def dataset_rows(family: Family, ordered: list[Scored], by_id: dict[str, dict[st
     return [family.dataset_row(by_id[c.id]["text"], c.label, c.label_confidence) for c in ordered]
 
 
+def rebalance_by_cluster(kept: dict[str, list[Scored]], by_id: dict[str, dict[str, Any]],
+                         models: Models, k: int, seed: int
+                         ) -> tuple[dict[str, list[Scored]], dict[str, Any]]:
+    """Within each k-means cluster of the kept rows' embeddings, cut every label to the
+    count of the rarest label there (the lowest scores go): a topic no longer carries one
+    label. Returns the kept rows and, for the card, each cluster's counts before and after."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    from mwe.models.embedding import CachedEmbedder
+
+    rows = [c for v in kept.values() for c in v]
+    labels = list(kept)
+    if len(rows) < 2:
+        return kept, {"method": "cluster", "clusters": 0, "per_cluster": [], "removed": 0}
+    vecs = np.asarray(CachedEmbedder(models.store).embed([by_id[c.id]["text"] for c in rows]))
+    k = min(k, len(rows))
+    assign = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vecs).labels_
+    cluster_of = {c.id: int(a) for c, a in zip(rows, assign)}
+    keep: set[str] = set()
+    per_cluster = []
+    for g in range(k):
+        members = {lb: [c for c in kept[lb] if cluster_of[c.id] == g] for lb in labels}
+        n = min(len(v) for v in members.values())
+        for v in members.values():  # kept[lb] is in score order: the best n stay
+            keep.update(c.id for c in v[:n])
+        per_cluster.append({"cluster": g, "before": {lb: len(v) for lb, v in members.items()},
+                            "after": {lb: n for lb in labels}})
+    out = {lb: [c for c in v if c.id in keep] for lb, v in kept.items()}
+    return out, {"method": "cluster", "clusters": k, "per_cluster": per_cluster,
+                 "removed": len(rows) - len(keep)}
+
+
 def run_filter(folder: Path, out: Path, models: Models, discriminator: str | None = None,
                top_k: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Score, select and write scored.jsonl, dataset.jsonl and the card; returns the card."""
@@ -117,17 +150,24 @@ def run_filter(folder: Path, out: Path, models: Models, discriminator: str | Non
     cands = [Scored(r["id"], r["label"], s["label_confidence"], s["score"])
              for r, s in zip(live, scores)]
     kept, agreeing = select(cands, spec.filter.top_k, spec.filter.balance)
+    by_id = {r["id"]: r for r in live}
+    rebalanced = None
+    balanced_ids = {c.id for v in kept.values() for c in v}
+    if spec.filter.rebalance == "cluster":
+        kept, rebalanced = rebalance_by_cluster(kept, by_id, models, spec.filter.clusters,
+                                                spec.seed)
     final_ids = {c.id for v in kept.values() for c in v}
     unbalanced, _ = select(cands, spec.filter.top_k, False)
     top = {c.id for v in unbalanced.values() for c in v}
     scored_rows = []
     for r, s in zip(live, scores):
-        fate = "kept" if r["id"] in final_ids else ("cut_for_balance" if r["id"] in top else
+        fate = "kept" if r["id"] in final_ids else (
+            "cut_for_cluster_balance" if r["id"] in balanced_ids else
+            "cut_for_balance" if r["id"] in top else
                                                     "disagrees" if s["label_confidence"] <= 0.5
                                                     else "below_top_k")
         scored_rows.append({"id": r["id"], "label": r["label"], "text": r["text"], **s,
                             "fate": fate})
-    by_id = {r["id"]: r for r in live}
     ordered = interleave(kept)
     rows = dataset_rows(family, ordered, by_id)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +176,8 @@ def run_filter(folder: Path, out: Path, models: Models, discriminator: str | Non
     card = build_card(spec, gen_meta, model, cands, agreeing,
                       {label: len(v) for label, v in unbalanced.items()}, kept, by_id,
                       family.data_field)
+    if rebalanced is not None:
+        card["rebalance"] = rebalanced
     write_card(out, card)
     card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card
