@@ -112,7 +112,8 @@ def parse_names(reply: str, shown: Sequence[str] = ()) -> list[str] | None:
             names: list[str] = []
             for x in got:
                 n = " ".join(str(x).split()).strip(" .") if isinstance(x, str) else ""
-                if n and len(n.split()) <= 6 and n.lower() not in copied and \
+                if n and len(n.split()) <= 6 and re.search(r"[A-Za-z]{3}", n) and \
+                        n.lower() not in copied and \
                         n.lower() not in (m.lower() for m in names):
                     names.append(n)
             if names:

@@ -3,6 +3,8 @@
     inputs         read and check sweep, evaluate and run folders into one Inputs
     analysis       what the common sections show (SECTIONS: their ids and headings, in order)
     cards          the dataset cards' section
+    agreement      model agreement and trend reversals (from sweep folders)
+    validation     human validation (from mwe validate stats folders)
     (each family's own section comes from its Family.report, in mwe.families)
     figures        the figures: embedded in the page, saved as PNGs beside it
     render         the page from the jinja2 templates in mwe/templates/report/
