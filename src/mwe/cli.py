@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", metavar="SPEC", help="behavior spec (.yaml, .yml or .toml)")
     run.add_argument("--out", "-o", required=True, metavar="DIR", help="run folder")
     _add_scale(run)
+    run.add_argument("--dry-run", action="store_true", help="print the calls, what the cache "
+                     "holds, tokens and estimated cost; call nothing, write nothing")
     _add_common(run)
 
     sw = sub.add_parser(
@@ -280,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="go on (with a warning) when a folder under --data cannot be read")
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.add_argument("--dry-run", action="store_true", help="print the calls, what the cache "
+                    "holds, tokens and estimated cost; call nothing, write nothing")
     _add_common(sw)
 
     rep = sub.add_parser(
@@ -505,9 +509,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
                               "n": len(d.items)} for d in datasets]}
     paths = write_outputs(Path(args.out), runs, settings)
+    _usage(models, "evaluate", Path(args.out))
     print_table([s for r in runs for s in r.summaries])
     print(f"\nrows: {paths['rows']}\nsummary: {paths['summary_csv']}, {paths['summary_json']}")
     return 0
+
+
+def _print_plan(rows: list[dict[str, Any]], notes: list[str]) -> None:
+    """--dry-run: calls, what the cache holds, tokens and cost of the rest; nothing is run."""
+    from mwe.cost import default_prices
+
+    prices = default_prices()
+    head = ["stage", "model", "calls", "cached", "to run", "tokens in", "tokens out", "cost"]
+    lines = []
+    total: float | None = 0.0
+    for r in rows:
+        cost = prices.cost(r["spec"], r["tokens_in"], r["tokens_out"])
+        total = None if cost is None or total is None else total + cost
+        lines.append([r["stage"], r["model"], str(r["calls"]), str(r["cached"]),
+                      str(r["calls"] - r["cached"]), f"~{r['tokens_in']:,}",
+                      f"<={r['tokens_out']:,}" if r["tokens_out"] else "0",
+                      "unknown price" if cost is None else f"${cost:.4f}"])
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+    for line in [head, ["-" * w for w in widths], *lines]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    print(f"estimated cost of the calls not cached: "
+          f"{'unknown (a model has no price)' if total is None else f'${total:.4f}'} "
+          f"(prices: {prices.source}; tokens ~ characters / 4, outputs at most max_tokens)")
+    for n in notes:
+        print(n)
+    print("dry run: no model was called and nothing was written")
+
+
+def _usage(models: Any, stage: str, out: Path) -> None:
+    """usage.csv in `out`: the stage's tokens and estimated cost per model."""
+    from mwe.cost import UsageLedger
+
+    ledger = UsageLedger()
+    ledger.stage(stage, models)
+    ledger.write(out / "usage.csv")
+    print(f"tokens and estimated cost ({out / 'usage.csv'}; prices: {ledger.prices.source}):\n"
+          f"{ledger.summary()}", file=sys.stderr)
 
 
 def _spec(args: argparse.Namespace, path: str | Path | None = None) -> Any:
@@ -582,12 +624,48 @@ def cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(spec: Any, args: argparse.Namespace) -> int:
+    """What `mwe run` would call: generation exactly; filtering and evaluation at most (they
+    depend on how many samples survive)."""
+    from mwe.families import by_name
+    from mwe.pipeline import generate
+
+    family = by_name(spec.family)
+    models = _models_from(args)
+    if not family.staged:
+        print(f"{spec.family} is built in one step: its calls depend on its samples and are "
+              "not estimated here")
+        return 0
+    gen = generate.plan(spec, family, models.open(spec.generator))
+    g = spec.generate
+    n = g.per_label * len(family.labels)  # at most this many examples reach the filter
+    kept = min(n, spec.filter.top_k * len(family.labels))
+    per_example = 60  # tokens of a discriminator or evaluation prompt, about
+    rows = [gen, {"stage": "filter (at most)", "model": spec.discriminator,
+                  "spec": spec.discriminator, "calls": n, "cached": 0,
+                  "tokens_in": n * per_example, "tokens_out": 0}]
+    rows += [{"stage": "evaluate (at most)", "model": t, "spec": t, "calls": kept,
+              "cached": 0, "tokens_in": kept * per_example, "tokens_out": 0}
+             for t in spec.targets]
+    _print_plan(rows, [f"filter and evaluate: at most {n} samples reach the filter and "
+                       f"{kept} rows the targets (about {per_example} tokens each)"])
+    return 0
+
+
 def _run(spec: Any, out: Path, args: argparse.Namespace) -> int:
     from mwe.pipeline.run import run_all
 
+    if getattr(args, "dry_run", False):
+        return _dry_run(spec, args)
+
     start = time.perf_counter()
     check_output_dir(out)
-    card, runs = run_all(spec, out, _models_from(args), not args.no_progress)
+    from mwe.cost import UsageLedger
+
+    ledger = UsageLedger()
+    card, runs = run_all(spec, out, _models_from(args), not args.no_progress, ledger)
+    print(f"tokens and estimated cost (usage.csv; prices: {ledger.prices.source}):\n"
+          f"{ledger.summary()}", file=sys.stderr)
     print()
     print_counts(card)
     if runs:
@@ -634,9 +712,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
+    if args.dry_run:
+        from mwe.pipeline.evaluate import plan, with_variants
+
+        _print_plan(plan([(m.label, models.open(m.model)) for m in series.models],
+                         with_variants(datasets), args.format), [])
+        return 0
     start = time.perf_counter()
     results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
                                   models, not args.no_progress)
+    _usage(models, "evaluate", Path(args.out))
     cached = sum(r.cached_rows for r in runs)
     print(f"{n_rows * len(series.models)} rows in {time.perf_counter() - start:.0f} s; "
           f"{cached} from the cache, {n_rows * len(series.models) - cached} computed",

@@ -34,7 +34,18 @@ CREATE TABLE IF NOT EXISTS calls (
     created REAL NOT NULL,
     PRIMARY KEY (model, kind, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    counted TEXT NOT NULL,
+    PRIMARY KEY (model, kind, key)
+) WITHOUT ROWID;
 """
+# usage.counted: how the tokens were counted - "api" (the provider's usage fields), "tokenizer"
+# (the local model's own), or "estimate" (characters / 4, where neither is available)
 
 
 def canonical(obj: Any) -> str:
@@ -92,15 +103,37 @@ class Store:
                 found[key] = json.loads(output)
         return found
 
-    def put_many(self, model_id: str, kind: str, items: Iterable[tuple[str, Any, Any]]) -> None:
-        """Write (key, input, output) triples in one transaction: all or none survive a kill."""
+    def put_many(self, model_id: str, kind: str, items: Iterable[tuple[str, Any, Any]],
+                 usage: Sequence[tuple[int, int, str]] | None = None) -> None:
+        """Write (key, input, output) triples, and each call's (tokens in, tokens out, how
+        counted) when given, in one transaction: all or none survive a kill."""
         now = time.time()
+        rows = list(items)
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO calls (model, kind, key, input, output, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(model_id, kind, k, canonical(i), canonical(o), now) for k, i, o in items],
+                [(model_id, kind, k, canonical(i), canonical(o), now) for k, i, o in rows],
             )
+            if usage is not None:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO usage (model, kind, key, tokens_in, tokens_out, "
+                    "counted) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(model_id, kind, k, u[0], u[1], u[2]) for (k, _, _), u in zip(rows, usage)])
+
+    def get_usage(self, model_id: str, kind: str, keys: Sequence[str]
+                  ) -> dict[str, tuple[int, int, str]]:
+        """Tokens of earlier calls, by key (calls cached before mwe counted tokens have none)."""
+        found: dict[str, tuple[int, int, str]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, t_in, t_out, how in self._db.execute(
+                    "SELECT key, tokens_in, tokens_out, counted FROM usage WHERE model=? AND "
+                    f"kind=? AND key IN ({marks})", (model_id, kind, *chunk)):
+                found[key] = (int(t_in), int(t_out), str(how))
+        return found
 
     def count(self, model_id: str | None = None) -> int:
         if model_id is None:

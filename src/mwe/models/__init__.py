@@ -109,6 +109,9 @@ class Models:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.opened: list[CachedModel] = []  # for the usage ledger: what each model used
 
     def open(self, spec: str) -> CachedModel:
-        return open_model(spec, self.store)
+        model = open_model(spec, self.store)
+        self.opened.append(model)
+        return model

@@ -16,6 +16,10 @@ shows as valid mass below 1.
 Dialogue contexts in the paper's format ("\\n\\nHuman: ...\\n\\nAssistant: prefix") become a
 user message and, when there is one, a prefilled assistant turn; chat turns (`--format chat`)
 are sent as they are, their reply start prefilled.
+
+Batch mode (`batch=1`, mwe.models.batch): generation and the sampled scoring go through
+Message Batches (/v1/messages/batches), each request with the same parameters it would have
+online.
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Chat, Prompt, Sampling, ScoreRequest
+from mwe.models.base import Chat, Prompt, Sampling, ScoreRequest, cut_at_stop
+from mwe.models.batch import (
+    MESSAGES,
+    OPTIONS,
+    Group,
+    Outcome,
+    Status,
+    batch_flag,
+    describe,
+    run_batches,
+)
 from mwe.models.http import HttpBackend
 from mwe.models.openai_compat import shown_url
 from mwe.redact import redact
@@ -36,6 +50,9 @@ from mwe.redact import redact
 DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
 SCORE_TOKENS = 8
 DEFAULT_BASE = "https://api.anthropic.com"  # the SDK's, shown in errors when no URL is given
+# errors of a batch request that a new batch would only repeat
+FATAL_ERRORS = {"invalid_request_error", "authentication_error", "permission_error",
+                "not_found_error", "request_too_large", "billing_error"}
 
 
 def _without_userinfo(base: str) -> str:
@@ -56,10 +73,11 @@ def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
             raise MweError(f"anthropic: base URL '{shown_url(base)}' is not an http(s) URL")
         base = _without_userinfo(base)
     known = {"samples", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "backoff",
-             "max_backoff"}
+             "max_backoff"} | OPTIONS
     for key in options:
         if key not in known:
             raise MweError(f"anthropic: unknown option '{key}' (known: {', '.join(sorted(known))})")
+    batch_flag(options, "anthropic")
     if "samples" in options and (not options["samples"].isdigit() or int(options["samples"]) < 1):
         raise MweError("anthropic: samples must be a positive whole number")
     if not sep:
@@ -77,8 +95,12 @@ OUTPUT = "logprobs"  # score() returns log-probabilities
 
 def identity(name: str) -> dict[str, Any]:
     model, base, options = parse_name(name)
-    return {"backend": "anthropic", "model": model, "base_url": base or "default",
-            "scoring": "sampled", "samples": int(options.get("samples", "20"))}
+    ident: dict[str, Any] = {"backend": "anthropic", "model": model,
+                             "base_url": base or "default", "scoring": "sampled",
+                             "samples": int(options.get("samples", "20"))}
+    if batch_flag(options, "anthropic"):
+        ident["batch"] = True  # another serving path: cached apart (see openai_compat)
+    return ident
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:
@@ -106,6 +128,8 @@ def to_messages(prompt: Prompt) -> list[dict[str, str]]:
 
 class AnthropicModel(HttpBackend):
     key_env = "ANTHROPIC_API_KEY"
+    batch_max_lines = 100_000  # Message Batches' limits: 100,000 requests, 256 MB
+    batch_max_bytes = 200 * 2**20
 
     def __init__(self, spec: str, model: str, base: str | None, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
@@ -113,6 +137,7 @@ class AnthropicModel(HttpBackend):
         self.model = model
         self.base = base
         self.samples = int(options.get("samples", "20"))
+        self.batch = batch_flag(options, "anthropic")
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise MweError(f"{self.spec}: set ANTHROPIC_API_KEY in the environment")
@@ -130,6 +155,18 @@ class AnthropicModel(HttpBackend):
         if self.base:
             kwargs["base_url"] = self.base
         return AsyncAnthropic(**kwargs)
+
+    def _params(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
+                stop: Sequence[str]) -> dict[str, Any]:
+        """A request's parameters as a batch line carries them (the same body as online)."""
+        params: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens,
+                                  "messages": to_messages(prompt), "temperature": temperature}
+        if top_p < 1.0:
+            params["top_p"] = top_p
+        stops = [s for s in stop if s.strip()]
+        if stops:
+            params["stop_sequences"] = stops
+        return params
 
     async def _message(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
                        stop: Sequence[str]) -> str:
@@ -152,10 +189,73 @@ class AnthropicModel(HttpBackend):
 
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:
+        if self.batch:
+            groups = [Group(MESSAGES, [self._params(ctx, SCORE_TOKENS, 1.0, 1.0, ())]
+                            * self.samples) for ctx, _ in requests]
+            self._batched(groups,
+                          lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)),
+                          lambda r: describe(requests[r][0]))
+            return
         self._fan_out([self.samples] * len(requests),
                       lambda r, _: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ()),
                       lambda r: len(requests[r][0]) // 4 + SCORE_TOKENS,
                       lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)))
+
+    def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
+                      on_result: Callable[[int, list[str]], None]) -> None:
+        if not self.batch:
+            super().generate_each(prompts, sampling, on_result)
+            return
+        groups = [Group(MESSAGES, [self._params(p, sampling.max_tokens, sampling.temperature,
+                                                sampling.top_p, sampling.stop)] * sampling.n)
+                  for p in prompts]
+        self._batched(groups,
+                      lambda p, texts: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts]),
+                      lambda p: describe(prompts[p]))
+
+    # --- batch mode (mwe.models.batch) ---
+
+    def _batched(self, groups: Sequence[Group], on_group: Callable[[int, list[Any]], None],
+                 describe: Callable[[int], str]) -> None:
+        run_batches(self, groups, on_group, spec=self.spec, ledger=self.ledger,
+                    poll=self.settings.poll, retries=self.settings.batch_retries,
+                    finalize=self._close, describe=describe)
+
+    async def batch_submit(self, endpoint: str, lines: Sequence[tuple[str, dict[str, Any]]]
+                           ) -> str:
+        requests: Any = [{"custom_id": cid, "params": params} for cid, params in lines]
+        batch = await self._create(lambda: self.client().messages.batches.create(
+            requests=requests))
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> Status:
+        b = await self._request(lambda: self.client().messages.batches.retrieve(batch_id))
+        c = b.request_counts
+        total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
+        return Status(str(b.processing_status), done=total - c.processing, total=total,
+                      ended=b.processing_status == "ended")
+
+    async def _read_results(self, batch_id: str) -> list[Any]:
+        decoder = await self.client().messages.batches.results(batch_id)
+        return [item async for item in decoder]
+
+    async def batch_results(self, batch_id: str, status: Status) -> list[tuple[str, Outcome]]:
+        out: list[tuple[str, Outcome]] = []
+        for item in await self._request(lambda: self._read_results(batch_id)):
+            result = item.result
+            if result.type == "succeeded":
+                text = "".join(getattr(b, "text", "") for b in result.message.content)
+                out.append((item.custom_id, Outcome(True, text)))
+            elif result.type == "errored":
+                error = getattr(result.error, "error", None)
+                kind = str(getattr(error, "type", "") or "error")
+                message = str(getattr(error, "message", "") or "")
+                reason = self._clean(f"{kind}: {message}" if message else kind)
+                out.append((item.custom_id, Outcome(False, reason=reason,
+                                                    retry=kind not in FATAL_ERRORS)))
+            else:  # canceled, expired
+                out.append((item.custom_id, Outcome(False, reason=str(result.type))))
+        return out
 
 
 def estimate(continuations: list[str], answers: list[str]) -> list[float]:

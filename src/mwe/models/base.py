@@ -100,6 +100,18 @@ class ChatTemplate(Protocol):
 
 
 @runtime_checkable
+class TokenCounter(Protocol):
+    """A backend that can count tokens with its own tokenizer (for the usage ledger)."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens where no tokenizer is at hand: about four characters each (English text)."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+@runtime_checkable
 class StreamingScorer(Protocol):
     """A backend whose calls finish one by one (HTTP): each result is handed over as it comes,
     so the cache commits it at once and a crash loses only the calls in flight."""

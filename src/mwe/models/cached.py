@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from mwe.errors import MweError
 from mwe.models.base import (
@@ -16,11 +18,34 @@ from mwe.models.base import (
     ScoreRequest,
     StreamingSampler,
     StreamingScorer,
+    TokenCounter,
+    estimate_tokens,
     prompt_json,
 )
 from mwe.store import Store, digest
 
 Loader = Callable[[], LanguageModel]
+Usage = tuple[int, int, str]  # tokens in, tokens out, how counted
+
+
+@dataclass
+class Tokens:
+    computed_in: int = 0
+    computed_out: int = 0
+    cached_in: int = 0
+    cached_out: int = 0
+    cached_uncounted: int = 0  # cache hits from before tokens were recorded
+    counted: set[str] = field(default_factory=set)  # "tokenizer", "api", "estimate"
+
+    def add(self, usage: Sequence[Usage], cached: bool) -> None:
+        for t_in, t_out, how in usage:
+            if cached:
+                self.cached_in += t_in
+                self.cached_out += t_out
+            else:
+                self.computed_in += t_in
+                self.computed_out += t_out
+            self.counted.add(how)
 
 
 def score_chunk() -> int:
@@ -50,11 +75,21 @@ class CachedModel:
         self.model_id = store.register_model(identity)
         self.hits = 0
         self.misses = 0
+        # tokens of the calls this object served: computed now, or read from the cache (as
+        # their first run counted them); for the usage ledger and cost estimates
+        self.tokens = Tokens()
 
     @property
     def backend(self) -> LanguageModel:
         if self._backend is None:
-            self._backend = self._loader()
+            backend = self._loader()
+            if hasattr(backend, "ledger"):
+                # batch mode records its batch ids beside the calls (mwe.ledger), so a
+                # killed run polls the same batches again instead of submitting them twice
+                from mwe.ledger import Ledger
+
+                cast(Any, backend).ledger = Ledger(self.store.path, self.model_id)
+            self._backend = backend
         return self._backend
 
     def identity(self) -> dict[str, Any]:
@@ -67,6 +102,65 @@ class CachedModel:
         if isinstance(backend, ChatTemplate):
             return backend.chat_prompt([("user", user)])
         return Chat((("user", user),))
+
+    def _count(self, texts: Sequence[str]) -> tuple[list[int], str]:
+        backend = self._backend
+        if isinstance(backend, TokenCounter):
+            return backend.count_tokens(texts), "tokenizer"
+        return [estimate_tokens(t) for t in texts], "estimate"
+
+    def _score_usage(self, requests: Sequence[ScoreRequest]) -> list[Usage]:
+        """Tokens read per request: the context and every continuation (no output)."""
+        texts: list[str] = []
+        for ctx, conts in requests:
+            texts.append(ctx if isinstance(ctx, str) else json.dumps(prompt_json(ctx)))
+            texts.extend(conts)
+        counts, how = self._count(texts)
+        out, at = [], 0
+        for _, conts in requests:
+            out.append((sum(counts[at:at + 1 + len(conts)]), 0, how))
+            at += 1 + len(conts)
+        return out
+
+    def _generate_usage(self, prompts: Sequence[Prompt], outputs: Sequence[list[str]]
+                        ) -> list[Usage]:
+        """Per prompt: its tokens once per sample drawn (as APIs bill), and the samples'."""
+        texts = [p if isinstance(p, str) else json.dumps(prompt_json(p)) for p in prompts]
+        counts, how = self._count([*texts, *(s for o in outputs for s in o)])
+        out, at = [], len(texts)
+        for k, o in enumerate(outputs):
+            out.append((counts[k] * max(len(o), 1), sum(counts[at:at + len(o)]), how))
+            at += len(o)
+        return out
+
+    def _cached_usage(self, kind: str, keys: Sequence[str]) -> None:
+        found = self.store.get_usage(self.model_id, kind, keys)
+        self.tokens.add(list(found.values()), cached=True)
+        self.tokens.cached_uncounted += len(keys) - len(found)
+
+    def plan_score(self, requests: Sequence[ScoreRequest]) -> tuple[int, int, int]:
+        """(calls, of which cached, estimated input tokens of the rest), calling nothing."""
+        inputs = [{"context": prompt_json(c), "continuations": list(conts)}
+                  for c, conts in requests]
+        keys = [digest(i) for i in inputs]
+        found = self.store.get_many(self.model_id, "score", keys)
+        todo = [r for r, k in zip(requests, keys) if k not in found]
+        tokens = sum(estimate_tokens(c if isinstance(c, str) else json.dumps(prompt_json(c)))
+                     + sum(estimate_tokens(x) for x in conts) for c, conts in todo)
+        return len(requests), len(requests) - len(todo), tokens
+
+    def plan_generate(self, prompts: Sequence[Prompt], sampling: Sampling
+                      ) -> tuple[int, int, int, int]:
+        """(calls, of which cached, estimated input tokens, at most output tokens) of the
+        rest, calling nothing."""
+        keys = [digest({"prompt": prompt_json(p), "sampling": sampling.to_dict()})
+                for p in prompts]
+        found = self.store.get_many(self.model_id, "generate", keys)
+        todo = [p for p, k in zip(prompts, keys) if k not in found]
+        t_in = sum(estimate_tokens(p if isinstance(p, str) else json.dumps(prompt_json(p)))
+                   for p in todo) * sampling.n
+        return len(prompts), len(prompts) - len(todo), t_in, len(todo) * sampling.n * \
+            sampling.max_tokens
 
     def score(
         self,
@@ -104,6 +198,7 @@ class CachedModel:
             for i in idx:
                 if keys[i] in found:
                     results[i] = found[keys[i]]
+            self._cached_usage("score", [keys[i] for i in idx if keys[i] in found])
             self.hits += len(idx) - len(todo) - len(copies)
             backend = self.backend if todo else None
             streaming = isinstance(backend, StreamingScorer)
@@ -111,7 +206,10 @@ class CachedModel:
                 # an HTTP backend: every finished call is committed at once
                 def commit(j: int, o: list[float], todo: list[int] = todo) -> None:
                     i = todo[j]
-                    self.store.put_many(self.model_id, "score", [(keys[i], inputs[i], o)])
+                    usage = self._score_usage([requests[i]])
+                    self.tokens.add(usage, cached=False)
+                    self.store.put_many(self.model_id, "score", [(keys[i], inputs[i], o)],
+                                        usage)
                     results[i] = o
                     self.misses += 1
                     if on_progress:
@@ -123,9 +221,11 @@ class CachedModel:
                 backend.score_each([requests[i] for i in todo], commit)
             elif todo:
                 out = self.backend.score([requests[i] for i in todo])
+                usage = self._score_usage([requests[i] for i in todo])
+                self.tokens.add(usage, cached=False)
                 self.store.put_many(
-                    self.model_id, "score", [(keys[i], inputs[i], o) for i, o in zip(todo, out)]
-                )
+                    self.model_id, "score", [(keys[i], inputs[i], o) for i, o in zip(todo, out)],
+                    usage)
                 for i, o in zip(todo, out):
                     results[i] = o
                 self.misses += len(todo)
@@ -144,20 +244,25 @@ class CachedModel:
         found = self.store.get_many(self.model_id, "generate", keys)
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)
+        self._cached_usage("generate", [k for k in keys if k in found])
         backend = self.backend if todo else None
         if isinstance(backend, StreamingSampler):
             def commit(j: int, o: list[str]) -> None:
                 i = todo[j]
-                self.store.put_many(self.model_id, "generate", [(keys[i], inputs[i], o)])
+                usage = self._generate_usage([prompts[i]], [o])
+                self.tokens.add(usage, cached=False)
+                self.store.put_many(self.model_id, "generate", [(keys[i], inputs[i], o)], usage)
                 found[keys[i]] = o
                 self.misses += 1
 
             backend.generate_each([prompts[i] for i in todo], sampling, commit)
         elif todo:
             out = self.backend.generate([prompts[i] for i in todo], sampling)
+            usage = self._generate_usage([prompts[i] for i in todo], out)
+            self.tokens.add(usage, cached=False)
             self.store.put_many(
-                self.model_id, "generate", [(keys[i], inputs[i], o) for i, o in zip(todo, out)]
-            )
+                self.model_id, "generate", [(keys[i], inputs[i], o) for i, o in zip(todo, out)],
+                usage)
             for i, o in zip(todo, out):
                 found[keys[i]] = o
             self.misses += len(todo)

@@ -116,6 +116,9 @@ class HFModel:
         return self._identity
 
     # ---- tokenization -------------------------------------------------------------------
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tok(texts, add_special_tokens=False)["input_ids"]
         bos_text = self.tok.bos_token

@@ -83,6 +83,8 @@ class HttpSettings:
     max_attempts: int = 8
     backoff: float = 0.5  # first backoff in seconds, doubled per attempt
     max_backoff: float = 30.0
+    poll: float = 30.0  # batch mode: longest wait between status checks, in seconds
+    batch_retries: int = 3  # batch mode: new batches for lines that failed or expired
 
 
 @dataclass
@@ -99,7 +101,8 @@ def settings_from(options: dict[str, str]) -> HttpSettings:
     """Settings from a model spec's options (`?concurrency=16&rpm=600`) or the environment."""
     s = HttpSettings()
     names = {"concurrency": int, "rpm": float, "tpm": float, "timeout": float,
-             "max_attempts": int, "backoff": float, "max_backoff": float}
+             "max_attempts": int, "backoff": float, "max_backoff": float, "poll": float,
+             "batch_retries": int}
     for name, kind in names.items():
         raw = options.get(name, os.environ.get(f"MWE_HTTP_{name.upper()}"))
         if raw is None:
@@ -108,7 +111,8 @@ def settings_from(options: dict[str, str]) -> HttpSettings:
             value = kind(raw)
         except ValueError:
             raise MweError(f"'{name}' must be a number, got {raw!r}") from None
-        if value < 0 or (name in ("concurrency", "max_attempts", "timeout") and value <= 0):
+        if value < 0 or (name in ("concurrency", "max_attempts", "timeout", "poll")
+                         and value <= 0):
             raise MweError(f"'{name}' must be positive, got {raw!r}")
         setattr(s, name, value)
     return s
@@ -209,6 +213,15 @@ def classify(exc: BaseException) -> tuple[bool, float | None, str]:
     return False, None, name
 
 
+def never_sent(exc: BaseException) -> bool:
+    """The request never reached the server: the connection did not open (refused, no such
+    host, a connect timeout)."""
+    chain = causes(exc)
+    names = set().union(*(_class_names(e) for e in chain))
+    return bool(names & {"ConnectError", "ConnectTimeout"}) or any(
+        isinstance(e, (ConnectionRefusedError, socket.gaierror)) for e in chain)
+
+
 def _is_http_fault(exc: BaseException) -> bool:
     """A fault of the server, the network or the local setup, explained in one line (rather
     than a bug, which keeps its traceback)."""
@@ -261,7 +274,7 @@ def _body_of(exc: BaseException) -> Any:
             return None
 
 
-def _message_of(body: Any) -> str:
+def message_of(body: Any) -> str:
     """The human part of an error body: OpenAI's and Anthropic's {"error": {"message"}},
     vLLM's {"message"}, FastAPI's {"detail"}, or plain text."""
     if isinstance(body, dict):
@@ -374,6 +387,9 @@ class HttpBackend:
         self._loop: Any = None
         self._secret = ""  # the API key, scrubbed from any message shown
         self.model = ""
+        # batch mode's ledger (mwe.ledger.Ledger), set by the cache wrapper: where batch ids
+        # are recorded before anything waits on them
+        self.ledger: Any = None
 
     def identity(self) -> dict[str, Any]:
         return self._identity
@@ -417,6 +433,25 @@ class HttpBackend:
             if not _is_http_fault(exc):
                 raise  # a bug, not a fault of the server or the network: keep its traceback
             raise self.failure(exc, 1) from None
+
+    async def _create(self, make: Callable[[], Awaitable[T]]) -> T:
+        """A request that starts billed work (a batch). Retried only when the server answered
+        with an error worth retrying or the connection never opened; a request sent whose
+        answer was lost (a timeout, a dropped connection) may have created the work, so it
+        stops with an error rather than risk creating it twice."""
+
+        async def once() -> T:
+            try:
+                return await make()
+            except Exception as exc:
+                if status_of(exc) is not None or never_sent(exc) or not _is_http_fault(exc):
+                    raise
+                raise HttpError(self.spec, "no answer to a batch submission "
+                                f"({self._clean(network_reason(causes(exc)))}); the batch may "
+                                "have been created: check the provider's batch list before "
+                                "running again") from None
+
+        return await self._request(once)
 
     # --- one-line explanations ---
 
@@ -466,7 +501,7 @@ class HttpBackend:
         url = str(getattr(request, "url", "") or "")
         where = f" for {method} {redact(url)}".rstrip() if url else ""
         body = _body_of(exc)
-        message = self._clean(_message_of(body))
+        message = self._clean(message_of(body))
         if status == 401:
             return f"{head} (check {self.key_env})", False
         if status in (403, 407):

@@ -175,6 +175,10 @@ class LlamaCppModel:
     def identity(self) -> dict[str, Any]:
         return self._identity
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self.llm.tokenize(t.encode("utf-8"), add_bos=False, special=True))
+                for t in texts]
+
     def _encode(self, text: str) -> list[int]:
         add_bos = self.add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))

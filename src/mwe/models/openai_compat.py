@@ -20,16 +20,22 @@ Scoring (`scoring=`):
   of its first token, and an answer outside the top 20 gets the 20th's (an upper bound).
 - `auto` (default): `top` for endpoint=chat; otherwise `echo` if a probe shows the echoed
   log-probs aligned with a forced completion, else `forced`, else a clear error.
+
+Batch mode (`batch=1`, mwe.models.batch): generation, `echo` and `top` scoring go through
+the Batch API (a JSONL file uploaded with purpose "batch", then /v1/batches); `forced`
+scoring needs tokenizer calls between its completions, so it stays online, and so does the
+`auto` probe (a few requests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mwe.errors import MweError
@@ -38,11 +44,24 @@ from mwe.models.base import (
     Prompt,
     Sampling,
     ScoreRequest,
+    cut_at_stop,
     seed_for,
     split_trailing_spaces,
     text_of,
 )
-from mwe.models.http import HttpBackend, HttpError
+from mwe.models.batch import (
+    CHAT,
+    COMPLETIONS,
+    OPTIONS,
+    Group,
+    Outcome,
+    Status,
+    batch_flag,
+    describe,
+    run_batches,
+    say,
+)
+from mwe.models.http import HttpBackend, HttpError, message_of, retry_status
 from mwe.redact import redact
 
 DEFAULT_BASE = "https://api.openai.com/v1"
@@ -75,10 +94,11 @@ def parse_name(name: str) -> tuple[str, str, dict[str, str]]:
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
     known = {"endpoint", "scoring", "concurrency", "rpm", "tpm", "timeout", "max_attempts",
-             "backoff", "max_backoff"}
+             "backoff", "max_backoff"} | OPTIONS
     for key in options:
         if key not in known:
             raise MweError(f"openai: unknown option '{key}' (known: {', '.join(sorted(known))})")
+    batch_flag(options, "openai")
     if options.get("endpoint", "completions") not in ENDPOINTS:
         raise MweError(f"openai: endpoint must be one of {', '.join(ENDPOINTS)}")
     if options.get("scoring", "auto") not in SCORING:
@@ -100,9 +120,14 @@ OUTPUT = "logprobs"  # score() returns log-probabilities
 
 def identity(name: str) -> dict[str, Any]:
     model, base, options = parse_name(name)
-    return {"backend": "openai", "model": model, "base_url": base,
-            "endpoint": options.get("endpoint", "completions"),
-            "scoring": options.get("scoring", "auto")}
+    ident: dict[str, Any] = {"backend": "openai", "model": model, "base_url": base,
+                             "endpoint": options.get("endpoint", "completions"),
+                             "scoring": options.get("scoring", "auto")}
+    if batch_flag(options, "openai"):
+        # the Batch API is another serving path, with no promise of bit-identical outputs:
+        # its results are cached apart (and a model without batch=1 keeps its old identity)
+        ident["batch"] = True
+    return ident
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> OpenAIModel:
@@ -115,8 +140,39 @@ def _is_local(base: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
 
 
+ENDED = ("completed", "expired", "cancelled", "failed")
+
+
+def echo_total(offsets: Sequence[int] | None, values: Sequence[float | None] | None,
+               ctx: str, cont: str, spec: str) -> float:
+    """The summed echoed log-probs of the tokens that start inside the continuation."""
+    if offsets is None or values is None:
+        raise MweError(f"{spec}: the server returned no echoed log-probs")
+    total = 0.0
+    end = len(ctx) + len(cont)
+    for offset, value in zip(offsets, values):
+        if len(ctx) <= offset < end:
+            if value is None:
+                raise MweError(f"{spec}: the server gave no log-prob for a continuation token")
+            total += float(value)
+    return total
+
+
+def top_scores(entries: Sequence[tuple[str, float]], conts: Sequence[str]) -> list[float]:
+    """Each answer's log-prob from the top_logprobs of the next token; an answer outside them
+    gets the lowest one shown (an upper bound)."""
+    top: dict[str, float] = {}
+    for token, logprob in entries:
+        key = token.strip()
+        top[key] = max(top.get(key, -math.inf), float(logprob))
+    floor = min(top.values())
+    return [top.get(c.strip(), floor) for c in conts]
+
+
 class OpenAIModel(HttpBackend):
     key_env = "OPENAI_API_KEY"
+    batch_max_lines = 50_000  # the Batch API's limits: 50,000 requests, 200 MB a file
+    batch_max_bytes = 150 * 2**20
 
     def __init__(self, spec: str, model: str, base: str, options: dict[str, str],
                  ident: dict[str, Any]) -> None:
@@ -125,6 +181,8 @@ class OpenAIModel(HttpBackend):
         self.base = base
         self.endpoint = options.get("endpoint", "completions")
         self.scoring = options.get("scoring", "auto")
+        self.batch = batch_flag(options, "openai")
+        self._said_online = False
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not _is_local(base):
             raise MweError(f"{self.spec}: set OPENAI_API_KEY in the environment")
@@ -157,8 +215,10 @@ class OpenAIModel(HttpBackend):
 
     # --- generation ---
 
-    async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
-        """Seeded per (seed, prompt) and sample index, so a sample does not depend on order."""
+    def _sample_body(self, prompt: Prompt, sampling: Sampling, index: int
+                     ) -> tuple[str, dict[str, Any]]:
+        """The endpoint and request body of one sample, seeded per (seed, prompt) and sample
+        index, so a sample does not depend on order."""
         seed = seed_for(sampling.seed, prompt) + index
         common: dict[str, Any] = {"model": self.model, "max_tokens": sampling.max_tokens,
                                   "temperature": sampling.temperature, "top_p": sampling.top_p,
@@ -166,13 +226,38 @@ class OpenAIModel(HttpBackend):
         if sampling.stop:
             common["stop"] = list(sampling.stop)[:4]
         if self.endpoint == "chat" or isinstance(prompt, Chat):
-            res = await self._request(lambda: self.client().chat.completions.create(
-                messages=self._messages(prompt), **common))
+            return CHAT, {**common, "messages": self._messages(prompt)}
+        return COMPLETIONS, {**common, "prompt": text_of(prompt, self.spec)}
+
+    async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
+        endpoint, body = self._sample_body(prompt, sampling, index)
+        if endpoint == CHAT:
+            res = await self._request(lambda: self.client().chat.completions.create(**body))
             return str(res.choices[0].message.content or "")
-        text = text_of(prompt, self.spec)
-        res = await self._request(
-            lambda: self.client().completions.create(prompt=text, **common))
+        res = await self._request(lambda: self.client().completions.create(**body))
         return str(res.choices[0].text or "")
+
+    def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
+                      on_result: Callable[[int, list[str]], None]) -> None:
+        if not self.batch:
+            super().generate_each(prompts, sampling, on_result)
+            return
+        bodies = [[self._sample_body(p, sampling, k) for k in range(sampling.n)] for p in prompts]
+        groups = [Group(b[0][0] if b else COMPLETIONS, [body for _, body in b]) for b in bodies]
+
+        def done(p: int, responses: list[Any]) -> None:
+            texts = [self._choice_text(r, groups[p].endpoint) for r in responses]
+            on_result(p, [cut_at_stop(t, sampling.stop) for t in texts])
+
+        self._batched(groups, done, lambda p: describe(prompts[p]))
+
+    def _choice_text(self, body: Any, endpoint: str) -> str:
+        try:
+            choice = body["choices"][0]
+            text = choice["message"]["content"] if endpoint == CHAT else choice["text"]
+        except (KeyError, IndexError, TypeError):
+            raise MweError(f"{self.spec}: a batch result has no choices") from None
+        return str(text or "")
 
     def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
         """Chat turns as they are (the server applies its own template; a reply start
@@ -189,6 +274,13 @@ class OpenAIModel(HttpBackend):
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float]], None]) -> None:
         method = self.resolve_scoring()
+        if self.batch and method in ("top", "echo"):
+            self._score_batched(method, requests, on_result)
+            return
+        if self.batch and not self._said_online:
+            say(f"{self.spec}: forced scoring needs tokenizer calls between its completions and "
+                "has no batch form: scoring online (batch=1 still batches generation)")
+            self._said_online = True
         if method == "top":  # one call answers for all of a request's continuations
             self._fan_out([1] * len(requests),
                           lambda r, _: self._top(requests[r][0], list(requests[r][1])),
@@ -252,23 +344,19 @@ class OpenAIModel(HttpBackend):
             why[method] = str(exc).removeprefix(f"{self.spec}: ")
         return None
 
+    def _echo_body(self, ctx: str, cont: str) -> dict[str, Any]:
+        """ctx and cont as split_trailing_spaces leaves them."""
+        return {"model": self.model, "prompt": ctx + cont, "echo": True, "logprobs": 1,
+                "max_tokens": 1, "temperature": 0.0}
+
     async def _echo(self, ctx: str, cont: str) -> float:
         ctx, cont = split_trailing_spaces(ctx, cont)
-        res = await self._request(lambda: self.client().completions.create(
-            model=self.model, prompt=ctx + cont, echo=True, logprobs=1, max_tokens=1,
-            temperature=0.0))
+        body = self._echo_body(ctx, cont)
+        res = await self._request(lambda: self.client().completions.create(**body))
         lp = res.choices[0].logprobs
-        if lp is None or lp.token_logprobs is None or lp.text_offset is None:
+        if lp is None:
             raise MweError(f"{self.spec}: the server returned no echoed log-probs")
-        total = 0.0
-        end = len(ctx) + len(cont)
-        for offset, value in zip(lp.text_offset, lp.token_logprobs):
-            if len(ctx) <= offset < end:
-                if value is None:
-                    raise MweError(f"{self.spec}: the server gave no log-prob for a "
-                                   "continuation token")
-                total += float(value)
-        return total
+        return echo_total(lp.text_offset, lp.token_logprobs, ctx, cont, self.spec)
 
     async def _tokenize(self, text: str) -> list[int]:
         if text not in self._tok_cache:
@@ -316,16 +404,115 @@ class OpenAIModel(HttpBackend):
             model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=1,
             logit_bias=logit_bias)
 
+    def _top_body(self, ctx: Prompt) -> dict[str, Any]:
+        return {"model": self.model, "messages": self._messages(ctx), "max_tokens": 1,
+                "temperature": 0.0, "logprobs": True, "top_logprobs": TOP_K}
+
     async def _top(self, ctx: Prompt, conts: list[str]) -> list[float]:
-        res = await self._request(lambda: self.client().chat.completions.create(
-            model=self.model, messages=self._messages(ctx), max_tokens=1, temperature=0.0,
-            logprobs=True, top_logprobs=TOP_K))
+        body = self._top_body(ctx)
+        res = await self._request(lambda: self.client().chat.completions.create(**body))
         content = res.choices[0].logprobs.content if res.choices[0].logprobs else None
-        if not content:
+        if not content or not content[0].top_logprobs:
             raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
-        top: dict[str, float] = {}
-        for entry in content[0].top_logprobs:
-            key = entry.token.strip()
-            top[key] = max(top.get(key, -math.inf), float(entry.logprob))
-        floor = min(top.values())
-        return [top.get(c.strip(), floor) for c in conts]
+        return top_scores([(e.token, e.logprob) for e in content[0].top_logprobs], conts)
+
+    # --- batch mode (mwe.models.batch) ---
+
+    def _batched(self, groups: Sequence[Group], on_group: Callable[[int, list[Any]], None],
+                 describe: Callable[[int], str]) -> None:
+        run_batches(self, groups, on_group, spec=self.spec, ledger=self.ledger,
+                    poll=self.settings.poll, retries=self.settings.batch_retries,
+                    finalize=self._close, describe=describe)
+
+    def _score_batched(self, method: str, requests: Sequence[ScoreRequest],
+                       on_result: Callable[[int, list[float]], None]) -> None:
+        if method == "top":
+            groups = [Group(CHAT, [self._top_body(ctx)]) for ctx, _ in requests]
+
+            def done_top(r: int, responses: list[Any]) -> None:
+                try:
+                    entries = responses[0]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+                    pairs = [(str(e["token"]), float(e["logprob"])) for e in entries]
+                except (KeyError, IndexError, TypeError):
+                    pairs = []
+                if not pairs:
+                    raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
+                on_result(r, top_scores(pairs, list(requests[r][1])))
+
+            self._batched(groups, done_top, lambda r: describe(requests[r][0]))
+            return
+        if any(isinstance(ctx, Chat) for ctx, _ in requests):
+            raise MweError(f"{self.spec}: chat turns (--format chat) are scored through the "
+                           "chat endpoint; add ?endpoint=chat to the model")
+        splits = [[split_trailing_spaces(text_of(ctx, self.spec), c) for c in conts]
+                  for ctx, conts in requests]
+        groups = [Group(COMPLETIONS, [self._echo_body(c, x) for c, x in pairs])
+                  for pairs in splits]
+
+        def done_echo(r: int, responses: list[Any]) -> None:
+            out = []
+            for response, (ctx, cont) in zip(responses, splits[r]):
+                try:
+                    lp = response["choices"][0]["logprobs"] or {}
+                except (KeyError, IndexError, TypeError):
+                    lp = {}
+                out.append(echo_total(lp.get("text_offset"), lp.get("token_logprobs"), ctx,
+                                      cont, self.spec))
+            on_result(r, out)
+
+        self._batched(groups, done_echo, lambda r: describe(requests[r][0]))
+
+    async def batch_submit(self, endpoint: str, lines: Sequence[tuple[str, dict[str, Any]]]
+                           ) -> str:
+        data = "".join(json.dumps({"custom_id": cid, "method": "POST", "url": endpoint,
+                                   "body": body}, ensure_ascii=False) + "\n"
+                       for cid, body in lines).encode("utf-8")
+        upload = await self._request(lambda: self.client().files.create(
+            file=("mwe-batch.jsonl", data, "application/jsonl"), purpose="batch"))
+        batch = await self._create(lambda: self.client().batches.create(
+            input_file_id=upload.id, endpoint=cast(Any, endpoint), completion_window="24h"))
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> Status:
+        b = await self._request(lambda: self.client().batches.retrieve(batch_id))
+        counts = b.request_counts
+        failure = ""
+        if b.status == "failed":
+            errors = b.errors.data if b.errors and b.errors.data else []
+            failure = self._clean("; ".join(
+                str(e.message or e.code) + (f" (line {e.line})" if e.line else "")
+                for e in errors) or "the provider refused the batch's input")
+        return Status(str(b.status), done=(counts.completed + counts.failed) if counts else 0,
+                      total=counts.total if counts else 0, ended=b.status in ENDED,
+                      failure=failure, handle=(b.output_file_id, b.error_file_id))
+
+    async def _download(self, file_id: str) -> str:
+        res = await self.client().files.content(file_id)
+        return str(res.text)
+
+    async def batch_results(self, batch_id: str, status: Status) -> list[tuple[str, Outcome]]:
+        out: list[tuple[str, Outcome]] = []
+        for file_id in status.handle or ():
+            if not file_id:
+                continue
+            text = await self._request(partial(self._download, file_id))
+            for raw in text.splitlines():
+                if raw.strip():
+                    out.append(self._batch_line(json.loads(raw)))
+        return out
+
+    def _batch_line(self, obj: dict[str, Any]) -> tuple[str, Outcome]:
+        """One line of an output or error file."""
+        cid = str(obj.get("custom_id"))
+        response = obj.get("response") or {}
+        error = obj.get("error") or {}
+        status = response.get("status_code")
+        if status == 200 and not error:
+            return cid, Outcome(True, response.get("body"))
+        if status:
+            message = message_of(response.get("body"))
+            reason = f"HTTP {status}" + (f": {message}" if message else "")
+            return cid, Outcome(False, reason=self._clean(reason), retry=retry_status(int(status)))
+        code = str(error.get("code") or "error")
+        message = str(error.get("message") or "")
+        return cid, Outcome(False, reason=self._clean(f"{code}: {message}" if message else code))

@@ -79,6 +79,9 @@ class RewardModel:
             out.extend(float(x) for x in logits[:, 0])
         return out
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         texts = [text_of(ctx, self.spec) + cont for ctx, conts in requests for cont in conts]
         flat = iter(self.rewards(texts))

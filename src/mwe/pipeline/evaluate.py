@@ -82,6 +82,30 @@ def with_variants(datasets: list[Dataset]) -> list[Dataset]:
     return [v for d in datasets for v in by_name(d.family).variants(d)]
 
 
+def requests_for(model: CachedModel, ds: Dataset, fmt: str
+                 ) -> list[tuple[prompts.Prompt, list[str]]]:
+    """What a model scores for one dataset: each question's context and its answers."""
+    chat = model.chat if fmt == "chat" else None
+    contexts = [prompts.context(item, fmt, chat) for item in ds.items]
+    return [(c, [prompts.continuation(a, c) for a in item.answers])
+            for item, c in zip(ds.items, contexts)]
+
+
+def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt: str
+         ) -> list[dict[str, Any]]:
+    """Per model, before any call: how many calls evaluation makes, how many the cache holds,
+    and the estimated tokens of the rest (what --dry-run prints)."""
+    out = []
+    for name, model in models:
+        calls = cached = tokens = 0
+        for ds in datasets:
+            n, c, t = model.plan_score(requests_for(model, ds, fmt))
+            calls, cached, tokens = calls + n, cached + c, tokens + t
+        out.append({"stage": "evaluate", "model": name, "spec": model.spec, "calls": calls,
+                    "cached": cached, "tokens_in": tokens, "tokens_out": 0})
+    return out
+
+
 def evaluate_model(
     model: CachedModel,
     datasets: list[Dataset],
@@ -90,13 +114,11 @@ def evaluate_model(
 ) -> ModelRun:
     """Score all datasets with one model, one dataset at a time (prompts share templates)."""
     run = ModelRun(model.spec)
-    chat = model.chat if fmt == "chat" else None
     for ds in datasets:
-        contexts = [prompts.context(item, fmt, chat) for item in ds.items]
-        conts = [[prompts.continuation(a, c) for a in item.answers]
-                 for item, c in zip(ds.items, contexts)]
+        requests = requests_for(model, ds, fmt)
+        conts = [c for _, c in requests]
         before = model.hits
-        scores = model.score(list(zip(contexts, conts)), on_progress=on_progress)
+        scores = model.score(requests, on_progress=on_progress)
         run.cached_rows += model.hits - before
         rows = []
         reward = model.rewards

@@ -24,6 +24,18 @@ from mwe.models import CachedModel, Models
 from mwe.spec import BehaviorSpec
 
 
+def plan(spec: BehaviorSpec, family: Family, model: CachedModel) -> dict[str, Any]:
+    """Generation's calls before any is made: exact (every draw is known in advance), with
+    what the cache holds, estimated input tokens and at most max_tokens out per sample."""
+    chunks, _ = family.draws(spec, model, family.prepare(spec))
+    calls = cached = t_in = t_out = 0
+    for chunk in chunks:
+        n, c, i, o = model.plan_generate([d.prompt for d in chunk], chunk[0].sampling)
+        calls, cached, t_in, t_out = calls + n, cached + c, t_in + i, t_out + o
+    return {"stage": "generate", "model": model.spec, "spec": model.spec, "calls": calls,
+            "cached": cached, "tokens_in": t_in, "tokens_out": t_out}
+
+
 def sample(spec: BehaviorSpec, family: Family, model: CachedModel,
            material: dict[str, list[str]], progress: bool = True
            ) -> tuple[list[dict[str, Any]], dict[str, str]]:

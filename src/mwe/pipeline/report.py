@@ -52,6 +52,7 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "agreement": agreement_section(inp, figs),
         "maps": [(m, script_json(m)) for m in inp.maps],
         "validation": validation.section(inp, figs),
+        "usage": inp.usage,
         "cards": cards(inp, figs),
     }
 

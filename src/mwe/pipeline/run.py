@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mwe import __version__
+from mwe.cost import UsageLedger
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
 from mwe.families import by_name
@@ -57,14 +58,21 @@ def staged(spec: BehaviorSpec) -> bool:
     return by_name(spec.family).staged
 
 
-def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
-            ) -> tuple[dict[str, Any], list[ModelRun]]:
+def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,
+            ledger: UsageLedger | None = None) -> tuple[dict[str, Any], list[ModelRun]]:
+    """The stages in one folder; `ledger` notes each stage's tokens (written as usage.csv)."""
+    ledger = ledger or UsageLedger()
     if staged(spec):
         generate(spec, out, models, progress)
+        ledger.stage("generate", models)
         card = run_filter(out, out, models, progress=progress)
+        ledger.stage("filter", models)
     else:
         card = by_name(spec.family).build(spec, out, models, progress)
+        ledger.stage("build", models)
     runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
+    ledger.stage("evaluate", models)
     if not runs:  # no results now: none from an earlier run in this folder either
         remove_stale(out / "results", RESULT_FILES, [])
+    ledger.write(out / "usage.csv")
     return card, runs

@@ -33,6 +33,7 @@ SECTIONS = [
     ("agreement", "Model agreement"),
     ("maps", "Dataset map"),
     ("validation", "Human validation"),
+    ("usage", "Tokens and cost"),
     ("cards", "Dataset cards"),
 ]
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")

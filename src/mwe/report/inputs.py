@@ -38,6 +38,7 @@ class Inputs:
     validation: list[dict[str, Any]] = field(default_factory=list)  # validation.json files
     maps: list[dict[str, Any]] = field(default_factory=list)  # map.json's maps
     agreement: list[dict[str, Any]] = field(default_factory=list)  # sweep.json's, checked
+    usage: list[dict[str, Any]] = field(default_factory=list)  # usage.csv rows, with "folder"
     reversals: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -279,6 +280,35 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
         raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
 
 
+def _load_usage(path: Path, folder: str) -> list[dict[str, Any]]:
+    """usage.csv: tokens and estimated cost per stage and model, each number checked."""
+    import csv
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc}") from None
+    out = []
+    for n, rec in enumerate(csv.DictReader(text.splitlines()), 2):
+        at = _At(path, n)
+        r: dict[str, Any] = {"folder": folder, "stage": rec.get("stage") or "",
+                             "model": rec.get("model") or "", "counted": rec.get("counted") or ""}
+        for key, integer in (("calls", True), ("tokens_in", True), ("tokens_out", True),
+                             ("cost_usd", False)):
+            value = rec.get(key)
+            if value in (None, ""):
+                r[key] = None
+                continue
+            try:
+                r[key] = int(value) if integer else float(value)
+            except ValueError:
+                raise at.error(key, f"expected a number, found {_found(value)}") from None
+            if r[key] < 0:
+                raise at.error(key, f"expected at least 0, found {value}")
+        out.append(r)
+    return out
+
+
 def _agreement(at: _At, x: Any) -> list[dict[str, Any]]:
     out = []
     for i, a in enumerate(at.need_list(x, "agreement")):
@@ -458,6 +488,8 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         if (p / "card.json").is_file():
             got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
             found = True
+        if (p / "usage.csv").is_file():
+            got.usage += _load_usage(p / "usage.csv", str(p))
         if (p / "map.json").is_file():
             got.maps.extend(_load_maps(p / "map.json"))
             found = True
