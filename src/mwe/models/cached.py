@@ -135,8 +135,8 @@ class CachedModel:
 
     def _cached_usage(self, kind: str, keys: Sequence[str]) -> None:
         found = self.store.get_usage(self.model_id, kind, keys)
-        self.tokens.add(list(found.values()), cached=True)
-        self.tokens.cached_uncounted += len(keys) - len(found)
+        self.tokens.add([found[k] for k in keys if k in found], cached=True)  # a repeated key
+        self.tokens.cached_uncounted += sum(1 for k in keys if k not in found)  # counts twice
 
     def plan_score(self, requests: Sequence[ScoreRequest]) -> tuple[int, int, int]:
         """(calls, of which cached, estimated input tokens of the rest), calling nothing."""
@@ -232,6 +232,9 @@ class CachedModel:
             for i, j in copies:
                 results[i] = results[j]
                 self.misses += 1
+            if copies:  # a copy is a call too: a rerun reads it from the cache and counts it
+                self.tokens.add(self._score_usage([requests[j] for _, j in copies]),
+                                cached=False)
             if on_progress and not streaming:
                 on_progress(len(idx))
         done = [r for r in results if r is not None]
