@@ -282,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="go on (with a warning) when a folder under --data cannot be read")
     sw.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="run the (model x dataset chunk) units as Ray tasks: on the cluster at "
+                    "ADDRESS ('auto', HOST:6379, ray://HOST:10001), else where RAY_ADDRESS "
+                    "points, else on a new local Ray; each model's tasks ask for the series "
+                    "file's num_gpus/num_cpus; the same files as without --ray (needs mwe[ray])")
     sw.add_argument("--dry-run", action="store_true", help="print the calls, what the cache "
                     "holds, tokens and estimated cost; call nothing, write nothing")
     _add_common(sw)
@@ -707,20 +712,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _models(args.model)
         series = Series(series.name, series.models + from_specs(args.model).models)
     check_output_dir(args.out)
+    if args.ray is not None and not args.dry_run:
+        from mwe.pipeline.ray_sweep import ray_module
+
+        ray_module()  # not installed: say so before any data is read
     models = _models_from(args)
     datasets = _datasets(args)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
     if args.dry_run:
-        from mwe.pipeline.evaluate import plan, with_variants
+        from mwe.pipeline.evaluate import plan
 
-        _print_plan(plan([(m.label, models.open(m.model)) for m in series.models],
-                         with_variants(datasets), args.format), [])
+        _print_plan(plan([(m.label, models.open(m.model)) for m in series.models], datasets,
+                         args.format), [])
         return 0
     start = time.perf_counter()
-    results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
-                                  models, not args.no_progress)
+    if args.ray is not None:
+        from mwe.pipeline.ray_sweep import ray_sweep
+
+        results, trends, runs = ray_sweep(series, datasets, args.format, Path(args.out), models,
+                                          args.ray or None, not args.no_progress)
+    else:
+        results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
+                                      models, not args.no_progress)
     _usage(models, "evaluate", Path(args.out))
     cached = sum(r.cached_rows for r in runs)
     print(f"{n_rows * len(series.models)} rows in {time.perf_counter() - start:.0f} s; "

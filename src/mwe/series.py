@@ -12,6 +12,8 @@
         params: 270e6
         step: 0                  # training or RLHF step: the x axis of a checkpoint series
         tuning: base
+        num_gpus: 0.25           # `mwe sweep --ray`: what each of its tasks asks Ray for
+        num_cpus: 2              # (ignored by the local sweep; see mwe.pipeline.ray_sweep)
 
 A trend over `params` is only clean when the models share family, tuning and quantization;
 the report says when they do not.
@@ -30,6 +32,8 @@ from mwe.redact import redact
 from mwe.spec import Checker, read_config
 
 TUNING = ("base", "tuned", "rlhf", "pm")
+# resource requests of a model's Ray tasks (`mwe sweep --ray`); not axes, not in any output
+RESOURCES = ("num_cpus", "num_gpus")
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,17 @@ class SeriesModel:
     tuning: str | None = None
     family: str | None = None
     quantization: str | None = None
+    num_cpus: float | None = None
+    num_gpus: float | None = None
 
     def axes(self) -> dict[str, Any]:
         return {"params": self.params, "step": self.step, "tuning": self.tuning,
                 "model_family": self.family, "quantization": self.quantization}
+
+    def resources(self) -> dict[str, float]:
+        """The Ray resource requests the series file gives (num_cpus, num_gpus), no others."""
+        given = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        return {k: v for k, v in given.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,8 @@ def load_series(path: str | Path) -> Series:
         if not isinstance(entry, dict) or "model" not in entry:
             raise DataError(str(path), loc.line(None, "models"), where,
                             "each model needs at least 'model: BACKEND:NAME'")
-        allowed = {"model", "label", "params", "step", "tuning", "family", "quantization"}
+        allowed = {"model", "label", "params", "step", "tuning", "family", "quantization",
+                   *RESOURCES}
         for key in entry:
             if key not in allowed:
                 raise DataError(str(path), loc.line(None, "models"), f"{where}.{key}",
@@ -110,9 +122,32 @@ def load_series(path: str | Path) -> Series:
         if tuning is not None and tuning not in TUNING:
             raise DataError(str(path), loc.line(None, "models"), f"{where}.tuning",
                             f"'{tuning}' is not one of: {', '.join(TUNING)}")
+        resources = {key: resource(entry.get(key), path, loc.line(None, "models"),
+                                   f"{where}.{key}") for key in RESOURCES}
         models.append(SeriesModel(str(spec), label, nums["params"], nums["step"], tuning,
                                   str(entry["family"]) if "family" in entry else None,
                                   str(entry["quantization"]) if "quantization" in entry
-                                  else None))
+                                  else None, **resources))
     name = str(data.get("name", path.stem))
     return Series(name, tuple(models))
+
+
+def resource(value: Any, path: Path, line: int | None, where: str) -> float | None:
+    """A Ray resource request, as Ray takes it (to 0.0001): CPUs any number from 0; GPUs a
+    fraction below 1 (tasks that share a GPU) or whole GPUs."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # YAML reads 1e0 (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0:
+        raise DataError(str(path), line, where,
+                        f"expected a number of at least 0 (e.g. 1 or 0.25), got {value!r}")
+    if 0 < value < 0.0001:
+        raise DataError(str(path), line, where, f"{value!r}: Ray counts resources to 0.0001")
+    if where.endswith("num_gpus") and value > 1 and value != int(value):
+        raise DataError(str(path), line, where,
+                        f"{value!r}: a fraction of a GPU only below 1 (tasks sharing one GPU), "
+                        "else whole GPUs")
+    return float(value)

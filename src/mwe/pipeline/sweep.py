@@ -43,11 +43,22 @@ TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low
                  "trend", "confounded"]
 
 
+Swept = tuple[list[dict[str, Any]], list[dict[str, Any]], list[ModelRun]]
+
+
 def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: Models,
-          progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                          list[ModelRun]]:
+          progress: bool = True) -> Swept:
+    """Every model in turn on this machine (`mwe sweep`; mwe.pipeline.ray_sweep spreads the
+    same work over a Ray cluster and writes through `write_sweep` as well)."""
     runs = evaluate_models([(m.label, models.open(m.model)) for m in series.models], datasets,
                            fmt, progress)
+    return write_sweep(series, datasets, fmt, out, runs)
+
+
+def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
+                runs: list[ModelRun]) -> Swept:
+    """The sweep's files from one finished run per series model (in the series' order): rows
+    labelled, results with the axes, trends, agreement, reversals, the families' extras."""
     results: list[dict[str, Any]] = []
     for m, run in zip(series.models, runs):
         axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
