@@ -309,33 +309,34 @@ def _load_usage(path: Path, folder: str) -> list[dict[str, Any]]:
     return out
 
 
-def _agreement(at: _At, x: Any) -> list[dict[str, Any]]:
+def _rows_of(at: _At, x: Any, name: str, text: tuple[str, ...], counts: tuple[str, ...]
+             ) -> list[dict[str, Any]]:
+    """A list of sweep.json rows: `text` fields required, `counts` whole numbers >= 0, and
+    share with its interval as fractions."""
     out = []
-    for i, a in enumerate(at.need_list(x, "agreement")):
-        where = _key("agreement", i)
-        a = dict(at.need_obj(a, where))
-        for key in ("predictor", "target"):
-            a[key] = at.text(a, key, where, required=True)
-        for key in ("datasets", "agree", "both_prefer", "both_disprefer"):
-            a[key] = at.number(a, key, where, integer=True, lo=0)
-        for key in ("share", "ci_low", "ci_high"):
-            a[key] = at.number(a, key, where, lo=0, hi=1)
-        out.append(a)
-    return out
-
-
-def _reversals(at: _At, x: Any) -> list[dict[str, Any]]:
-    out = []
-    for i, r in enumerate(at.need_list(x, "reversals")):
-        where = _key("reversals", i)
+    for i, r in enumerate(at.need_list(x, name)):
+        where = _key(name, i)
         r = dict(at.need_obj(r, where))
-        r["dataset"] = at.text(r, "dataset", where) or ""
-        for key in ("models", "steps", "pairs", "reversals"):
+        for key in text:
+            r[key] = at.text(r, key, where, required=True)
+        for key in counts:
             r[key] = at.number(r, key, where, integer=True, lo=0)
         for key in ("share", "ci_low", "ci_high"):
             r[key] = at.number(r, key, where, lo=0, hi=1)
         out.append(r)
     return out
+
+
+def _agreement(at: _At, x: Any) -> list[dict[str, Any]]:
+    return _rows_of(at, x, "agreement", ("predictor", "target"),
+                    ("datasets", "agree", "both_prefer", "both_disprefer"))
+
+
+def _reversals(at: _At, x: Any) -> list[dict[str, Any]]:
+    rows = _rows_of(at, x, "reversals", (), ("models", "steps", "pairs", "reversals"))
+    for i, r in enumerate(rows):  # "" names the summary row over all datasets
+        r["dataset"] = at.text(r, "dataset", _key("reversals", i)) or ""
+    return rows
 
 
 def _load_maps(path: Path) -> list[dict[str, Any]]:
