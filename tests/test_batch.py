@@ -54,6 +54,12 @@ def h(obj: Any) -> int:
     return int(hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8], 16)
 
 
+def billed(prompt: str, text: str) -> dict[str, int]:
+    """Usage fields that no local count would give (words, plus a fixed overhead)."""
+    p, c = len(prompt.split()) + 100, len(text.split())
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
 def completion(body: dict[str, Any]) -> dict[str, Any]:
     prompt = body["prompt"]
     if body.get("echo"):  # the prompt's tokens (words with their leading space), log-probs a
@@ -68,7 +74,7 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
         logprobs, text = None, f" sample {body.get('seed')} {h(body) % 997}\nsecond line"
     return {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
             "choices": [{"text": text, "index": 0, "logprobs": logprobs,
-                         "finish_reason": "length"}]}
+                         "finish_reason": "length"}], "usage": billed(prompt, text)}
 
 
 def chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +90,8 @@ def chat(body: dict[str, Any]) -> dict[str, Any]:
         content = f"chat sample {body.get('seed')} {h(body) % 997}\nsecond line"
     return {"id": "chat-1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
-                         "message": {"role": "assistant", "content": content}}]}
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": billed(json.dumps(body["messages"]), content)}
 
 
 def message(body: dict[str, Any], k: int) -> dict[str, Any]:
@@ -97,7 +104,9 @@ def message(body: dict[str, Any], k: int) -> dict[str, Any]:
         text = f"sample {k} of {base % 997}\nsecond line"
     return {"id": f"msg_{k}", "type": "message", "role": "assistant", "model": body["model"],
             "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-            "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}
+            "stop_sequence": None, "usage": {
+                "input_tokens": len(json.dumps(body["messages"]).split()) + 100,
+                "output_tokens": len(text.split())}}
 
 
 class Fake:
@@ -429,6 +438,39 @@ def test_anthropic_batch_equals_online_sampled_scoring_and_generation(
     assert all(math.exp(x) < 1 for row in outs["1"][0] for x in row)
     secret_free(tmp_path / "c1.sqlite")
     assert fake.keys == {ANT_SECRET}
+
+
+def usage_rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        return sorted(db.execute("SELECT kind, key, tokens_in, tokens_out, counted FROM usage"))
+
+
+def test_tokens_are_the_providers_usage_fields_online_and_in_batches(
+        fake: Fake, port: int, tmp_path: Path) -> None:
+    """What the answers bill (the fake's word counts plus 100), not a local estimate: summed
+    over a request's calls (one per continuation for echo scoring, one per sample)."""
+    sampling = Sampling(n=3, temperature=0.9, top_p=0.95, max_tokens=20, seed=7)
+    prompts = ["Write a statement:", "Write another statement here:"]
+    for mode in ("0", "1"):
+        store = Store(tmp_path / f"c{mode}.sqlite")
+        echo = open_model(f"openai:fake@http://127.0.0.1:{port}/v1?scoring=echo&batch={mode}"
+                          "&poll=0.02", store)
+        echo.score(REQUESTS)
+        echo.generate(prompts, sampling)
+        claude = open_model(f"anthropic:claude-test@http://127.0.0.1:{port}?samples=4"
+                            f"&batch={mode}&poll=0.02", store)
+        claude.generate(prompts, Sampling(n=2, temperature=0.7, max_tokens=30))
+        assert echo.tokens.counted == claude.tokens.counted == {"api"}
+        assert (echo.tokens.computed_in, echo.tokens.computed_out) == (
+            sum(len((ctx + c).split()) + 100 for ctx, conts in REQUESTS for c in conts)
+            + sum(3 * (len(p.split()) + 100) for p in prompts),
+            sum(len((ctx + c).split()) + 1 for ctx, conts in REQUESTS for c in conts)
+            + 2 * 3 * 5)  # " sample SEED N\nsecond line", before the stop cuts it
+        assert claude.tokens.computed_out == 2 * 2 * 6  # "sample K of N\nsecond line"
+    rows = usage_rows(tmp_path / "c0.sqlite")
+    assert rows == usage_rows(tmp_path / "c1.sqlite")
+    unique = {(ctx, tuple(conts)) for ctx, conts in REQUESTS}  # a duplicate is computed once
+    assert {r[4] for r in rows} == {"api"} and len(rows) == len(unique) + 2 * len(prompts)
 
 
 # --- (2) kill -9 between submit and completion, then resume ---

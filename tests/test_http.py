@@ -129,6 +129,13 @@ def test_http_generation_is_seeded_stops_and_is_cached(server: int, tmp_path: Pa
     assert all("\n" not in t for texts in first for t in texts)
     assert len(set(first[0])) > 1  # one seed per sample
     assert model.backend.stats.calls == 8  # type: ignore[attr-defined]
+    # tokens are the server's usage fields: its prompt tokens, once per sample, are what the
+    # model's own tokenizer counts; at most max_tokens out per sample
+    assert model.tokens.counted == {"api"}
+    local = open_model("llamacpp:smollm2-135m-instruct", Store(tmp_path / "l.sqlite")).backend
+    assert model.tokens.computed_in == 4 * sum(local.count_tokens(  # type: ignore[attr-defined]
+        [prompt, prompt + " A"]))
+    assert 8 <= model.tokens.computed_out <= 8 * 24
     again = open_model(spec, store)
     assert again.generate([prompt, prompt + " A"], s) == first
     assert again.misses == 0 and again._backend is None  # from the cache, no connection

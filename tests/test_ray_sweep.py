@@ -225,8 +225,9 @@ def test_plan_follows_the_local_chunks(fake: FakeRay, small: tuple[Series, list[
 def test_fake_ray_sweep_is_the_local_sweep(fake: FakeRay, small: tuple[Series, list[Dataset]],
                                            tmp_path: Path, fmt: str) -> None:
     series, datasets = small
-    _, _, local_runs = sweep(series, datasets, fmt, tmp_path / "local",
-                             Models(Store(tmp_path / "local.sqlite")), progress=False)
+    local_models = Models(Store(tmp_path / "local.sqlite"))
+    _, _, local_runs = sweep(series, datasets, fmt, tmp_path / "local", local_models,
+                             progress=False)
     local_batches = sorted(BATCHES)
     BATCHES.clear()
     models = Models(Store(tmp_path / "ray.sqlite"))
@@ -243,6 +244,13 @@ def test_fake_ray_sweep_is_the_local_sweep(fake: FakeRay, small: tuple[Series, l
     # in an earlier chunk, or by the other entry of the same model) is a cached row
     assert [(r.computed_rows, r.cached_rows) for r in runs] == \
         [(r.computed_rows, r.cached_rows) for r in local_runs] == [(10, 3), (10, 3), (0, 13)]
+    # and their tokens as computed now (what the printed cost of this run prices), as locally
+
+    def tokens(ms: Models) -> dict[str, tuple[int, int]]:
+        return {m.spec: (m.tokens.computed_in, m.tokens.cached_in) for m in ms.opened}
+
+    assert tokens(models) == tokens(local_models)
+    assert all(t[0] > 0 for spec, t in tokens(models).items() if "copy" not in spec)
     assert {o["max_retries"] for o in fake.options} == {2}
     assert all((o.get("num_cpus"), o.get("num_gpus")) == ((0.5, 0.5) if "two" in o["name"]
                else (None, None)) for o in fake.options)

@@ -290,6 +290,16 @@ def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path) -> None
         assert float(next(csv.DictReader(fh))["gap"]) == pytest.approx(summary["gap"])
     with (out / "results" / "sandbagging-questions.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 4 * 3
+    # the card holds what building the dataset took: usage.csv's build row, tokens counted
+    # by the generator's tokenizer, priced at zero for a local model
+    with (out / "usage.csv").open() as fh:
+        usage = list(csv.DictReader(fh))
+    (built,) = card["usage"]
+    assert {k: str(v) for k, v in built.items()} == {
+        k: v for k, v in usage[0].items()} and usage[0]["stage"] == "build"
+    assert built["calls"] > 0 and built["tokens_in"] > 0 and built["tokens_out"] > 0
+    assert built["counted"] == "tokenizer" and built["cost_usd"] == 0
+    assert "## Tokens and estimated cost of building it" in (out / "card.md").read_text()
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     run()  # resumed from the cache: the same bytes
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

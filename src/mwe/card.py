@@ -246,4 +246,43 @@ def write_card(out: Path, card: dict[str, Any], steps: Sequence[str] = FILTER_ST
     """card.json and card.md, for every family (each an atomic write)."""
     write_json(out / "card.json", card)
     with atomic_open(out / "card.md") as fh:
-        fh.write(markdown(card, steps, statistics))
+        fh.write(markdown(card, steps, statistics) + usage_markdown(card.get("usage")))
+
+
+USAGE_HEAD = "## Tokens and estimated cost of building it"
+
+
+def add_usage(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Put what building the dataset took (usage.csv's rows of its stages) into the card
+    written before those tokens were known: card.json's `usage`, and card.md's last section."""
+    import json
+
+    path = out / "card.json"
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["usage"] = [dict(r) for r in rows]
+    text = (out / "card.md").read_text(encoding="utf-8")
+    text = text.split("\n" + USAGE_HEAD, 1)[0]
+    write_json(path, card)
+    with atomic_open(out / "card.md") as fh:
+        fh.write(text + usage_markdown(card["usage"]))
+
+
+def usage_markdown(rows: Sequence[dict[str, Any]] | None) -> str:
+    if not rows:
+        return ""
+
+    def money(x: Any) -> str:
+        return "unknown price" if x is None else f"${x:.4f}"
+
+    known = [r["cost_usd"] for r in rows]
+    total = None if any(c is None for c in known) else sum(known)
+    lines = ["", USAGE_HEAD, "",
+             "Every call priced as if made now (cached calls included), from mwe's price table.",
+             "", "| stage | model | calls | tokens in | tokens out | counted | cost |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {md(r['stage'])} | {md_code(r['model'])} | {r['calls']} | "
+                     f"{r['tokens_in']} | {r['tokens_out']} | {md(r['counted'])} | "
+                     f"{money(r['cost_usd'])} |")
+    lines += ["", f"Total: {money(total)}.", ""]
+    return "\n".join(lines)

@@ -32,7 +32,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mwe.errors import MweError
-from mwe.models.base import Chat, Prompt, Sampling, ScoreRequest, cut_at_stop
+from mwe.models.base import (
+    Chat,
+    Prompt,
+    Sampling,
+    ScoreRequest,
+    TokenUsage,
+    add_usage,
+    cut_at_stop,
+    usage_of,
+)
 from mwe.models.batch import (
     MESSAGES,
     OPTIONS,
@@ -188,30 +197,37 @@ class AnthropicModel(HttpBackend):
                                    sampling.top_p, sampling.stop)
 
     def score_each(self, requests: Sequence[ScoreRequest],
-                   on_result: Callable[[int, list[float]], None]) -> None:
+                   on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
         if self.batch:
             groups = [Group(MESSAGES, [self._params(ctx, SCORE_TOKENS, 1.0, 1.0, ())]
                             * self.samples) for ctx, _ in requests]
-            self._batched(groups,
-                          lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)),
-                          lambda r: describe(requests[r][0]))
+
+            def done(r: int, messages: list[Any]) -> None:
+                texts, usage = _texts_and_usage(messages)
+                on_result(r, estimate(list(requests[r][1]), texts), usage)
+
+            self._batched(groups, done, lambda r: describe(requests[r][0]))
             return
         self._fan_out([self.samples] * len(requests),
                       lambda r, _: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ()),
                       lambda r: len(requests[r][0]) // 4 + SCORE_TOKENS,
-                      lambda r, answers: on_result(r, estimate(list(requests[r][1]), answers)))
+                      lambda r, answers, usage: on_result(r, estimate(list(requests[r][1]), answers),
+                                                          usage))
 
     def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
-                      on_result: Callable[[int, list[str]], None]) -> None:
+                      on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None:
         if not self.batch:
             super().generate_each(prompts, sampling, on_result)
             return
         groups = [Group(MESSAGES, [self._params(p, sampling.max_tokens, sampling.temperature,
                                                 sampling.top_p, sampling.stop)] * sampling.n)
                   for p in prompts]
-        self._batched(groups,
-                      lambda p, texts: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts]),
-                      lambda p: describe(prompts[p]))
+
+        def done(p: int, messages: list[Any]) -> None:
+            texts, usage = _texts_and_usage(messages)
+            on_result(p, [cut_at_stop(t, sampling.stop) for t in texts], usage)
+
+        self._batched(groups, done, lambda p: describe(prompts[p]))
 
     # --- batch mode (mwe.models.batch) ---
 
@@ -245,7 +261,7 @@ class AnthropicModel(HttpBackend):
             result = item.result
             if result.type == "succeeded":
                 text = "".join(getattr(b, "text", "") for b in result.message.content)
-                out.append((item.custom_id, Outcome(True, text)))
+                out.append((item.custom_id, Outcome(True, (text, usage_of(result.message)))))
             elif result.type == "errored":
                 error = getattr(result.error, "error", None)
                 kind = str(getattr(error, "type", "") or "error")
@@ -256,6 +272,12 @@ class AnthropicModel(HttpBackend):
             else:  # canceled, expired
                 out.append((item.custom_id, Outcome(False, reason=str(result.type))))
         return out
+
+
+def _texts_and_usage(messages: list[tuple[str, TokenUsage | None]]
+                     ) -> tuple[list[str], TokenUsage | None]:
+    """A batch group's answers (text, billed tokens) as texts and their summed tokens."""
+    return [text for text, _ in messages], add_usage([usage for _, usage in messages])
 
 
 def estimate(continuations: list[str], answers: list[str]) -> list[float]:

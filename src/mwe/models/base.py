@@ -106,6 +106,38 @@ class TokenCounter(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
 
+TokenUsage = tuple[int, int]  # input and output tokens, as a provider's usage fields give them
+
+
+def usage_of(response: Any) -> TokenUsage | None:
+    """The tokens an API answer says it billed: OpenAI's prompt/completion tokens or
+    Anthropic's input/output tokens, from an SDK object or a JSON body; None without them."""
+    usage = response.get("usage") if isinstance(response, dict) else getattr(response, "usage", None)
+    if usage is None:
+        return None
+
+    def count(*names: str) -> int | None:
+        for name in names:
+            value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return None
+
+    t_in = count("prompt_tokens", "input_tokens")
+    t_out = count("completion_tokens", "output_tokens")
+    if t_in is None and t_out is None:
+        return None
+    return (t_in or 0, t_out or 0)
+
+
+def add_usage(parts: Sequence[TokenUsage | None]) -> TokenUsage | None:
+    """The sum of the parts that reported usage; None when none did."""
+    known = [u for u in parts if u is not None]
+    if not known:
+        return None
+    return (sum(u[0] for u in known), sum(u[1] for u in known))
+
+
 def estimate_tokens(text: str) -> int:
     """Tokens where no tokenizer is at hand: about four characters each (English text)."""
     return max(1, (len(text) + 3) // 4) if text else 0
@@ -114,16 +146,17 @@ def estimate_tokens(text: str) -> int:
 @runtime_checkable
 class StreamingScorer(Protocol):
     """A backend whose calls finish one by one (HTTP): each result is handed over as it comes,
-    so the cache commits it at once and a crash loses only the calls in flight."""
+    so the cache commits it at once and a crash loses only the calls in flight, together
+    with the tokens the provider billed for it (None where the answer did not say)."""
 
     def score_each(self, requests: Sequence[ScoreRequest],
-                   on_result: Callable[[int, list[float]], None]) -> None: ...
+                   on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None: ...
 
 
 @runtime_checkable
 class StreamingSampler(Protocol):
     def generate_each(self, prompts: Sequence[Prompt], sampling: Sampling,
-                      on_result: Callable[[int, list[str]], None]) -> None: ...
+                      on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None: ...
 
 
 @runtime_checkable

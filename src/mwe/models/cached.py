@@ -19,6 +19,7 @@ from mwe.models.base import (
     StreamingSampler,
     StreamingScorer,
     TokenCounter,
+    TokenUsage,
     estimate_tokens,
     prompt_json,
 )
@@ -204,9 +205,11 @@ class CachedModel:
             streaming = isinstance(backend, StreamingScorer)
             if streaming:
                 # an HTTP backend: every finished call is committed at once
-                def commit(j: int, o: list[float], todo: list[int] = todo) -> None:
+                def commit(j: int, o: list[float], billed: TokenUsage | None,
+                           todo: list[int] = todo) -> None:
                     i = todo[j]
-                    usage = self._score_usage([requests[i]])
+                    usage = self._score_usage([requests[i]]) if billed is None else \
+                        [(*billed, "api")]
                     self.tokens.add(usage, cached=False)
                     self.store.put_many(self.model_id, "score", [(keys[i], inputs[i], o)],
                                         usage)
@@ -233,7 +236,10 @@ class CachedModel:
                 results[i] = results[j]
                 self.misses += 1
             if copies:  # a copy is a call too: a rerun reads it from the cache and counts it
-                self.tokens.add(self._score_usage([requests[j] for _, j in copies]),
+                # as its original was recorded
+                known = self.store.get_usage(self.model_id, "score", [keys[j] for _, j in copies])
+                self.tokens.add([known[keys[j]] if keys[j] in known else
+                                 self._score_usage([requests[j]])[0] for _, j in copies],
                                 cached=False)
             if on_progress and not streaming:
                 on_progress(len(idx))
@@ -250,9 +256,10 @@ class CachedModel:
         self._cached_usage("generate", [k for k in keys if k in found])
         backend = self.backend if todo else None
         if isinstance(backend, StreamingSampler):
-            def commit(j: int, o: list[str]) -> None:
+            def commit(j: int, o: list[str], billed: TokenUsage | None) -> None:
                 i = todo[j]
-                usage = self._generate_usage([prompts[i]], [o])
+                usage = self._generate_usage([prompts[i]], [o]) if billed is None else \
+                    [(*billed, "api")]
                 self.tokens.add(usage, cached=False)
                 self.store.put_many(self.model_id, "generate", [(keys[i], inputs[i], o)], usage)
                 found[keys[i]] = o

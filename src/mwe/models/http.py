@@ -12,6 +12,7 @@ loses at most the calls in flight.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import json
 import os
@@ -26,7 +27,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from mwe.errors import MweError
-from mwe.models.base import Prompt
+from mwe.models.base import Prompt, TokenUsage, add_usage, usage_of
 from mwe.redact import redact
 
 T = TypeVar("T")
@@ -44,6 +45,10 @@ LOCAL_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirec
 NETWORK_CLASSES = {"APIConnectionError", "APITimeoutError", "NetworkError", "TimeoutException",
                    "RemoteProtocolError"}
 TIMEOUT_CLASSES = {"APITimeoutError", "TimeoutException"}
+# the billed tokens of the requests one job made (several for forced scoring), gathered by
+# `_request` inside the job's own task, so concurrent jobs never mix their counts
+_METER: contextvars.ContextVar[list[TokenUsage | None] | None] = contextvars.ContextVar(
+    "mwe_http_meter", default=None)
 
 
 def retry_status(status: int) -> bool:
@@ -422,7 +427,7 @@ class HttpBackend:
         """One HTTP request, retried on its own: a job made of several requests never repeats
         the ones that already succeeded. A request that fails for good raises HttpError."""
         try:
-            return await with_retries(make, self.settings, self.stats)
+            result = await with_retries(make, self.settings, self.stats)
         except GaveUp as exc:
             if exc.last is None:
                 raise
@@ -433,6 +438,10 @@ class HttpBackend:
             if not _is_http_fault(exc):
                 raise  # a bug, not a fault of the server or the network: keep its traceback
             raise self.failure(exc, 1) from None
+        meter = _METER.get()
+        if meter is not None:
+            meter.append(usage_of(result))
+        return result
 
     async def _create(self, make: Callable[[], Awaitable[T]]) -> T:
         """A request that starts billed work (a batch). Retried only when the server answered
@@ -526,26 +535,33 @@ class HttpBackend:
         return text if len(text) <= 240 else text[:237] + "..."
 
     def _fan_out(self, sizes: Sequence[int], make: Callable[[int, int], Awaitable[Any]],
-                 tokens: Callable[[int], int], on_group: Callable[[int, list[Any]], None]
-                 ) -> None:
+                 tokens: Callable[[int], int],
+                 on_group: Callable[[int, list[Any], TokenUsage | None], None]) -> None:
         """sizes[g] calls for each group g, all in flight together; on_group(g, results in
-        call order) as soon as a group's last call finishes (a group of none at once)."""
+        call order, the tokens billed for them) as soon as a group's last call finishes (a
+        group of none at once)."""
         calls = [(g, j) for g, n in enumerate(sizes) for j in range(n)]
         results: dict[int, list[Any]] = {g: [None] * n for g, n in enumerate(sizes) if n}
+        billed: dict[int, list[TokenUsage | None]] = {g: [] for g in results}
         pending = {g: n for g, n in enumerate(sizes) if n}
         for g, n in enumerate(sizes):
             if not n:
-                on_group(g, [])
+                on_group(g, [], None)
 
-        def done(i: int, value: Any) -> None:
+        def done(i: int, value: tuple[Any, list[TokenUsage | None]]) -> None:
             g, j = calls[i]
-            results[g][j] = value
+            results[g][j] = value[0]
+            billed[g].extend(value[1])
             pending[g] -= 1
             if pending[g] == 0:
-                on_group(g, results.pop(g))
+                on_group(g, results.pop(g), add_usage(billed.pop(g)))
 
         def job(g: int, j: int) -> Callable[[], Awaitable[Any]]:
-            return lambda: make(g, j)
+            async def metered() -> tuple[Any, list[TokenUsage | None]]:
+                meter: list[TokenUsage | None] = []
+                _METER.set(meter)  # this job runs in a task of its own: its own context
+                return await make(g, j), meter
+            return metered
 
         self._run([job(g, j) for g, j in calls], done, [tokens(g) for g, _ in calls])
 
@@ -553,16 +569,16 @@ class HttpBackend:
 
     def score(self, requests: Sequence[Any]) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in requests]
-        self.score_each(requests, lambda i, r: out.__setitem__(i, r))
+        self.score_each(requests, lambda i, r, _: out.__setitem__(i, r))
         return out
 
     def generate(self, prompts: Sequence[Prompt], sampling: Any) -> list[list[str]]:
         out: list[list[str]] = [[] for _ in prompts]
-        self.generate_each(prompts, sampling, lambda p, texts: out.__setitem__(p, texts))
+        self.generate_each(prompts, sampling, lambda p, texts, _: out.__setitem__(p, texts))
         return out
 
     def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
-                      on_result: Callable[[int, list[str]], None]) -> None:
+                      on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None:
         """One request per sample (servers ignore or lack `n`); on_result(prompt index,
         texts) when all samples of a prompt are in."""
         from mwe.models.base import cut_at_stop
@@ -571,11 +587,12 @@ class HttpBackend:
             [sampling.n] * len(prompts),
             lambda p, k: self._sample_one(prompts[p], sampling, k),
             lambda p: len(prompts[p]) // 4 + sampling.max_tokens,
-            lambda p, texts: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts]))
+            lambda p, texts, usage: on_result(p, [cut_at_stop(t, sampling.stop) for t in texts],
+                                              usage))
 
     async def _sample_one(self, prompt: Prompt, sampling: Any, index: int) -> str:
         raise NotImplementedError
 
     def score_each(self, requests: Sequence[Any],
-                   on_result: Callable[[int, list[float]], None]) -> None:
+                   on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
         raise NotImplementedError

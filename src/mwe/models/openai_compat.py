@@ -44,10 +44,13 @@ from mwe.models.base import (
     Prompt,
     Sampling,
     ScoreRequest,
+    TokenUsage,
+    add_usage,
     cut_at_stop,
     seed_for,
     split_trailing_spaces,
     text_of,
+    usage_of,
 )
 from mwe.models.batch import (
     CHAT,
@@ -238,7 +241,7 @@ class OpenAIModel(HttpBackend):
         return str(res.choices[0].text or "")
 
     def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
-                      on_result: Callable[[int, list[str]], None]) -> None:
+                      on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None:
         if not self.batch:
             super().generate_each(prompts, sampling, on_result)
             return
@@ -247,7 +250,8 @@ class OpenAIModel(HttpBackend):
 
         def done(p: int, responses: list[Any]) -> None:
             texts = [self._choice_text(r, groups[p].endpoint) for r in responses]
-            on_result(p, [cut_at_stop(t, sampling.stop) for t in texts])
+            on_result(p, [cut_at_stop(t, sampling.stop) for t in texts],
+                      add_usage([usage_of(r) for r in responses]))
 
         self._batched(groups, done, lambda p: describe(prompts[p]))
 
@@ -272,7 +276,7 @@ class OpenAIModel(HttpBackend):
     # --- scoring ---
 
     def score_each(self, requests: Sequence[ScoreRequest],
-                   on_result: Callable[[int, list[float]], None]) -> None:
+                   on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
         method = self.resolve_scoring()
         if self.batch and method in ("top", "echo"):
             self._score_batched(method, requests, on_result)
@@ -285,7 +289,7 @@ class OpenAIModel(HttpBackend):
             self._fan_out([1] * len(requests),
                           lambda r, _: self._top(requests[r][0], list(requests[r][1])),
                           lambda r: len(requests[r][0]) // 4 + 1,
-                          lambda r, out: on_result(r, out[0]))
+                          lambda r, out, usage: on_result(r, out[0], usage))
             return
         if any(isinstance(ctx, Chat) for ctx, _ in requests):
             raise MweError(f"{self.spec}: chat turns (--format chat) are scored through the "
@@ -425,7 +429,7 @@ class OpenAIModel(HttpBackend):
                     finalize=self._close, describe=describe)
 
     def _score_batched(self, method: str, requests: Sequence[ScoreRequest],
-                       on_result: Callable[[int, list[float]], None]) -> None:
+                       on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
         if method == "top":
             groups = [Group(CHAT, [self._top_body(ctx)]) for ctx, _ in requests]
 
@@ -437,7 +441,7 @@ class OpenAIModel(HttpBackend):
                     pairs = []
                 if not pairs:
                     raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
-                on_result(r, top_scores(pairs, list(requests[r][1])))
+                on_result(r, top_scores(pairs, list(requests[r][1])), usage_of(responses[0]))
 
             self._batched(groups, done_top, lambda r: describe(requests[r][0]))
             return
@@ -458,7 +462,7 @@ class OpenAIModel(HttpBackend):
                     lp = {}
                 out.append(echo_total(lp.get("text_offset"), lp.get("token_logprobs"), ctx,
                                       cont, self.spec))
-            on_result(r, out)
+            on_result(r, out, add_usage([usage_of(x) for x in responses]))
 
         self._batched(groups, done_echo, lambda r: describe(requests[r][0]))
 

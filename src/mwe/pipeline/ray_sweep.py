@@ -111,6 +111,7 @@ class UnitResult:
     cached_rows: int
     seconds: float
     worker: str
+    tokens: tuple[int, int] = (0, 0)  # input and output tokens of the calls computed here
 
 
 @dataclass
@@ -179,6 +180,7 @@ def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: st
             model.store = store
             model.model_id = store.register_model(identity)
             store.preload(model.model_id, known)
+            before = (model.tokens.computed_in, model.tokens.computed_out)
             for unit in earlier:
                 for kind, calls, _, _ in unit.calls:
                     if kind == "score":
@@ -192,9 +194,10 @@ def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: st
             assert WORKER is not None
             model.store = WORKER.scratch
             store.close()
+    tokens = (model.tokens.computed_in - before[0], model.tokens.computed_out - before[1])
     return UnitResult(run.rows, store.recorded, model.model_id, run.computed_rows,
                       run.cached_rows, time.perf_counter() - start,
-                      f"{socket.gethostname()}:{os.getpid()}")
+                      f"{socket.gethostname()}:{os.getpid()}", tokens)
 
 
 # ---- the driver's side ------------------------------------------------------------------
@@ -404,6 +407,7 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
     del refs  # a result is kept (by Ray) only while a unit waiting for it is not done
     rows: dict[int, str] = {}  # per unit: the digest of the rows its worker scored
     computed = [0] * len(series.models)
+    tokens = [[0, 0] for _ in series.models]  # computed by the workers, per model
     with tqdm(total=n_rows * len(series.models), initial=work.stored_rows, desc="sweep (ray)",
               unit="row", disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
         try:
@@ -427,6 +431,8 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
                         models.store.put_many(model.model_id, kind, calls, *args, **kwargs)
                     rows[index] = digest(result.rows)
                     computed[unit.model] += result.computed_rows
+                    tokens[unit.model][0] += result.tokens[0]
+                    tokens[unit.model][1] += result.tokens[1]
                     bar.update(unit.stop - unit.start)
                     if on_unit is not None:
                         on_unit(unit, result)
@@ -444,6 +450,12 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
         run.cached_rows = n_rows - computed[mi]
         model.hits -= computed[mi]
         model.misses += computed[mi]
+        # and their tokens are those of calls computed now (priced as such), not read back
+        t = model.tokens
+        t.cached_in -= tokens[mi][0]
+        t.cached_out -= tokens[mi][1]
+        t.computed_in += tokens[mi][0]
+        t.computed_out += tokens[mi][1]
         run.seconds = time.perf_counter() - start
         runs.append(run)
     for index, scored in rows.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mwe import __version__
+from mwe.card import add_usage
 from mwe.cost import UsageLedger
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
@@ -70,6 +71,8 @@ def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
     else:
         card = by_name(spec.family).build(spec, out, models, progress)
         ledger.stage("build", models)
+    add_usage(out, ledger.rows)  # what building the dataset took, in its card
+    card["usage"] = [dict(r) for r in ledger.rows]
     runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
     ledger.stage("evaluate", models)
     if not runs:  # no results now: none from an earlier run in this folder either
