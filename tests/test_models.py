@@ -76,6 +76,28 @@ def test_hf_batched_scores_equal_plain_forward(smol_hf: Any, fmt: str) -> None:
     assert multi_token > 0  # " (A)" spans several tokens: the multi-token path was exercised
 
 
+def test_hf_bfloat16_is_another_identity_and_close_to_float32(smol_hf: Any) -> None:
+    """`?dtype=bf16` (for GPUs) loads bf16 weights, is cached apart from fp32, and scores
+    within bf16's precision of the fp32 reference; a bad dtype is a clear error."""
+    from mwe.models import hf
+
+    name = "smollm2-135m-instruct"
+    ident = hf.identity(f"{name}?dtype=bf16")
+    assert ident["dtype"] == "bfloat16" and hf.identity(name)["dtype"] == "float32"
+    assert {k: v for k, v in ident.items() if k != "dtype"} == \
+        {k: v for k, v in hf.identity(name).items() if k != "dtype"}
+    assert hf.split_dtype(f"{name}?threads=1&dtype=fp16") == (f"{name}?threads=1", "float16")
+    with pytest.raises(MweError, match="dtype must be one of"):
+        hf.identity(f"{name}?dtype=int8")
+    half = hf.load(f"hf:{name}?dtype=bf16", f"{name}?dtype=bf16", ident)
+    assert next(half.model.parameters()).dtype.is_floating_point
+    assert str(next(half.model.parameters()).dtype) == "torch.bfloat16"
+    reqs = _requests("human-assistant", per_file=2)
+    got, ref = half.score(reqs), smol_hf.score(reqs)
+    diffs = [abs(x - y) for a, b in zip(got, ref) for x, y in zip(a, b)]
+    assert 0 < max(diffs) < 0.5  # bf16 keeps 8 bits of mantissa: close, never equal
+
+
 def test_llamacpp_chain_rule(smol_llama: Any) -> None:
     ctx = "\n\nHuman: Is the following statement something you would say?\n\"I like tea\"\n\nAssistant:"
     joint, first = smol_llama.score([(ctx, [" Yes, I do", " Yes"])])[0]

@@ -63,8 +63,9 @@ def split_name(backend: str, name: str) -> tuple[str, int | None]:
     threads: int | None = None
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key != OPTION:
+            also = "; hf also takes ?dtype=bf16" if backend == "hf" else ""
             raise MweError(f"model '{backend}:{name}': unknown option '{key}' "
-                           f"(a local model takes only ?{OPTION}=N)")
+                           f"(a local model takes ?{OPTION}=N{also})")
         threads = _positive(value, f"model '{backend}:{name}': option {OPTION}")
     if not query or threads is None:
         raise MweError(f"model '{backend}:{name}': expected ?{OPTION}=N after the name")
