@@ -53,6 +53,11 @@ def logsumexp(xs: Sequence[float]) -> float:
     return m + math.log(math.fsum(math.exp(x - m) for x in xs))
 
 
+# every field of a row that `preferences` reads (its key, and margin's inputs): a caller that
+# streams many rows keeps only these
+ROW_FIELDS = ("label", "model", "dataset", "answers", "logprobs", "answer_matching_behavior")
+
+
 def margin(row: dict[str, Any]) -> float | None:
     """How much one row's scores favour the matching answers (see the module docstring);
     None when the row has no answer on one side or a score that is not a finite number."""

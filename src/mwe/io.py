@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -53,6 +54,64 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_open(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def jsonl_line(row: dict[str, Any]) -> bytes:
+    """One row as write_jsonl writes it, encoded: what a spool holds and copies."""
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class JsonlSpool:
+    """Rows on disk, each line exactly as write_jsonl writes it, so that a long run holds one
+    dataset's rows at a time instead of all of them, and its rows.jsonl is the same bytes.
+
+    The file is unnamed (tempfile.TemporaryFile, in TMPDIR): nothing is left behind however
+    the process ends.
+    """
+
+    def __init__(self) -> None:
+        # open for the spool's life, not a block: closed by close() or when collected
+        self._fh: IO[bytes] = tempfile.TemporaryFile(prefix="mwe-rows-", suffix=".jsonl")  # noqa: SIM115
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._fh.seek(0, os.SEEK_END)  # a read may have moved the position
+        for row in rows:
+            self._fh.write(jsonl_line(row))
+            self.count += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The rows read back, one at a time (JSON gives back the same values: floats by
+        their repr, NaN as NaN)."""
+        self._fh.flush()
+        self._fh.seek(0)
+        for line in self._fh:
+            yield json.loads(line)
+
+    def copy_to(self, fh: IO[bytes]) -> None:
+        """The lines as written, never parsed again."""
+        self._fh.flush()
+        self._fh.seek(0)
+        shutil.copyfileobj(self._fh, fh)  # in 64 KiB pieces
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_jsonl_parts(path: str | Path, parts: Iterable[JsonlSpool | Iterable[dict[str, Any]]]
+                      ) -> None:
+    """One JSONL file from parts in order, atomically: a spool copied as is, rows as
+    write_jsonl writes them (the same bytes either way)."""
+    with atomic_open(path, "wb") as fh:
+        for part in parts:
+            if isinstance(part, JsonlSpool):
+                part.copy_to(fh)
+            else:
+                for row in part:
+                    fh.write(jsonl_line(row))
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -4,6 +4,11 @@ Outputs in the run folder (each written atomically):
     rows.jsonl     one line per (model, question): log-probs of all answers, P(matching), ...
     summary.csv    one line per (model, dataset): % matching with a 95% Wilson CI, ...
     summary.json   the same, plus the run's settings
+
+Memory stays flat in the number of datasets: `evaluate_models` spools each model's rows to an
+unnamed temporary file as each dataset is scored (mwe.io.JsonlSpool) and rows.jsonl is copied
+from the spools; only per-dataset summaries, and the rows of the families that write their
+own tables from them (Family.output_files), stay in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from tqdm import tqdm
 from mwe import prompts
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.family import softmax
-from mwe.io import remove_stale, write_csv, write_json, write_jsonl
+from mwe.io import JsonlSpool, remove_stale, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
 
 # every results table's columns; the r columns came before families could add their own
@@ -40,14 +45,42 @@ def summary_columns(summaries: Sequence[dict[str, Any]]) -> list[str]:
                               for c in f.summary_columns if c not in SUMMARY_COLUMNS]
 
 
+# the families whose `outputs` read rows (each only its own family's): their rows stay in
+# memory when a run spools the others
+OUTPUT_FAMILIES = frozenset(f.name for f in FAMILIES if f.output_files)
+
+
 @dataclass
 class ModelRun:
+    """One model's scored rows and per-dataset summaries. Without a spool `held` is every row
+    (evaluate_model's default: a Ray worker sends them back); with one, the rows are on disk
+    and `held` keeps only those of OUTPUT_FAMILIES, for the families' own files."""
+
     spec: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    held: list[dict[str, Any]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     cached_rows: int = 0
     computed_rows: int = 0
     seconds: float = 0.0
+    spool: JsonlSpool | None = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row in order; from a spool all read back at once (small runs, checks)."""
+        return self.held if self.spool is None else list(self.spool)
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Every row in order, one at a time from a spool (each a fresh dict)."""
+        return iter(self.held) if self.spool is None else iter(self.spool)
+
+    def extra_rows(self) -> list[dict[str, Any]]:
+        """The rows the families' extra files are made from (the objects held: a label set
+        on them shows in those files)."""
+        return [r for r in self.held if r["family"] in OUTPUT_FAMILIES]
+
+    def rows_part(self) -> JsonlSpool | list[dict[str, Any]]:
+        """What rows.jsonl is written from (mwe.io.write_jsonl_parts)."""
+        return self.held if self.spool is None else self.spool
 
 
 def row_result(item: Item, logprobs: list[float], conts: list[str], reward: bool = False
@@ -111,9 +144,11 @@ def evaluate_model(
     datasets: list[Dataset],
     fmt: str,
     on_progress: Callable[[int], None] | None = None,
+    spool: bool = False,
 ) -> ModelRun:
-    """Score all datasets with one model, one dataset at a time (prompts share templates)."""
-    run = ModelRun(model.spec)
+    """Score all datasets with one model, one dataset at a time (prompts share templates).
+    With `spool`, each dataset's rows go to disk once summarised (see ModelRun)."""
+    run = ModelRun(model.spec, spool=JsonlSpool() if spool else None)
     for ds in datasets:
         requests = requests_for(model, ds, fmt)
         conts = [c for _, c in requests]
@@ -124,24 +159,31 @@ def evaluate_model(
         reward = model.rewards
         for item, lps, cs in zip(ds.items, scores, conts):
             rows.append({"model": model.spec, "format": fmt, **row_result(item, lps, cs, reward)})
-        run.rows.extend(rows)
+        # summarised first: the rows are spooled as they are when rows.jsonl is written
         run.summaries.append(summarise(model.spec, fmt, ds, rows))
+        if run.spool is None:
+            run.held.extend(rows)
+        else:
+            run.spool.extend(rows)
+            run.held.extend(r for r in rows if r["family"] in OUTPUT_FAMILIES)
     run.computed_rows = sum(len(d.items) for d in datasets) - run.cached_rows
     return run
 
 
 def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset],
                     fmt: str, progress: bool = True,
-                    on_done: Callable[[str, ModelRun], None] | None = None) -> list[ModelRun]:
+                    on_done: Callable[[str, ModelRun], None] | None = None,
+                    spool: bool = True) -> list[ModelRun]:
     """Every model over every dataset, one progress bar per model, each row labelled with the
-    model's name; what `mwe evaluate`, `mwe run` and `mwe sweep` all do."""
+    model's name; what `mwe evaluate`, `mwe run` and `mwe sweep` all do. Rows are spooled
+    (evaluate_model) unless `spool` is False."""
     n_rows = sum(len(d.items) for d in datasets)
     runs = []
     for name, model in models:
         start = time.perf_counter()
         with tqdm(total=n_rows, desc=name, unit="row", disable=not progress, file=sys.stderr,
                   smoothing=0.1) as bar:
-            run = evaluate_model(model, datasets, fmt, on_progress=bar.update)
+            run = evaluate_model(model, datasets, fmt, on_progress=bar.update, spool=spool)
         run.seconds = time.perf_counter() - start
         runs.append(run)
         if on_done is not None:
@@ -167,10 +209,9 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     summaries = [s for r in runs for s in r.summaries]
     paths = {"rows": out / "rows.jsonl", "summary_csv": out / "summary.csv",
              "summary_json": out / "summary.json"}
-    rows = [row for r in runs for row in r.rows]
-    write_jsonl(paths["rows"], rows)
+    write_jsonl_parts(paths["rows"], [r.rows_part() for r in runs])
     write_csv(paths["summary_csv"], summaries, summary_columns(summaries))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
-    paths.update(write_extras(out, rows, summaries))
+    paths.update(write_extras(out, [row for r in runs for row in r.extra_rows()], summaries))
     remove_stale(out, EXTRA_FILES, list(paths.values()))
     return paths

@@ -20,13 +20,14 @@ from mwe import __version__
 from mwe.agreement import (
     AGREEMENT_COLUMNS,
     REVERSAL_COLUMNS,
+    ROW_FIELDS,
     agreement_matrix,
     preferences,
     trend_reversals,
 )
 from mwe.datasets import Dataset
 from mwe.families import FAMILIES
-from mwe.io import remove_stale, write_csv, write_json, write_jsonl
+from mwe.io import atomic_open, jsonl_line, remove_stale, write_csv, write_json
 from mwe.models import Models, parse_spec
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
@@ -62,22 +63,29 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     results: list[dict[str, Any]] = []
     for m, run in zip(series.models, runs):
         axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
-        for row in run.rows:
+        for row in run.held:
             row["label"] = m.label
         for s in run.summaries:
             results.append({"label": m.label, **axes, **s})
     trends = trend_rows(results, measures={f.name: f.measures for f in FAMILIES})
-    agreement = agreement_matrix(preferences(row for r in runs for row in r.rows),
-                                 [m.label for m in series.models])
     reversals = trend_reversals(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "rows.jsonl", (row for r in runs for row in r.rows))
+    # rows.jsonl streamed from the spools, each row labelled; agreement from what it needs
+    kept: list[dict[str, Any]] = []
+    with atomic_open(out / "rows.jsonl", "wb") as fh:
+        for m, run in zip(series.models, runs):
+            for row in run.iter_rows():
+                row["label"] = m.label
+                fh.write(jsonl_line(row))
+                kept.append({k: row[k] for k in ROW_FIELDS if k in row})
+    agreement = agreement_matrix(preferences(kept), [m.label for m in series.models])
+    del kept
     write_csv(out / "agreement.csv", agreement, AGREEMENT_COLUMNS)
     write_csv(out / "reversals.csv", reversals, REVERSAL_COLUMNS)
     columns = summary_columns(results)
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
-    extras = write_extras(out, [row for r in runs for row in r.rows], results)
+    extras = write_extras(out, [row for r in runs for row in r.extra_rows()], results)
     remove_stale(out, EXTRA_FILES, list(extras.values()))
     write_json(out / "sweep.json", {
         "mwe_version": __version__, "format": fmt, "series": series.name,
