@@ -1,22 +1,34 @@
 """Benchmark `mwe evaluate` scoring against lm-evaluation-harness, in one run, on one machine.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--quick] [--out runs/bench/evaluate.json]
+        [--families persona advanced-ai-risk sycophancy winogenerated] [--models smollm2 gemma3]
+        [--baseline OLD_HF_PY] [--reps 2] [--evals ../shared/anthropic-evals]
 
-What it measures (raw format: the question as is, as lm-evaluation-harness does):
-1. fp32 matmul FLOP/s of this machine (the bound below is computed against it);
-2. SmolLM2 on the three shipped persona files (3,000 rows): lm-evaluation-harness
-   (`--model hf`, the same converted model folder, the same rows through a local task YAML)
-   at its best batch size from a sweep, against mwe's hf backend: rows/s of each, the
-   ratio, the max |difference| of per-row log-probs, and the fraction of the FLOP bound
-   mwe reaches (2 x non-embedding parameters x tokens it actually computed / matmul FLOP/s);
-3. mwe's llamacpp backend on the same rows (rows/s; log-probs differ by quantized kernels);
-4. the same hf-vs-lm-eval comparison for Gemma-3-270M on one file.
+What it measures (raw format: the question as is, as lm-evaluation-harness does), per model
+and family:
+1. fp32 matmul FLOP/s of this machine (the bound below is computed against it; measured at
+   the start and the end, the better one kept: other work on the machine lowers it);
+2. lm-evaluation-harness (`--model hf`, the same converted model folder, the same rows and
+   answers through a local task YAML), persona at its best batch size from a sweep, the
+   other families at that batch size;
+3. mwe's hf backend: rows/s, the ratio to lm-eval, the max |difference| of per-answer
+   log-probs, and the share of the FLOP bound it reaches (2 x non-embedding parameters x
+   tokens it computed, padding included / matmul FLOP/s; the output layer, applied only
+   where a token is read, is left out of the bound);
+4. with --baseline, an older copy of src/mwe/models/hf.py (e.g. `git show
+   HEAD:src/mwe/models/hf.py > /tmp/hf_old.py`), timed in the same run, alternating.
+Times are the best of --reps alternating runs; CPU seconds of the process are reported too,
+since wall times on a shared machine swing by 2x between runs.
+Families: persona (the three shipped files), advanced AI risk (human-written files if the
+evals folder has them, else the LM-written ones), sycophancy and Winogenerated from the
+released evals folder; a family whose files are absent is skipped with a note.
 Needs lm-eval (`make bench` installs it). Use a quiet machine: both tools use every core.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -31,6 +43,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from mwe import threads  # noqa: E402
+
+# As `mwe` itself does before torch loads: without it, each of torch's 2 threads spins ~20 ms
+# at every barrier, and on a busy machine a small op took 15 ms instead of 0.2 ms (both tools).
+threads.quiet_openmp_spin()
+
 from lmeval_runner import run_lmeval  # noqa: E402
 
 from mwe import prompts  # noqa: E402
@@ -40,6 +58,32 @@ from mwe.models import bundled, hf, llamacpp  # noqa: E402
 
 PERSONA = sorted(str(p) for p in (REPO / "examples" / "data" / "persona").glob("*.jsonl"))
 CHUNK = 256  # the chunk size the evaluate pipeline uses
+MODELS = {"smollm2": "smollm2-135m-instruct", "gemma3": "gemma3-270m"}
+
+
+def family_files(family: str, evals: Path, quick: bool) -> tuple[list[str], str]:
+    """The files of a family and a note on what was used (empty list: skipped)."""
+    if family == "persona":
+        return PERSONA, "examples/data/persona (3 files)"
+    if family == "advanced-ai-risk":
+        for sub in ("human_generated_evals", "lm_generated_evals"):
+            files = sorted(str(p) for p in (evals / "advanced-ai-risk" / sub).glob("*.jsonl"))
+            if files:
+                picked = files[:3] if quick else files
+                note = f"advanced-ai-risk/{sub} ({len(picked)} of {len(files)} files)"
+                if sub != "human_generated_evals":
+                    note += "; human_generated_evals (up to 8 answers) absent: A/B only"
+                return picked, note
+        return [], f"no advanced-ai-risk files under {evals}"
+    if family == "sycophancy":
+        files = sorted(str(p) for p in (evals / "sycophancy").glob("*.jsonl"))
+        return files, (f"sycophancy ({len(files)} files)" if files
+                       else f"{evals}/sycophancy has no .jsonl files (README only): skipped")
+    if family == "winogenerated":
+        files = sorted(str(p) for p in (evals / "winogenerated").glob("*examples*.jsonl"))
+        return files, ("winogenerated/winogenerated_examples.jsonl (3 pronouns)" if files
+                       else f"no winogenerated examples under {evals}: skipped")
+    raise SystemExit(f"unknown family {family}")
 
 
 def matmul_flops(n: int = 4096, reps: int = 5) -> float:
@@ -66,21 +110,34 @@ def requests(files: list[str], limit: int | None) -> tuple[list[Any], list[Any]]
     return items, reqs
 
 
-def time_mwe(model: Any, reqs: list[Any]) -> tuple[float, list[list[float]], int]:
-    """Seconds to score all rows in pipeline-sized chunks, the scores, tokens computed."""
-    tokens = 0
+def computed_tokens(model: Any, reqs: list[Any]) -> tuple[int, int]:
+    """Tokens mwe's hf backend runs through the body for `reqs` (padding included, and
+    without), chunk by chunk as `score` lays them out."""
+    padded = real = 0
+    for i in range(0, len(reqs), CHUNK):
+        jobs = model._jobs(reqs[i : i + CHUNK])
+        prefix = model._common_prefix([j.tokens for j in jobs])
+        prefix = prefix[: min(pos for j in jobs for pos, _, _, _ in j.reads)]
+        rows = model._pack(jobs, len(prefix))
+        width = max(len(row.tokens) for row in rows)
+        per_call = max(1, min(model.max_batch, model.batch_tokens // width))
+        for k in range(0, len(rows), per_call):
+            call = rows[k : k + per_call]
+            padded += len(call) * max(len(row.tokens) for row in call)
+        real += sum(len(row.tokens) for row in rows)
+        padded += len(prefix)
+        real += len(prefix)
+    return padded, real
+
+
+def time_mwe(model: Any, reqs: list[Any]) -> tuple[float, float, list[list[float]]]:
+    """Wall and CPU seconds to score all rows in pipeline-sized chunks, and the scores."""
+    model._prefix_kv.clear()  # every run computes its shared prefixes, as a fresh process
     scores: list[list[float]] = []
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(reqs), CHUNK):
         scores.extend(model.score(reqs[i : i + CHUNK]))
-    seconds = time.perf_counter() - start
-    if isinstance(model, hf.HFModel):
-        for i in range(0, len(reqs), CHUNK):
-            jobs = model._jobs(reqs[i : i + CHUNK])
-            prefix = model._common_prefix([j.tokens for j in jobs])
-            rows = model._pack(jobs, len(prefix))
-            tokens += sum(len(row.tokens) for row in rows) + len(prefix)
-    return seconds, scores, tokens
+    return time.perf_counter() - wall, time.process_time() - cpu, scores
 
 
 def non_embedding_params(model: Any) -> int:
@@ -89,92 +146,171 @@ def non_embedding_params(model: Any) -> int:
     return int(total - emb)
 
 
-def compare(name: str, items: list[Any], mwe_scores: list[list[float]], ref: dict[str, Any]) -> float:
-    by_key = {(Path(r["file"]).resolve(), r["line"]): r["logprobs"] for r in ref["rows"]}
+def lm_rows(files: list[str], items: list[Any], reqs: list[Any]) -> list[dict[str, Any]]:
+    """The rows as lm-eval's task reads them: mwe's own prompt and answers, in mwe's order."""
+    index = {str(Path(f).resolve()): k for k, f in enumerate(files)}
+    return [{"question": ctx, "choices": list(conts), "line": it.line,
+             "file_index": index[str(Path(it.source).resolve())]}
+            for it, (ctx, conts) in zip(items, reqs)]
+
+
+def compare(items: list[Any], mwe_scores: list[list[float]], ref: dict[str, Any]) -> float:
+    by_key = {(str(Path(r["file"]).resolve()), r["line"]): r["logprobs"] for r in ref["rows"]}
     worst = 0.0
     for it, lps in zip(items, mwe_scores):
-        theirs = by_key[(Path(it.source).resolve(), it.line)]
-        # persona items list answers as (matching, not matching), like the runner's choices
+        theirs = by_key[(str(Path(it.source).resolve()), it.line)]
+        assert len(theirs) == len(lps)
         worst = max(worst, *(abs(a - b) for a, b in zip(lps, theirs)))
-    print(f"  {name}: max |mwe - lm-eval| per-row log-prob = {worst:.2e}")
     return worst
 
 
-def lmeval_best(model_dir: str, files: list[str], limit: int | None, sizes: list[int],
-                sweep_limit: int) -> tuple[int, dict[int, float], dict[str, Any]]:
+def load_baseline(path: str, name: str, ident: dict[str, Any]) -> Any:
+    """HFModel of an older copy of hf.py, loaded as its own module."""
+    spec = importlib.util.spec_from_file_location("mwe_hf_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.HFModel(f"hf:{name}", str(bundled.hf_dir(name)), ident)
+
+
+def lmeval_best(model_dir: str, files: list[str], rows: list[dict[str, Any]], sizes: list[int],
+                sweep_rows: int, reps: int) -> tuple[int, dict[int, float], dict[str, Any]]:
     sweep = {}
     for bs in sizes:
-        r = run_lmeval(model_dir, files, batch_size=bs, limit=sweep_limit)
+        r = run_lmeval(model_dir, files, batch_size=bs, rows=rows[:sweep_rows])
         sweep[bs] = r["n_rows"] / r["scoring_seconds"]
-        print(f"  lm-eval batch {bs}: {sweep[bs]:.1f} rows/s ({r['n_rows']} rows)")
+        print(f"  lm-eval batch {bs}: {sweep[bs]:.1f} rows/s ({r['n_rows']} rows)", flush=True)
     best = max(sweep, key=sweep.__getitem__)
-    full = run_lmeval(model_dir, files, batch_size=best, limit=limit)
-    return best, sweep, full
+    return best, sweep, lmeval_full(model_dir, files, rows, best, reps)
+
+
+def lmeval_full(model_dir: str, files: list[str], rows: list[dict[str, Any]], batch: int,
+                reps: int) -> dict[str, Any]:
+    """The fastest of `reps` runs (its scores are those of every run)."""
+    runs = [run_lmeval(model_dir, files, batch_size=batch, rows=rows) for _ in range(reps)]
+    return min(runs, key=lambda r: r["scoring_seconds"])
+
+
+def bench_family(key: str, family: str, files: list[str], limit: int | None, args: Any,
+                 flops: float, batch: int | None) -> dict[str, Any]:
+    name = MODELS[key]
+    items, reqs = requests(files, limit)
+    model_dir = str(bundled.hf_dir(name))
+    print(f"{name}, {family}: {len(reqs)} rows, raw format", flush=True)
+    rows = lm_rows(files, items, reqs)
+    if batch is None:
+        sizes = [8, 16, 32, 64] if key == "smollm2" else [8, 32]
+        batch, sweep, ref = lmeval_best(model_dir, files, rows, sizes, 90 if args.quick else 300,
+                                        args.reps)
+    else:
+        sweep, ref = {}, lmeval_full(model_dir, files, rows, batch, args.reps)
+    lm_rate = ref["n_rows"] / ref["scoring_seconds"]
+    print(f"  lm-eval batch {batch}: {lm_rate:.2f} rows/s", flush=True)
+    ident = hf.identity(name)
+    models = {"mwe": hf.load(f"hf:{name}", name, ident)}
+    if args.baseline:
+        models["baseline"] = load_baseline(args.baseline, name, ident)
+    for m in models.values():
+        m.score(reqs[:4])  # warm-up
+    best: dict[str, tuple[float, float]] = {}
+    scores: dict[str, list[list[float]]] = {}
+    for _ in range(args.reps):
+        for label, m in models.items():
+            wall, cpu, scores[label] = time_mwe(m, reqs)
+            if label not in best or wall < best[label][0]:
+                best[label] = (wall, cpu)
+    model = models["mwe"]
+    params = non_embedding_params(model)
+    padded, real = computed_tokens(model, reqs)
+    wall, cpu = best["mwe"]
+    out: dict[str, Any] = {
+        "rows": len(reqs), "files": [Path(f).name for f in files],
+        "lmeval_batch": batch, "lmeval_sweep_rows_per_s": sweep, "lmeval_rows_per_s": lm_rate,
+        "lmeval_cpu_seconds": ref.get("scoring_cpu_seconds"),
+        "mwe_hf_rows_per_s": len(reqs) / wall, "mwe_hf_cpu_seconds": cpu,
+        "ratio": len(reqs) / wall / lm_rate,
+        "max_abs_logprob_diff": compare(items, scores["mwe"], ref),
+        "tokens_computed": padded, "tokens_without_padding": real,
+        "non_embedding_params": params,
+        "fraction_of_flop_bound": 2 * params * padded / wall / flops,
+    }
+    if "baseline" in best:
+        bwall, bcpu = best["baseline"]
+        out.update({
+            "baseline_rows_per_s": len(reqs) / bwall, "baseline_cpu_seconds": bcpu,
+            "baseline_ratio": len(reqs) / bwall / lm_rate,
+            "baseline_fraction_of_flop_bound": 2 * params * padded / bwall / flops,
+            "baseline_bitwise_equal": scores["baseline"] == scores["mwe"],
+        })
+    print(f"  mwe hf: {out['mwe_hf_rows_per_s']:.2f} rows/s ({cpu:.1f} CPU s); ratio "
+          f"{out['ratio']:.2f}x; {padded} tokens ({real} without padding), "
+          f"{100 * out['fraction_of_flop_bound']:.0f}% of the matmul bound; max |mwe - lm-eval| "
+          f"{out['max_abs_logprob_diff']:.1e}", flush=True)
+    if "baseline" in best:
+        print(f"  baseline hf: {out['baseline_rows_per_s']:.2f} rows/s ({bcpu:.1f} CPU s); "
+              f"ratio {out['baseline_ratio']:.2f}x; bitwise equal: "
+              f"{out['baseline_bitwise_equal']}", flush=True)
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="100 rows per file, smaller sweeps")
+    ap.add_argument("--quick", action="store_true", help="100 rows per file (40 for advanced AI "
+                    "risk, 3 of its files), smaller sweeps")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "evaluate.json"))
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--families", nargs="+", default=["persona", "advanced-ai-risk", "sycophancy",
+                                                      "winogenerated"])
+    ap.add_argument("--evals", default=str(REPO.parent / "shared" / "anthropic-evals"),
+                    help="the released anthropics/evals folder")
+    ap.add_argument("--baseline", help="an older hf.py to time in the same run")
+    ap.add_argument("--reps", type=int, default=2, help="alternating runs; the fastest counts")
+    ap.add_argument("--llamacpp", action="store_true", help="also time mwe's llamacpp backend")
     args = ap.parse_args()
-    limit = 100 if args.quick else None
-    sweep_limit = 30 if args.quick else 100
-    result: dict[str, Any] = {"quick": args.quick, "threads": os.cpu_count()}
-
+    result: dict[str, Any] = {"quick": args.quick, "threads": threads.resolve(),
+                              "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "notes": []}
     flops = matmul_flops()
-    result["matmul_gflops"] = flops / 1e9
-    print(f"fp32 matmul: {flops / 1e9:.1f} GFLOP/s")
-
-    name = "smollm2-135m-instruct"
-    smol_dir = str(bundled.hf_dir(name))
-    items, reqs = requests(PERSONA, limit)
-    print(f"SmolLM2, {len(reqs)} persona rows, raw format")
-    best, sweep, ref = lmeval_best(smol_dir, PERSONA, limit, [8, 16, 32, 64], sweep_limit)
-    lm_rate = ref["n_rows"] / ref["scoring_seconds"]
-    print(f"  lm-eval batch {best}: {lm_rate:.1f} rows/s on {ref['n_rows']} rows "
-          f"({ref['n_rows'] / ref['seconds']:.1f} rows/s counting task setup)")
-    model = hf.load(f"hf:{name}", name, hf.identity(name))
-    seconds, scores, tokens = time_mwe(model, reqs)
-    rate = len(reqs) / seconds
-    params = non_embedding_params(model)
-    bound = 2 * params * tokens / seconds / flops
-    print(f"  mwe hf: {rate:.1f} rows/s; ratio mwe/lm-eval = {rate / lm_rate:.2f}x")
-    print(f"  mwe hf computed {tokens} tokens ({tokens / len(reqs):.1f}/row), "
-          f"{params / 1e6:.1f}M non-embedding params: {100 * bound:.0f}% of the matmul bound")
-    diff = compare("SmolLM2", items, scores, ref)
-    result["smollm2"] = {
-        "rows": len(reqs), "lmeval_best_batch": best, "lmeval_sweep_rows_per_s": sweep,
-        "lmeval_rows_per_s": lm_rate, "mwe_hf_rows_per_s": rate, "ratio": rate / lm_rate,
-        "max_abs_logprob_diff": diff, "tokens_computed": tokens,
-        "non_embedding_params": params, "fraction_of_flop_bound": bound,
-    }
-    del model
-
-    lc = llamacpp.load(f"llamacpp:{name}", name, llamacpp.identity(name))
-    seconds, _, _ = time_mwe(lc, reqs)
-    result["smollm2"]["mwe_llamacpp_rows_per_s"] = len(reqs) / seconds
-    print(f"  mwe llamacpp: {len(reqs) / seconds:.1f} rows/s")
-    del lc
-
-    name = "gemma3-270m"
-    gemma_dir = str(bundled.hf_dir(name))
-    one = PERSONA[:1]
-    items, reqs = requests(one, limit)
-    print(f"Gemma-3-270M, {len(reqs)} rows of {Path(one[0]).name}, raw format")
-    best, sweep, ref = lmeval_best(gemma_dir, one, limit, [8, 32], sweep_limit)
-    lm_rate = ref["n_rows"] / ref["scoring_seconds"]
-    print(f"  lm-eval batch {best}: {lm_rate:.1f} rows/s")
-    model = hf.load(f"hf:{name}", name, hf.identity(name))
-    seconds, scores, tokens = time_mwe(model, reqs)
-    rate = len(reqs) / seconds
-    print(f"  mwe hf: {rate:.1f} rows/s; ratio mwe/lm-eval = {rate / lm_rate:.2f}x")
-    diff = compare("Gemma", items, scores, ref)
-    result["gemma3"] = {"rows": len(reqs), "lmeval_best_batch": best,
-                        "lmeval_sweep_rows_per_s": sweep, "lmeval_rows_per_s": lm_rate,
-                        "mwe_hf_rows_per_s": rate, "ratio": rate / lm_rate,
-                        "max_abs_logprob_diff": diff}
+    print(f"fp32 matmul: {flops / 1e9:.1f} GFLOP/s", flush=True)
+    evals = Path(args.evals)
+    for key in args.models:
+        batch = None  # persona sweeps lm-eval's batch size; the other families use it
+        for family in args.families:
+            files, note = family_files(family, evals, args.quick)
+            if key == "gemma3" and family == "persona":
+                files = files[:1]
+            print(f"{family}: {note}", flush=True)
+            if not files:
+                result["notes"].append(note)
+                continue
+            limit = (40 if family == "advanced-ai-risk" else 100) if args.quick else None
+            if key == "gemma3" and family != "persona" and args.quick:
+                limit = 20 if family == "advanced-ai-risk" else 50
+            r = bench_family(key, family, files, limit, args, flops, batch)
+            r["note"] = note
+            batch = batch or r["lmeval_batch"]
+            result.setdefault(key, {})[family] = r
+            if args.llamacpp and family == "persona" and key == "smollm2":
+                lc = llamacpp.load(f"llamacpp:{MODELS[key]}", MODELS[key],
+                                   llamacpp.identity(MODELS[key]))
+                _, reqs = requests(files, 100 if args.quick else None)
+                t = time.perf_counter()
+                for i in range(0, len(reqs), CHUNK):
+                    lc.score(reqs[i : i + CHUNK])
+                r["mwe_llamacpp_rows_per_s"] = len(reqs) / (time.perf_counter() - t)
+                print(f"  mwe llamacpp: {r['mwe_llamacpp_rows_per_s']:.1f} rows/s", flush=True)
+                del lc
+    flops_end = matmul_flops()
+    result["matmul_gflops"] = max(flops, flops_end) / 1e9
+    result["matmul_gflops_start_end"] = [flops / 1e9, flops_end / 1e9]
+    if flops_end > flops:  # the bound against the better measurement
+        for fams in (v for k, v in result.items() if k in MODELS):
+            for r in fams.values():
+                for k in ("fraction_of_flop_bound", "baseline_fraction_of_flop_bound"):
+                    if k in r:
+                        r[k] *= flops / flops_end
     write_json(args.out, result)
-    print(f"results: {args.out}")
+    print(f"fp32 matmul at the end: {flops_end / 1e9:.1f} GFLOP/s; results: {args.out}")
     return 0
 
 

@@ -97,6 +97,7 @@ def run_lmeval(
     limit: int | None = None,
     add_bos: bool | None = None,
     num_threads: int | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``files`` with lm-eval's HF backend.
 
@@ -110,13 +111,17 @@ def run_lmeval(
             default (Gemma-3 adds ``<bos>``, SmolLM2 adds nothing).
         num_threads: ``torch.set_num_threads`` for the run (``None``: torch's default).
             On a shared 2-core machine, 2 threads can be several times slower than 1.
+        rows: the rows themselves, for families whose answers are not the two persona
+            fields (several choices, other prompts): ``{"question", "choices",
+            "file_index", "line"}`` each, ``file_index`` into ``files``; ``limit`` is then
+            ignored.
 
     Returns:
         ``{"rows_per_s", "seconds", "n_rows", "rows", ...}`` where ``rows`` is
         ``[{"file", "line", "logprobs": [lp_matching, lp_not_matching]}]`` in input order
         and ``seconds`` times ``simple_evaluate`` only (task build + scoring), not the
         model load (``load_seconds``); ``scoring_seconds`` is the time inside
-        ``lm.loglikelihood`` alone.
+        ``lm.loglikelihood`` alone (``scoring_cpu_seconds``: CPU seconds of the process).
     """
     import lm_eval
     import torch
@@ -126,7 +131,8 @@ def run_lmeval(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
 
-    rows = _read_rows(files, limit)
+    if rows is None:
+        rows = _read_rows(files, limit)
     if not rows:
         raise ValueError("no rows to score")
 
@@ -161,16 +167,17 @@ def run_lmeval(
 
         # include_defaults=False: skip indexing lm-eval's ~14k built-in task YAMLs (~20 s).
         task_manager = TaskManager(include_path=str(task_dir), include_defaults=False)
-        scoring_seconds = 0.0
+        scoring_seconds = scoring_cpu_seconds = 0.0
         loglikelihood = lm.loglikelihood
 
         def timed_loglikelihood(*args: Any, **kwargs: Any) -> Any:
-            nonlocal scoring_seconds
-            t0 = time.perf_counter()
+            nonlocal scoring_seconds, scoring_cpu_seconds
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return loglikelihood(*args, **kwargs)
             finally:
                 scoring_seconds += time.perf_counter() - t0
+                scoring_cpu_seconds += time.process_time() - c0
 
         lm.loglikelihood = timed_loglikelihood  # type: ignore[method-assign]
         start = time.perf_counter()
@@ -203,6 +210,7 @@ def run_lmeval(
         "n_rows": len(out_rows),
         "load_seconds": load_seconds,
         "scoring_seconds": scoring_seconds,
+        "scoring_cpu_seconds": scoring_cpu_seconds,
         "batch_size": batch_size,
         "num_threads": torch.get_num_threads(),
         "model_dir": model_dir,

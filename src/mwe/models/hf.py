@@ -30,11 +30,16 @@ from mwe.models.base import (
 
 @dataclass
 class _Row:
-    """Tokens of one or more prefix trees laid out in a row, with each token's ancestors."""
+    """Tokens of one or more prefix trees laid out in a row, in depth-first order.
+
+    Depth-first order makes each token's subtree the contiguous range [i, ends[i]), so
+    "j is an ancestor of i (or i itself)" is j <= i < ends[j]: the attention mask is two
+    comparisons over the row instead of a list of ancestors per token.
+    """
 
     tokens: list[int] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)  # position after the common prefix
-    ancestors: list[list[int]] = field(default_factory=list)  # indices in row, self included
+    ends: list[int] = field(default_factory=list)  # end (exclusive) of each token's subtree
     # (index in row, target token id, request index, continuation index)
     reads: list[tuple[int, int, int, int]] = field(default_factory=list)
     _path: list[int] = field(default_factory=list)
@@ -45,8 +50,11 @@ class _Row:
         for depth in range(shared, len(suffix)):
             self.tokens.append(suffix[depth])
             self.depths.append(depth)
+            self.ends.append(0)
             path.append(len(self.tokens) - 1)
-            self.ancestors.append(list(path))
+        end = len(self.tokens)
+        for i in path:
+            self.ends[i] = end
         self._path = path
         for pos, target, r, c in job.reads:
             self.reads.append((path[pos - p], target, r, c))
@@ -55,7 +63,7 @@ class _Row:
         base = len(self.tokens)
         self.tokens.extend(other.tokens)
         self.depths.extend(other.depths)
-        self.ancestors.extend([[base + a for a in anc] for anc in other.ancestors])
+        self.ends.extend(base + e for e in other.ends)
         self.reads.extend((base + i, t, r, c) for i, t, r, c in other.reads)
 
 
@@ -219,22 +227,19 @@ class HFModel:
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         positions = torch.full((len(rows), width), p, dtype=torch.long)
-        # True = may attend. Every position sees the shared prefix (padding too, so that no
-        # attention row is empty); a tree token sees its ancestors and itself.
-        mask = torch.zeros((len(rows), 1, width, p + width), dtype=torch.bool)
-        mask[:, :, :, :p] = True
-        mr: list[int] = []
-        mi: list[int] = []
-        mj: list[int] = []
+        ends = torch.zeros((len(rows), width), dtype=torch.long)  # padding: seen by none
         for r, row in enumerate(rows):
             n = len(row.tokens)
             ids[r, :n] = torch.tensor(row.tokens)
             positions[r, :n] = torch.tensor(row.depths) + p
-            for i, ancestors in enumerate(row.ancestors):
-                mr.extend([r] * len(ancestors))
-                mi.extend([i] * len(ancestors))
-                mj.extend(ancestors)
-        mask[torch.tensor(mr), 0, torch.tensor(mi), torch.tensor(mj) + p] = True
+            ends[r, :n] = torch.tensor(row.ends)
+        # Every position sees the shared prefix (padding too, so that no attention row is
+        # empty); a tree token sees its ancestors and itself (j <= i < ends[j]). Additive,
+        # in the model's dtype: sdpa turns a boolean mask into exactly this at every layer.
+        at = torch.arange(width)
+        tree = (at.view(1, 1, -1) <= at.view(1, -1, 1)) & (at.view(1, -1, 1) < ends.unsqueeze(1))
+        mask = torch.zeros((len(rows), 1, width, p + width), dtype=self.model.dtype)
+        mask[:, 0, :, p:].masked_fill_(~tree, float("-inf"))
         kwargs: dict[str, Any] = {}
         if kv is not None:
             cache = copy.deepcopy(kv)
@@ -245,20 +250,25 @@ class HFModel:
             input_ids=ids.to(dev), position_ids=positions.to(dev), attention_mask=mask.to(dev),
             use_cache=kv is not None, **kwargs,
         ).last_hidden_state
-        # Output layer only where a next token is read.
+        # Output layer only where a next token is read; the targets are gathered in torch
+        # (one transfer, no tensor indexing per read).
         where: dict[tuple[int, int], int] = {}
+        slots: list[int] = []
+        targets: list[int] = []
         for r, row in enumerate(rows):
-            for i, _, _, _ in row.reads:
-                where.setdefault((r, i), len(where))
+            for i, target, _, _ in row.reads:
+                slots.append(where.setdefault((r, i), len(where)))
+                targets.append(target)
         idx_r = torch.tensor([k[0] for k in where], device=dev)
         idx_c = torch.tensor([k[1] for k in where], device=dev)
         logits = self.head(hidden[idx_r, idx_c]).float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
-        for r, row in enumerate(rows):
-            for i, target, ri, ci in row.reads:
-                out[ri][ci] += float(logprobs[where[(r, i)], target])
+        logprobs = torch.log_softmax(logits, dim=-1)
+        picked = logprobs[torch.tensor(slots, device=dev), torch.tensor(targets, device=dev)]
+        reads = (read for row in rows for read in row.reads)
+        for (_, _, ri, ci), value in zip(reads, picked.tolist()):
+            out[ri][ci] += value
 
     # ---- generation and chat ------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
