@@ -1,4 +1,4 @@
-"""Peak memory of `mwe evaluate` on one persona file against all of them (issue #18, item 4).
+"""Peak memory of `mwe evaluate` on one persona file against all of them.
 
     .venv/bin/python benchmarks/bench_memory.py [--quick] [--model SPEC] [--limit N] [--warm]
         [--out runs/bench/memory.json]

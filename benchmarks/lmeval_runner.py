@@ -98,6 +98,8 @@ def run_lmeval(
     add_bos: bool | None = None,
     num_threads: int | None = None,
     rows: list[dict[str, Any]] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Score every row of ``files`` with lm-eval's HF backend.
 
@@ -115,6 +117,8 @@ def run_lmeval(
             fields (several choices, other prompts): ``{"question", "choices",
             "file_index", "line"}`` each, ``file_index`` into ``files``; ``limit`` is then
             ignored.
+        device, dtype: where and in what precision lm-eval runs the model (a GPU
+            benchmark passes "cuda" and "bfloat16").
 
     Returns:
         ``{"rows_per_s", "seconds", "n_rows", "rows", ...}`` where ``rows`` is
@@ -156,8 +160,8 @@ def run_lmeval(
         start = time.perf_counter()
         model_kwargs: dict[str, Any] = {
             "pretrained": model_dir,
-            "dtype": "float32",
-            "device": "cpu",
+            "dtype": dtype,
+            "device": device,
             "batch_size": batch_size,
         }
         if add_bos is not None:

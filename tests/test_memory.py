@@ -1,4 +1,4 @@
-"""Evaluation memory flat in dataset size (issue #18): rows spooled to disk as each dataset is
+"""Evaluation memory flat in dataset size: rows spooled to disk as each dataset is
 scored give the same files as rows held in memory, and the peak does not grow with the number
 of datasets. A stand-in backend scores (the control flow is what is tested, not a model);
 benchmarks/bench_memory.py measures a real process."""
