@@ -110,12 +110,12 @@ def requests(files: list[str], limit: int | None) -> tuple[list[Any], list[Any]]
     return items, reqs
 
 
-def computed_tokens(model: Any, reqs: list[Any]) -> tuple[int, int]:
+def computed_tokens(model: Any, reqs: list[Any], chunk: int = CHUNK) -> tuple[int, int]:
     """Tokens mwe's hf backend runs through the body for `reqs` (padding included, and
     without), chunk by chunk as `score` lays them out."""
     padded = real = 0
-    for i in range(0, len(reqs), CHUNK):
-        jobs = model._jobs(reqs[i : i + CHUNK])
+    for i in range(0, len(reqs), chunk):
+        jobs = model._jobs(reqs[i : i + chunk])
         prefix = model._common_prefix([j.tokens for j in jobs])
         prefix = prefix[: min(pos for j in jobs for pos, _, _, _ in j.reads)]
         rows = model._pack(jobs, len(prefix))

@@ -38,8 +38,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
-from mwe import prompts  # noqa: E402
-from mwe.datasets import load  # noqa: E402
+from bench_evaluate import computed_tokens, non_embedding_params, requests  # noqa: E402
+
 from mwe.io import write_json  # noqa: E402
 
 CHUNK = 4096  # requests per mwe score() call: on a GPU the batch is bounded by tokens
@@ -60,16 +60,6 @@ def matmul_rate(dtype: Any, n: int = 8192, reps: int = 5) -> float:
         torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
-
-
-def rows_of(files: list[str], limit: int | None) -> tuple[list[Any], list[Any]]:
-    datasets, _ = load(files)
-    items = [it for d in datasets for it in (d.items[:limit] if limit else d.items)]
-    reqs = []
-    for it in items:
-        ctx = prompts.context(it, "raw")
-        reqs.append((ctx, [prompts.continuation(a, ctx) for a in it.answers]))
-    return items, reqs
 
 
 def mwe_model(model_dir: str, dtype: str, batch_tokens: int) -> Any:
@@ -95,23 +85,7 @@ def time_mwe(model: Any, reqs: list[Any]) -> tuple[float, list[list[float]], int
         scores.extend(model.score(reqs[i : i + CHUNK]))
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    tokens = 0
-    for i in range(0, len(reqs), CHUNK):
-        jobs = model._jobs(reqs[i : i + CHUNK])
-        prefix = model._common_prefix([j.tokens for j in jobs])
-        prefix = prefix[: min(pos for j in jobs for pos, _, _, _ in j.reads)]
-        packed = model._pack(jobs, len(prefix))
-        width = max(len(r.tokens) for r in packed)
-        per_call = max(1, min(model.max_batch, model.batch_tokens // width))
-        for k in range(0, len(packed), per_call):
-            call = packed[k : k + per_call]
-            tokens += len(call) * max(len(r.tokens) for r in call)
-    return seconds, scores, tokens
-
-
-def non_embedding_params(model: Any) -> int:
-    emb = model.model.get_input_embeddings().weight.numel()
-    return int(sum(p.numel() for p in model.model.parameters()) - emb)
+    return seconds, scores, computed_tokens(model, reqs, CHUNK)[0]
 
 
 def main() -> int:
@@ -138,7 +112,7 @@ def main() -> int:
     files = sorted(str(p) for p in Path(args.data).glob("*.jsonl"))
     if not files:
         raise SystemExit(f"no .jsonl files in {args.data}")
-    items, reqs = rows_of(files, args.limit)
+    items, reqs = requests(files, args.limit)
     have_lmeval = importlib.util.find_spec("lm_eval") is not None
     gpu = torch.cuda.get_device_name(0)
     print(f"{gpu}; {len(files)} files, {len(reqs)} rows; lm-eval "
