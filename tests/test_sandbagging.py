@@ -271,7 +271,20 @@ def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path) -> None
                              text=True, env=ENV, cwd=REPO, timeout=900)
         assert res.returncode == 0, res.stderr
 
+    def dry() -> list[list[str]]:
+        res = subprocess.run([*MWE, "run", str(spec), "--out", str(out), "--cache",
+                              str(tmp_path / "c.sqlite"), "--dry-run"], capture_output=True,
+                             text=True, env=ENV, cwd=REPO, timeout=900)
+        assert res.returncode == 0, res.stderr
+        return [line.split() for line in res.stdout.splitlines()]
+
+    planned = dry()
+    assert ["build:", "biographies", "llamacpp:smollm2-135m-instruct", "2", "0", "2"] == \
+        next(x for x in planned if x[0] == "build:")[:6]  # one call per attribute, none cached
+    assert next(x for x in planned if x[0] == "evaluate")[4] == str(4 * 2 * 3)
+    assert not out.exists()
     run()
+    assert next(x for x in dry() if x[0] == "build:")[3:6] == ["2", "2", "0"]  # all cached now
     card = json.loads((out / "card.json").read_text())
     rows = [json.loads(line) for line in (out / "dataset.jsonl").open()]
     b = card["selection"]["biographies_per_attribute"]

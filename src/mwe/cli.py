@@ -630,30 +630,10 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec: Any, args: argparse.Namespace) -> int:
-    """What `mwe run` would call: generation exactly; filtering and evaluation at most (they
-    depend on how many samples survive)."""
-    from mwe.families import by_name
-    from mwe.pipeline import generate
+    from mwe.pipeline.run import plan
 
-    family = by_name(spec.family)
-    models = _models_from(args)
-    if not family.staged:
-        print(f"{spec.family} is built in one step: its calls depend on its samples and are "
-              "not estimated here")
-        return 0
-    gen = generate.plan(spec, family, models.open(spec.generator))
-    g = spec.generate
-    n = g.per_label * len(family.labels)  # at most this many examples reach the filter
-    kept = min(n, spec.filter.top_k * len(family.labels))
-    per_example = 60  # tokens of a discriminator or evaluation prompt, about
-    rows = [gen, {"stage": "filter (at most)", "model": spec.discriminator,
-                  "spec": spec.discriminator, "calls": n, "cached": 0,
-                  "tokens_in": n * per_example, "tokens_out": 0}]
-    rows += [{"stage": "evaluate (at most)", "model": t, "spec": t, "calls": kept,
-              "cached": 0, "tokens_in": kept * per_example, "tokens_out": 0}
-             for t in spec.targets]
-    _print_plan(rows, [f"filter and evaluate: at most {n} samples reach the filter and "
-                       f"{kept} rows the targets (about {per_example} tokens each)"])
+    rows, notes = plan(spec, _models_from(args))
+    _print_plan(rows, notes)
     return 0
 
 

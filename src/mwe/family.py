@@ -167,6 +167,30 @@ class Draw:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class BuildPlan:
+    """What building a one-step family's dataset would call, worked out before any call (what
+    --dry-run prints): the sampling calls exactly, later stages at most, since they depend on
+    how many samples survive."""
+
+    calls: list[dict[str, Any]]  # stage, model, spec, calls, cached, tokens_in, tokens_out
+    rows: int  # at most this many rows reach each target model (controls included)
+    row_tokens: int  # about this many tokens in one evaluation prompt
+    notes: list[str] = field(default_factory=list)
+
+
+def sampling_plan(stage: str, model: CachedModel,
+                  calls: Sequence[tuple[Sequence[Prompt], Sampling]]) -> dict[str, Any]:
+    """A --dry-run row for sampling calls: how many, how many the cache holds, the estimated
+    input tokens and at most max_tokens out per sample of the rest."""
+    n = cached = t_in = t_out = 0
+    for prompts, sampling in calls:
+        a, b, c, d = model.plan_generate(prompts, sampling)
+        n, cached, t_in, t_out = n + a, cached + b, t_in + c, t_out + d
+    return {"stage": stage, "model": model.spec, "spec": model.spec, "calls": n,
+            "cached": cached, "tokens_in": t_in, "tokens_out": t_out}
+
+
 @dataclass(frozen=True)
 class Dataset:
     """One evaluation file (or a variant of it, such as a control), parsed."""
@@ -255,6 +279,10 @@ class Family(ABC):
         """For a family that is not `staged`: write spec.json, generated.jsonl,
         generate.json, dataset.jsonl (the released format) and the card into `out`, resumably
         (every model call through `models`, so cached); return the card."""
+        raise NotImplementedError(f"{self.name} is built by the generic stages")
+
+    def plan(self, spec: BehaviorSpec, models: Models) -> BuildPlan:
+        """For a family that is not `staged`: what `build` would call, calling nothing."""
         raise NotImplementedError(f"{self.name} is built by the generic stages")
 
     # --- the generic stages' steps (staged families) ------------------------------------------

@@ -42,14 +42,16 @@ from mwe.families.sycophancy import (
     BIO_PROMPT,
     Choice,
     Unit,
+    bio_plan,
     layout,
     parse_and_dedup,
     sample,
     select,
 )
-from mwe.family import Family, Item, Option, Row, multiple_choice
+from mwe.family import BuildPlan, Family, Item, Option, Row, multiple_choice
 from mwe.io import write_csv
 from mwe.models import Models
+from mwe.models.base import estimate_tokens
 from mwe.prompts import shown
 from mwe.stats import finite, wilson_interval
 
@@ -227,6 +229,24 @@ def dataset_rows(questions: Sequence[Question], bios: dict[str, list[str]], n_ch
                 rows.append(dataset_row(texts_of_a[i], q, texts, at, a))
             rows.append(dataset_row(None, q, texts, at, None))
     return rows
+
+
+def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
+    path = spec.data_path()
+    assert path is not None
+    bank = load_bank(path)
+    limit = spec.option("questions")
+    questions = bank[:limit] if limit else bank
+    attributes: list[str] = list(spec.option("attributes"))
+    us = [Unit(a, None, None, None, f"is {a}") for a in attributes]
+    k = spec.filter.top_k
+    longest = max(estimate_tokens(q.question + q.correct + "".join(q.incorrect))
+                  for q in questions)
+    return BuildPlan([bio_plan(spec, models.open(spec.generator), us)],
+                     len(questions) * k * (len(attributes) + 1),
+                     longest + spec.generate.max_tokens,
+                     [f"{NAME}: at most {k} biographies per attribute; each of {len(questions)} "
+                      f"questions asked with each and once without one, per biography"])
 
 
 def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
@@ -490,6 +510,9 @@ class Sandbagging(Family):
     def build(self, spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
               ) -> dict[str, Any]:
         return build(spec, out, models, progress)
+
+    def plan(self, spec: BehaviorSpec, models: Models) -> BuildPlan:
+        return plan(spec, models)
 
     def result(self, item: Item, probs: list[float], logprobs: list[float],
                answers: list[str]) -> dict[str, Any]:

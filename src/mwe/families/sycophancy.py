@@ -15,10 +15,19 @@ from mwe import __version__
 from mwe.card import distinct_n, write_build
 from mwe.dedup import normalize
 from mwe.errors import DataError
-from mwe.family import Dataset, Family, Item, Row, given, multiple_choice
+from mwe.family import (
+    BuildPlan,
+    Dataset,
+    Family,
+    Item,
+    Row,
+    given,
+    multiple_choice,
+    sampling_plan,
+)
 from mwe.io import write_csv
 from mwe.models import CachedModel, Models
-from mwe.models.base import Prompt, Sampling
+from mwe.models.base import Prompt, Sampling, estimate_tokens
 from mwe.prompts import prompt_text, shown
 from mwe.stats import wilson_interval
 
@@ -334,27 +343,39 @@ def unit_seed(seed: int, unit: str, chunk: int) -> int:
     return int.from_bytes(h[:4], "little") % (2**31)
 
 
-def sample(spec: BehaviorSpec, model: CachedModel, us: list[Unit], progress: bool
-           ) -> tuple[list[dict[str, Any]], dict[str, Prompt]]:
+def bio_calls(spec: BehaviorSpec, model: CachedModel, us: list[Unit]
+              ) -> tuple[dict[str, Prompt], list[tuple[Unit, Sampling]]]:
+    """Each unit's prompt and every sampling call, in order: known before any sample, so a
+    dry run counts exactly what `sample` will ask."""
     g = spec.generate
     prompts = {u.id: prompt_text(model, g.prompt, BIO_PROMPT.format(attribute=u.attribute),
                                  REPLY_START) for u in us}
+    calls = [(u, Sampling(n=min(g.batch, g.per_label - j), temperature=g.temperature,
+                          top_p=g.top_p, max_tokens=g.max_tokens, stop=STOP,
+                          seed=unit_seed(spec.seed, u.id, j // g.batch)))
+             for u in us for j in range(0, g.per_label, g.batch)]
+    return prompts, calls
+
+
+def sample(spec: BehaviorSpec, model: CachedModel, us: list[Unit], progress: bool
+           ) -> tuple[list[dict[str, Any]], dict[str, Prompt]]:
+    prompts, calls = bio_calls(spec, model, us)
     records: list[dict[str, Any]] = []
-    with tqdm(total=g.per_label * len(us), desc=f"biographies ({spec.generator})",
+    done: dict[str, int] = defaultdict(int)
+    with tqdm(total=spec.generate.per_label * len(us), desc=f"biographies ({spec.generator})",
               unit="sample", disable=not progress, smoothing=0.1) as bar:
-        for u in us:
-            n_done = 0
-            for j in range(0, g.per_label, g.batch):
-                n = min(g.batch, g.per_label - j)
-                s = Sampling(n=n, temperature=g.temperature, top_p=g.top_p,
-                             max_tokens=g.max_tokens, stop=STOP,
-                             seed=unit_seed(spec.seed, u.id, j // g.batch))
-                for text in model.generate([prompts[u.id]], s)[0]:
-                    records.append({"id": f"{u.id}-{n_done:04d}", "unit": u.id,
-                                    "sample": text})
-                    n_done += 1
-                bar.update(n)
+        for u, s in calls:
+            for text in model.generate([prompts[u.id]], s)[0]:
+                records.append({"id": f"{u.id}-{done[u.id]:04d}", "unit": u.id,
+                                "sample": text})
+                done[u.id] += 1
+            bar.update(s.n)
     return records, prompts
+
+
+def bio_plan(spec: BehaviorSpec, model: CachedModel, us: list[Unit]) -> dict[str, Any]:
+    prompts, calls = bio_calls(spec, model, us)
+    return sampling_plan("build: biographies", model, [([prompts[u.id]], s) for u, s in calls])
 
 
 def parse_and_dedup(records: list[dict[str, Any]]) -> None:
@@ -404,6 +425,24 @@ def dataset_rows(bank: Bank, us: list[Unit], kept: dict[str, list[dict[str, Any]
                 assert u.choice is not None
                 rows.append(sycophancy_row(kept[u.id][i]["text"], bank, q, u.choice, None))
     return rows
+
+
+def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
+    path = spec.data_path()
+    assert path is not None
+    bank = load_bank(path)
+    us = units(bank)
+    k = spec.filter.top_k
+    if bank.style == "politics":
+        rows = sum(k for q in bank.questions for u in us
+                   if any(c.affiliation == u.affiliation for c in q.choices))
+    else:
+        rows = len(us) * k
+    question = max(estimate_tokens(q.question) for q in bank.questions)
+    return BuildPlan([bio_plan(spec, models.open(spec.generator), us)], 2 * rows,
+                     question + spec.generate.max_tokens,
+                     [f"{NAME}: at most {k} biographies per unit ({len(us)} units), each row "
+                      "scored with and without its biography"])
 
 
 def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) -> dict[str, Any]:
@@ -576,6 +615,9 @@ class Sycophancy(Family):
     def build(self, spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
               ) -> dict[str, Any]:
         return build(spec, out, models, progress)
+
+    def plan(self, spec: BehaviorSpec, models: Models) -> BuildPlan:
+        return plan(spec, models)
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return detect(obj)

@@ -15,10 +15,10 @@ from mwe import __version__
 from mwe.card import write_build
 from mwe.dedup import normalize
 from mwe.errors import DataError
-from mwe.family import Family, Item, Row, given
+from mwe.family import BuildPlan, Family, Item, Row, given, sampling_plan
 from mwe.io import atomic_open, write_csv
 from mwe.models import CachedModel, Models
-from mwe.models.base import Prompt, Sampling
+from mwe.models.base import Prompt, Sampling, estimate_tokens
 from mwe.prompts import choice_request, prompt_text, shown
 from mwe.rows import read_rows
 from mwe.stats import calibration_shift, fisher_interval, pearson_r, sigmoid
@@ -203,29 +203,53 @@ def occ_seed(seed: int, occupation: str, chunk: int) -> int:
     return int.from_bytes(h[:4], "little") % (2**31)
 
 
+def sentence_calls(spec: BehaviorSpec, model: CachedModel, occs: list[Occupation]
+                   ) -> list[tuple[list[Occupation], list[Prompt], Sampling]]:
+    """Every sampling call, in order: one per chunk of occupations (batched backends decode
+    them together), known before any sample."""
+    g = spec.generate
+    per_call = max(1, g.batch // max(1, g.per_label))
+    calls = []
+    for start in range(0, len(occs), per_call):
+        group = occs[start:start + per_call]
+        prompts = [prompt_text(model, g.prompt, GENERATION_PROMPT.format(
+            occupation=o.occupation, other=o.other_person), REPLY_START) for o in group]
+        calls.append((group, prompts, Sampling(
+            n=g.per_label, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
+            stop=STOP, seed=occ_seed(spec.seed, group[0].occupation, start))))
+    return calls
+
+
 def sample(spec: BehaviorSpec, model: CachedModel, occs: list[Occupation], progress: bool
            ) -> tuple[list[dict[str, Any]], str]:
-    g = spec.generate
     records: list[dict[str, Any]] = []
-    first: Prompt = ""
-    with tqdm(total=g.per_label * len(occs), desc=f"sentences ({spec.generator})",
+    calls = sentence_calls(spec, model, occs)
+    with tqdm(total=spec.generate.per_label * len(occs), desc=f"sentences ({spec.generator})",
               unit="sample", disable=not progress, smoothing=0.1) as bar:
-        # one model call per chunk of occupations: batched backends decode them together
-        per_call = max(1, g.batch // max(1, g.per_label))
-        for start in range(0, len(occs), per_call):
-            group = occs[start:start + per_call]
-            prompts = [prompt_text(model, g.prompt, GENERATION_PROMPT.format(
-                occupation=o.occupation, other=o.other_person), REPLY_START) for o in group]
-            first = first or prompts[0]
-            s = Sampling(n=g.per_label, temperature=g.temperature, top_p=g.top_p,
-                         max_tokens=g.max_tokens, stop=STOP,
-                         seed=occ_seed(spec.seed, group[0].occupation, start))
+        for group, prompts, s in calls:
             for o, texts in zip(group, model.generate(prompts, s)):
                 for j, text in enumerate(texts):
                     records.append({"id": f"{o.occupation}-{j:03d}", "occupation": o.occupation,
                                     "sample": text})
-            bar.update(g.per_label * len(group))
-    return records, shown(first)
+            bar.update(s.n * len(group))
+    return records, shown(calls[0][1][0]) if calls else ""
+
+
+def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
+    path = spec.data_path()
+    assert path is not None
+    occs = load_occupations(path)
+    calls = sentence_calls(spec, models.open(spec.generator), occs)
+    gen = sampling_plan("build: sentences", models.open(spec.generator),
+                        [(prompts, s) for _, prompts, s in calls])
+    n = spec.generate.per_label * len(occs)  # sentences, if each sample gives one
+    per_request = estimate_tokens(REFERENT_PROMPT + GRAMMAR_PROMPT) // 2 + 30
+    disc = {"stage": "build: filter (about)", "model": spec.discriminator,
+            "spec": spec.discriminator, "calls": 3 * n, "cached": 0,
+            "tokens_in": 3 * n * per_request, "tokens_out": 0}
+    return BuildPlan([gen, disc], len(occs) * spec.filter.top_k, 40,
+                     [f"{NAME}: the filter counted as one sentence per sample ({n}), three "
+                      "requests each (case, referent, grammar)"])
 
 
 def sentences(records: list[dict[str, Any]], occs: dict[str, Occupation]
@@ -498,6 +522,9 @@ class Winogenerated(Family):
     def build(self, spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
               ) -> dict[str, Any]:
         return build(spec, out, models, progress)
+
+    def plan(self, spec: BehaviorSpec, models: Models) -> BuildPlan:
+        return plan(spec, models)
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return detect(obj)

@@ -19,21 +19,17 @@ from tqdm import tqdm
 from mwe import __version__
 from mwe.dedup import exact_duplicates, near_duplicates
 from mwe.families import Family, by_name
+from mwe.family import sampling_plan
 from mwe.io import write_json, write_jsonl
 from mwe.models import CachedModel, Models
 from mwe.spec import BehaviorSpec
 
 
 def plan(spec: BehaviorSpec, family: Family, model: CachedModel) -> dict[str, Any]:
-    """Generation's calls before any is made: exact (every draw is known in advance), with
-    what the cache holds, estimated input tokens and at most max_tokens out per sample."""
+    """Generation's calls before any is made: exact (every draw is known in advance)."""
     chunks, _ = family.draws(spec, model, family.prepare(spec))
-    calls = cached = t_in = t_out = 0
-    for chunk in chunks:
-        n, c, i, o = model.plan_generate([d.prompt for d in chunk], chunk[0].sampling)
-        calls, cached, t_in, t_out = calls + n, cached + c, t_in + i, t_out + o
-    return {"stage": "generate", "model": model.spec, "spec": model.spec, "calls": calls,
-            "cached": cached, "tokens_in": t_in, "tokens_out": t_out}
+    return sampling_plan("generate", model,
+                         [([d.prompt for d in chunk], chunk[0].sampling) for chunk in chunks])
 
 
 def sample(spec: BehaviorSpec, family: Family, model: CachedModel,

@@ -28,6 +28,7 @@ from mwe.pipeline.evaluate import (
 )
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
+from mwe.pipeline.generate import plan as plan_generation
 from mwe.spec import BehaviorSpec
 
 RESULT_FILES = ("rows.jsonl", "summary.csv", "summary.json", *EXTRA_FILES)
@@ -57,6 +58,31 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bo
 def staged(spec: BehaviorSpec) -> bool:
     """Whether the spec's family is built by mwe generate and mwe filter (else in one step)."""
     return by_name(spec.family).staged
+
+
+def plan(spec: BehaviorSpec, models: Models) -> tuple[list[dict[str, Any]], list[str]]:
+    """What `mwe run` would call (--dry-run), calling nothing: generation exactly (every draw
+    is known in advance, and the cache is asked what it holds); filtering and evaluation at
+    most, since they depend on how many samples survive. Rows as `_print_plan` shows them."""
+    family = by_name(spec.family)
+    per_example = 60  # tokens of a discriminator or evaluation prompt, about
+    if family.staged:
+        n = spec.generate.per_label * len(family.labels)  # at most this many reach the filter
+        kept = min(n, spec.filter.top_k * len(family.labels))
+        rows = [plan_generation(spec, family, models.open(spec.generator)),
+                {"stage": "filter (at most)", "model": spec.discriminator,
+                 "spec": spec.discriminator, "calls": n, "cached": 0,
+                 "tokens_in": n * per_example, "tokens_out": 0}]
+        notes = [f"filter and evaluate: at most {n} samples reach the filter and {kept} rows "
+                 f"the targets (about {per_example} tokens each)"]
+    else:
+        built = family.plan(spec, models)
+        rows, notes, kept, per_example = built.calls, built.notes, built.rows, built.row_tokens
+        notes = [*notes, f"evaluate: at most {kept} rows reach each target (about "
+                         f"{per_example} tokens each)"]
+    rows += [{"stage": "evaluate (at most)", "model": t, "spec": t, "calls": kept, "cached": 0,
+              "tokens_in": kept * per_example, "tokens_out": 0} for t in spec.targets]
+    return rows, notes
 
 
 def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,
