@@ -77,3 +77,27 @@ def test_dry_run_counts_then_usage_is_the_same_after_a_rerun(tmp_path: Path) -> 
     reqs = requests_for(model, ds, "human-assistant")[:12]
     counts = model.backend.count_tokens([t for c, conts in reqs for t in [c, *conts]])  # type: ignore[attr-defined]
     assert int(row["tokens_in"]) == sum(counts)
+
+
+def test_usage_rows_read_back_as_written(tmp_path: Path) -> None:
+    """`mwe filter` carries generation's usage.csv rows into its card: they must come back
+    with the types the ledger wrote (a missing price stays None)."""
+    from mwe.cost import USAGE_COLUMNS, read_usage
+    from mwe.io import write_csv
+
+    rows = [{"stage": "generate", "model": "openai:gpt-4o-mini", "calls": 3, "tokens_in": 1234,
+             "tokens_out": 567, "counted": "api", "price_per_1m_in": 0.15,
+             "price_per_1m_out": 0.6, "cost_usd": 1234 * 0.15e-6 + 567 * 0.6e-6},
+            {"stage": "generate", "model": "openai:unpriced", "calls": 1, "tokens_in": 10,
+             "tokens_out": 2, "counted": "tokenizer", "price_per_1m_in": None,
+             "price_per_1m_out": None, "cost_usd": None},
+            {"stage": "filter", "model": "hf:gemma3-270m", "calls": 9, "tokens_in": 90,
+             "tokens_out": 0, "counted": "tokenizer", "price_per_1m_in": 0.0,
+             "price_per_1m_out": 0.0, "cost_usd": 0.0}]
+    path = tmp_path / "usage.csv"
+    write_csv(path, rows, USAGE_COLUMNS)
+    assert read_usage(path, "generate") == rows[:2]
+    assert read_usage(tmp_path / "absent.csv", "generate") == []
+    path.write_text(path.read_text().replace(",1234,", ",12x4,"))
+    with pytest.raises(DataError, match=r"usage.csv:2"):
+        read_usage(path, "generate")

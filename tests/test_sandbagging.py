@@ -279,8 +279,9 @@ def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path) -> None
         return [line.split() for line in res.stdout.splitlines()]
 
     planned = dry()
-    assert ["build:", "biographies", "llamacpp:smollm2-135m-instruct", "2", "0", "2"] == \
-        next(x for x in planned if x[0] == "build:")[:6]  # one call per attribute, none cached
+    # one call per attribute, none cached
+    assert next(x for x in planned if x[0] == "build:")[:6] == \
+        ["build:", "biographies", "llamacpp:smollm2-135m-instruct", "2", "0", "2"]
     assert next(x for x in planned if x[0] == "evaluate")[4] == str(4 * 2 * 3)
     assert not out.exists()
     run()

@@ -546,15 +546,20 @@ def _print_plan(rows: list[dict[str, Any]], notes: list[str]) -> None:
     print("dry run: no model was called and nothing was written")
 
 
-def _usage(models: Any, stage: str, out: Path) -> None:
-    """usage.csv in `out`: the stage's tokens and estimated cost per model."""
-    from mwe.cost import UsageLedger
+def _usage(models: Any, stage: str, out: Path, earlier: list[dict[str, Any]] | None = None
+           ) -> list[dict[str, Any]]:
+    """usage.csv in `out`: the `earlier` stages' rows, then this stage's tokens and estimated
+    cost per model. Returns the rows written."""
+    from mwe.cost import USAGE_COLUMNS, UsageLedger
+    from mwe.io import write_csv
 
     ledger = UsageLedger()
     ledger.stage(stage, models)
-    ledger.write(out / "usage.csv")
+    rows = [*(earlier or []), *ledger.rows]
+    write_csv(out / "usage.csv", rows, USAGE_COLUMNS)
     print(f"tokens and estimated cost ({out / 'usage.csv'}; prices: {ledger.prices.source}):\n"
           f"{ledger.summary()}", file=sys.stderr)
+    return rows
 
 
 def _spec(args: argparse.Namespace, path: str | Path | None = None) -> Any:
@@ -602,7 +607,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise MweError(f"{args.spec}: a {spec.family} dataset is built in one step: "
                        f"mwe run {args.spec} --out {args.out}")
     check_output_dir(args.out)
-    meta = generate(spec, Path(args.out), _models_from(args), not args.no_progress)
+    models = _models_from(args)
+    meta = generate(spec, Path(args.out), models, not args.no_progress)
+    _usage(models, "generate", Path(args.out))
     for label, c in meta["counts"].items():
         print(f"{label}: {c['sampled']} sampled, {c['parsed']} parsed, {c['unique']} unique")
     calls = meta["model_calls"]
@@ -619,8 +626,16 @@ def cmd_filter(args: argparse.Namespace) -> int:
     discriminator = _models([args.discriminator])[0] if args.discriminator else None
     if args.top_k is not None and args.top_k < 1:
         raise MweError("--top-k must be at least 1")
-    card = run_filter(Path(args.folder), out, _models_from(args), discriminator,
-                      args.top_k, not args.no_progress)
+    from mwe.card import add_usage
+    from mwe.cost import read_usage
+
+    models = _models_from(args)
+    card = run_filter(Path(args.folder), out, models, discriminator, args.top_k,
+                      not args.no_progress)
+    # what building the dataset took, in its card as `mwe run` puts it: generation's rows
+    # from the generate folder's usage.csv, then this stage's
+    add_usage(out, _usage(models, "filter", out,
+                          read_usage(Path(args.folder) / "usage.csv", "generate")))
     print_counts(card)
     calls = card["_model_calls"]
     print(f"discriminator calls: {calls['cached']} from the cache, {calls['computed']} computed",

@@ -111,6 +111,29 @@ USAGE_COLUMNS = ["stage", "model", "calls", "tokens_in", "tokens_out", "counted"
                  "price_per_1m_in", "price_per_1m_out", "cost_usd"]
 
 
+def read_usage(path: Path, stage: str) -> list[dict[str, Any]]:
+    """The rows of one stage in a usage.csv mwe wrote (none if the file is absent), typed as
+    the ledger makes them: a later stage run in another process carries them forward."""
+    import csv
+
+    if not path.exists():
+        return []
+    ints, floats = ("calls", "tokens_in", "tokens_out"), ("price_per_1m_in", "price_per_1m_out",
+                                                          "cost_usd")
+    out = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            if row.get("stage") != stage:
+                continue
+            try:
+                out.append({k: (int(v) if k in ints else
+                                (None if v == "" else float(v)) if k in floats else v)
+                            for k, v in row.items() if k in USAGE_COLUMNS})
+            except (TypeError, ValueError):
+                raise DataError(str(path), line, None, "not a usage.csv row mwe wrote") from None
+    return out
+
+
 class UsageLedger:
     """Tokens and estimated cost per stage and model, from the models a run opened (their
     running totals are read at each stage's end; a stage is what happened since the last).
