@@ -231,14 +231,19 @@ def dataset_rows(questions: Sequence[Question], bios: dict[str, list[str]], n_ch
     return rows
 
 
-def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
+def setting(spec: BehaviorSpec) -> tuple[Path, list[Question], list[Question], list[Unit]]:
+    """The bank's path, the bank, the questions asked, and one unit per attribute."""
     path = spec.data_path()
     assert path is not None
     bank = load_bank(path)
     limit = spec.option("questions")
-    questions = bank[:limit] if limit else bank
-    attributes: list[str] = list(spec.option("attributes"))
-    us = [Unit(a, None, None, None, f"is {a}") for a in attributes]
+    us = [Unit(a, None, None, None, f"is {a}") for a in spec.option("attributes")]
+    return path, bank, bank[:limit] if limit else bank, us
+
+
+def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
+    _, _, questions, us = setting(spec)
+    attributes = [u.id for u in us]
     k = spec.filter.top_k
     longest = max(estimate_tokens(q.question + q.correct + "".join(q.incorrect))
                   for q in questions)
@@ -253,14 +258,9 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
           ) -> dict[str, Any]:
     """Generate biographies per attribute, ask every question of the bank with each and
     without one, write the dataset and its card."""
-    path = spec.data_path()
-    assert path is not None
-    bank = load_bank(path)
-    limit = spec.option("questions")
-    questions = bank[:limit] if limit else bank
-    attributes: list[str] = list(spec.option("attributes"))
+    path, bank, questions, us = setting(spec)
+    attributes = [u.id for u in us]
     n_choices: int = spec.option("choices")
-    us = [Unit(a, None, None, None, f"is {a}") for a in attributes]
     model = models.open(spec.generator)
     records, prompts = sample(spec, model, us, progress)
     parse_and_dedup(records)
