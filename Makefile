@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/mwe demo
 
 test: setup browser
-	$(BIN)/python -m pytest -q -rs --durations=25 tests
+	$(BIN)/python -m pytest -q -rs --durations=25 -n 0 tests
 
 # The report test renders the HTML in Debian's chromium; installed here when missing and
 # running as root (as CI does), otherwise that one test is skipped with a note.

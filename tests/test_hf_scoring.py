@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import plain_logprob
 
 from mwe.models.base import Job
 from mwe.models.hf import HFModel, _Row
@@ -64,20 +65,6 @@ def smol_hf() -> Any:
     return hf.load(f"hf:{name}", name, hf.identity(name))
 
 
-def _plain(model: Any, context: str, continuation: str) -> float:
-    """One sequence alone, full output layer, no cache, no mask."""
-    import torch
-
-    ctx_ids = model._encode_many([context])[0]
-    whole = model._encode_many([context + continuation])[0]
-    cont = whole[len(ctx_ids) :]
-    with torch.inference_mode():
-        logits = model.model(torch.tensor([whole])).logits[0].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    start = len(whole) - len(cont)
-    return float(sum(logprobs[start - 1 + k, t] for k, t in enumerate(cont)))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("row_tokens", [6, 128])
 def test_packed_scores_equal_plain_forward_passes(smol_hf: Any, row_tokens: int) -> None:
@@ -99,4 +86,4 @@ def test_packed_scores_equal_plain_forward_passes(smol_hf: Any, row_tokens: int)
         smol_hf.row_tokens, smol_hf.batch_tokens = saved
     for (ctx, conts), lps in zip(reqs, scores):
         for cont, lp in zip(conts, lps):
-            assert lp == pytest.approx(_plain(smol_hf, ctx, cont), abs=1e-4), (ctx[-30:], cont)
+            assert lp == pytest.approx(plain_logprob(smol_hf, ctx, cont), abs=1e-4), (ctx[-30:], cont)

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import DATA
+from conftest import DATA, plain_logprob
 
 from mwe import prompts
 from mwe.datasets import load
@@ -50,20 +50,6 @@ def _requests(fmt: str, per_file: int = 4) -> list[tuple[str, list[str]]]:
     return reqs
 
 
-def _naive_hf(model: Any, context: str, continuation: str) -> float:
-    """Reference: one plain forward pass over prompt+answer, full output layer everywhere."""
-    import torch
-
-    ctx_ids = model._encode_many([context])[0]
-    whole = model._encode_many([context + continuation])[0]
-    cont = whole[len(ctx_ids):]
-    with torch.no_grad():
-        logits = model.model(torch.tensor([whole])).logits[0].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    start = len(whole) - len(cont)
-    return float(sum(logprobs[start - 1 + k, t] for k, t in enumerate(cont)))
-
-
 @pytest.mark.parametrize("fmt", ["human-assistant", "raw"])
 def test_hf_batched_scores_equal_plain_forward(smol_hf: Any, fmt: str) -> None:
     reqs = _requests(fmt, per_file=2)
@@ -72,7 +58,7 @@ def test_hf_batched_scores_equal_plain_forward(smol_hf: Any, fmt: str) -> None:
     for (ctx, conts), lps in zip(reqs, scores):
         for cont, lp in zip(conts, lps):
             multi_token += len(smol_hf.tok(cont, add_special_tokens=False).input_ids) > 1
-            assert lp == pytest.approx(_naive_hf(smol_hf, ctx, cont), abs=1e-4), (ctx[-60:], cont)
+            assert lp == pytest.approx(plain_logprob(smol_hf, ctx, cont), abs=1e-4), (ctx[-60:], cont)
     assert multi_token > 0  # " (A)" spans several tokens: the multi-token path was exercised
 
 
