@@ -17,8 +17,10 @@ and family:
    where a token is read, is left out of the bound);
 4. with --baseline, an older copy of src/mwe/models/hf.py (e.g. `git show
    HEAD:src/mwe/models/hf.py > /tmp/hf_old.py`), timed in the same run, alternating.
-Times are the best of --reps alternating runs; CPU seconds of the process are reported too,
-since wall times on a shared machine swing by 2x between runs.
+lm-eval and mwe run alternately, --reps times each; times are the best of each tool's runs,
+and each rep's ratio (its two runs back to back) is reported too: this machine's speed drifts
+by 30% over minutes, and a ratio of runs made minutes apart measures the drift. CPU seconds of
+the process are reported as well.
 Families: persona (the three shipped files), advanced AI risk (human-written files if the
 evals folder has them, else the LM-written ones), sycophancy and Winogenerated from the
 released evals folder; a family whose files are absent is skipped with a note.
@@ -174,22 +176,15 @@ def load_baseline(path: str, name: str, ident: dict[str, Any]) -> Any:
     return module.HFModel(f"hf:{name}", str(bundled.hf_dir(name)), ident)
 
 
-def lmeval_best(model_dir: str, files: list[str], rows: list[dict[str, Any]], sizes: list[int],
-                sweep_rows: int, reps: int) -> tuple[int, dict[int, float], dict[str, Any]]:
+def lmeval_sweep(model_dir: str, files: list[str], rows: list[dict[str, Any]], sizes: list[int],
+                 sweep_rows: int) -> tuple[int, dict[int, float]]:
+    """lm-eval's best batch size on the first `sweep_rows` rows, and the sweep."""
     sweep = {}
     for bs in sizes:
         r = run_lmeval(model_dir, files, batch_size=bs, rows=rows[:sweep_rows])
         sweep[bs] = r["n_rows"] / r["scoring_seconds"]
         print(f"  lm-eval batch {bs}: {sweep[bs]:.1f} rows/s ({r['n_rows']} rows)", flush=True)
-    best = max(sweep, key=sweep.__getitem__)
-    return best, sweep, lmeval_full(model_dir, files, rows, best, reps)
-
-
-def lmeval_full(model_dir: str, files: list[str], rows: list[dict[str, Any]], batch: int,
-                reps: int) -> dict[str, Any]:
-    """The fastest of `reps` runs (its scores are those of every run)."""
-    runs = [run_lmeval(model_dir, files, batch_size=batch, rows=rows) for _ in range(reps)]
-    return min(runs, key=lambda r: r["scoring_seconds"])
+    return max(sweep, key=sweep.__getitem__), sweep
 
 
 def bench_family(key: str, family: str, files: list[str], limit: int | None, args: Any,
@@ -199,27 +194,33 @@ def bench_family(key: str, family: str, files: list[str], limit: int | None, arg
     model_dir = str(bundled.hf_dir(name))
     print(f"{name}, {family}: {len(reqs)} rows, raw format", flush=True)
     rows = lm_rows(files, items, reqs)
+    sweep: dict[int, float] = {}
     if batch is None:
         sizes = [8, 16, 32, 64] if key == "smollm2" else [8, 32]
-        batch, sweep, ref = lmeval_best(model_dir, files, rows, sizes, 90 if args.quick else 300,
-                                        args.reps)
-    else:
-        sweep, ref = {}, lmeval_full(model_dir, files, rows, batch, args.reps)
-    lm_rate = ref["n_rows"] / ref["scoring_seconds"]
-    print(f"  lm-eval batch {batch}: {lm_rate:.2f} rows/s", flush=True)
+        batch, sweep = lmeval_sweep(model_dir, files, rows, sizes, 90 if args.quick else 300)
     ident = hf.identity(name)
     models = {"mwe": hf.load(f"hf:{name}", name, ident)}
     if args.baseline:
         models["baseline"] = load_baseline(args.baseline, name, ident)
     for m in models.values():
         m.score(reqs[:4])  # warm-up
+    # lm-eval and mwe alternate, rep by rep: the machine's speed drifts over minutes, and a
+    # ratio should compare runs made at the same time
     best: dict[str, tuple[float, float]] = {}
     scores: dict[str, list[list[float]]] = {}
+    lm_runs: list[dict[str, Any]] = []
+    pairs: list[float] = []
     for _ in range(args.reps):
+        lm_runs.append(run_lmeval(model_dir, files, batch_size=batch, rows=rows))
         for label, m in models.items():
             wall, cpu, scores[label] = time_mwe(m, reqs)
             if label not in best or wall < best[label][0]:
                 best[label] = (wall, cpu)
+            if label == "mwe":
+                pairs.append(lm_runs[-1]["scoring_seconds"] / wall)
+    ref = min(lm_runs, key=lambda r: r["scoring_seconds"])  # every run's scores are the same
+    lm_rate = ref["n_rows"] / ref["scoring_seconds"]
+    print(f"  lm-eval batch {batch}: {lm_rate:.2f} rows/s", flush=True)
     model = models["mwe"]
     params = non_embedding_params(model)
     padded, real = computed_tokens(model, reqs)
@@ -230,6 +231,7 @@ def bench_family(key: str, family: str, files: list[str], limit: int | None, arg
         "lmeval_cpu_seconds": ref.get("scoring_cpu_seconds"),
         "mwe_hf_rows_per_s": len(reqs) / wall, "mwe_hf_cpu_seconds": cpu,
         "ratio": len(reqs) / wall / lm_rate,
+        "ratio_per_rep": pairs,  # lm-eval's time / mwe's, each rep's runs back to back
         "max_abs_logprob_diff": compare(items, scores["mwe"], ref),
         "tokens_computed": padded, "tokens_without_padding": real,
         "non_embedding_params": params,
@@ -244,7 +246,8 @@ def bench_family(key: str, family: str, files: list[str], limit: int | None, arg
             "baseline_bitwise_equal": scores["baseline"] == scores["mwe"],
         })
     print(f"  mwe hf: {out['mwe_hf_rows_per_s']:.2f} rows/s ({cpu:.1f} CPU s); ratio "
-          f"{out['ratio']:.2f}x; {padded} tokens ({real} without padding), "
+          f"{out['ratio']:.2f}x (per rep: {', '.join(f'{x:.2f}x' for x in pairs)}); "
+          f"{padded} tokens ({real} without padding), "
           f"{100 * out['fraction_of_flop_bound']:.0f}% of the matmul bound; max |mwe - lm-eval| "
           f"{out['max_abs_logprob_diff']:.1e}", flush=True)
     if "baseline" in best:
@@ -265,7 +268,8 @@ def main() -> int:
     ap.add_argument("--evals", default=str(REPO.parent / "shared" / "anthropic-evals"),
                     help="the released anthropics/evals folder")
     ap.add_argument("--baseline", help="an older hf.py to time in the same run")
-    ap.add_argument("--reps", type=int, default=2, help="alternating runs; the fastest counts")
+    ap.add_argument("--reps", type=int, default=2, help="runs of each tool, alternating; the "
+                    "fastest counts, and each rep's ratio is reported too")
     ap.add_argument("--llamacpp", action="store_true", help="also time mwe's llamacpp backend")
     args = ap.parse_args()
     result: dict[str, Any] = {"quick": args.quick, "threads": threads.resolve(),
