@@ -239,9 +239,9 @@ def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
     path = spec.data_path()
     assert path is not None
     occs = load_occupations(path)
-    calls = sentence_calls(spec, models.open(spec.generator), occs)
-    gen = sampling_plan("build: sentences", models.open(spec.generator),
-                        [(prompts, s) for _, prompts, s in calls])
+    model = models.open(spec.generator)
+    gen = sampling_plan("build: sentences", model,
+                        [(prompts, s) for _, prompts, s in sentence_calls(spec, model, occs)])
     n = spec.generate.per_label * len(occs)  # sentences, if each sample gives one
     per_request = estimate_tokens(REFERENT_PROMPT + GRAMMAR_PROMPT) // 2 + 30
     disc = {"stage": "build: filter (about)", "model": spec.discriminator,
