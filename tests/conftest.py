@@ -14,6 +14,15 @@ needs_shared = pytest.mark.skipif(not SHARED.exists(),
                                   reason=f"{SHARED} is not present (released anthropics/evals data)")
 
 
+@pytest.fixture(scope="module")
+def smol_hf() -> Any:
+    """The bundled SmolLM2 through the hf backend, loaded once per test module."""
+    from mwe.models import hf
+
+    name = "smollm2-135m-instruct"
+    return hf.load(f"hf:{name}", name, hf.identity(name))
+
+
 def plain_logprob(model: Any, context: str, continuation: str) -> float:
     """The reference for hf scoring: log P(continuation | context) from one plain forward pass
     of that sequence alone (no cache, no mask, the full output layer everywhere)."""

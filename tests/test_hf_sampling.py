@@ -153,14 +153,6 @@ def test_no_prompts_or_no_samples(model: Any) -> None:
 
 # --- the bundled SmolLM2 through the hf backend ---
 
-@pytest.fixture(scope="module")
-def smol_hf() -> Any:
-    from mwe.models import hf
-
-    name = "smollm2-135m-instruct"
-    return hf.load(f"hf:{name}", name, hf.identity(name))
-
-
 CHATS = ["\n\nHuman: Name three colours.\n\nAssistant:", "The capital of France is",
          "\n\nHuman: Name three animals, with a sentence about each.\n\nAssistant:"]
 

@@ -55,16 +55,6 @@ def test_tree_mask_from_subtree_ends_is_each_tokens_own_sequence(seed: int) -> N
     assert seen == sum(len(j.reads) for j in jobs)
 
 
-@pytest.fixture(scope="module")
-def smol_hf() -> Any:
-    from mwe.models import bundled, hf
-
-    name = "smollm2-135m-instruct"
-    if not bundled.is_installed(name):
-        pytest.skip(f"{name} is not installed")
-    return hf.load(f"hf:{name}", name, hf.identity(name))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("row_tokens", [6, 128])
 def test_packed_scores_equal_plain_forward_passes(smol_hf: Any, row_tokens: int) -> None:

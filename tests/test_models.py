@@ -25,14 +25,6 @@ def smol_llama() -> Any:
 
 
 @pytest.fixture(scope="module")
-def smol_hf() -> Any:
-    from mwe.models import hf
-
-    name = "smollm2-135m-instruct"
-    return hf.load(f"hf:{name}", name, hf.identity(name))
-
-
-@pytest.fixture(scope="module")
 def gemma_llama() -> Any:
     from mwe.models import llamacpp
 

@@ -243,12 +243,11 @@ def setting(spec: BehaviorSpec) -> tuple[Path, list[Question], list[Question], l
 
 def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
     _, _, questions, us = setting(spec)
-    attributes = [u.id for u in us]
     k = spec.filter.top_k
     longest = max(estimate_tokens(q.question + q.correct + "".join(q.incorrect))
                   for q in questions)
     return BuildPlan([bio_plan(spec, models.open(spec.generator), us)],
-                     len(questions) * k * (len(attributes) + 1),
+                     len(questions) * k * (len(us) + 1),
                      longest + spec.generate.max_tokens,
                      [f"{NAME}: at most {k} biographies per attribute; each of {len(questions)} "
                       f"questions asked with each and once without one, per biography"])
