@@ -45,6 +45,10 @@ def read_answers(path: Path, items: dict[tuple[str, str], StudyItem]) -> list[Ra
         if col not in header:
             raise DataError(str(path), 1, col, "missing column (answer files have "
                             f"{', '.join(ANSWER_COLUMNS)})")
+        if header.count(col) > 1:  # csv.DictReader would keep the last one's cells only
+            where = [str(k + 1) for k, name in enumerate(header) if name == col]
+            raise DataError(str(path), 1, col, f"the header has this column more than once "
+                            f"(columns {', '.join(where)}); keep one")
     out: list[Rating] = []
     seen: dict[tuple[str, str, str], int] = {}
     start = 2

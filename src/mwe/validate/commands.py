@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import re
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -57,8 +59,37 @@ def open_study(folder: Path, data: list[str], per_dataset: int = PER_DATASET, se
 
 
 def links(study: Study, host: str, port: int) -> list[tuple[str, str]]:
+    """Each rater's link; a rater whose token this folder no longer knows (tokens.json
+    deleted or edited) gets a new one, and the old link stops working."""
+    lost = [r.name for r in study.raters() if r.token is None]
+    if lost:
+        study.new_links(lost)
+        print(f"mwe: note: {study.tokens_path} had no token for {', '.join(lost)}: new links "
+              "made (their old links no longer work)", file=sys.stderr)
     shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
+    shown = f"[{shown}]" if ":" in shown else shown
     return [(r.name, f"http://{shown}:{port}/rate/{r.token}") for r in study.raters()]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything is printed: a port in use or an address
+    that is not this machine's is an error, not links that lead nowhere."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise MweError(f"--host {host}: not an address of this machine ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = " (in use? try --port)" if exc.errno == errno.EADDRINUSE else " (check --host)"
+        raise MweError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def serve(study: Study, host: str, port: int,
@@ -68,14 +99,18 @@ def serve(study: Study, host: str, port: int,
 
     from mwe.validate.app import create_app
 
+    sock = listen(host, port)
     config = uvicorn.Config(create_app(study), host=host, port=port, log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
-    if on_ready is not None:
-        on_ready(links(study, host, port))
-    server.run()
+    try:
+        if on_ready is not None:
+            on_ready(links(study, host, port))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
-        raise MweError(f"could not listen on {host}:{port} (in use? try --port)")
+        raise MweError(f"the rating app did not start on {host}:{port}")
 
 
 def export_items(out: Path, data: list[str], per_dataset: int, seed: int,
