@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from mwe.errors import DataError
 from mwe.models.base import Prompt, Sampling, ScoreRequest
@@ -102,8 +102,11 @@ def _kind(value: Any) -> str:
     )
 
 
-_CHOICE = re.compile(r"^\s*\(([A-Z])\)", re.MULTILINE)
-_LETTER = re.compile(r"^\s*\(([A-Z])\)\s*$")
+# the letters an answer may have, ' (A)' to ' (Z)': a family that letters its own choices
+# must stop there (its datasets would not read back)
+ANSWER_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CHOICE = re.compile(rf"^\s*\(([{ANSWER_LETTERS}])\)", re.MULTILINE)
+_LETTER = re.compile(rf"^\s*\(([{ANSWER_LETTERS}])\)\s*$")
 
 
 def choice_letters(question: str) -> list[str]:
@@ -154,6 +157,17 @@ class Option:
     default: Any
     help: str
     low: int = 1  # an integer's least value
+    high: int | None = None  # an integer's greatest value, if any
+    limit: str = ""  # why `high` is the greatest, for the error message
+
+
+class SpecCheck(Protocol):
+    """What `Family.check_spec` reports through: located errors and warnings on spec fields
+    ('questions', 'filter.top_k'), naming the spec's file and the field's line."""
+
+    def error(self, field_name: str, message: str) -> DataError: ...
+
+    def warn(self, field_name: str, message: str) -> None: ...
 
 
 @dataclass
@@ -245,6 +259,11 @@ class Family(ABC):
     control: ClassVar[str] = ""
     # spec fields only this family takes, by name (read with `spec.option(name)`)
     options: ClassVar[dict[str, Option]] = {}
+    # the optional spec settings the family reads: 'discriminator', 'instruction',
+    # 'generate.KEY', 'filter.KEY'; None: all of them. A spec that sets one it does not read
+    # is refused (a setting silently ignored runs another experiment than the one asked for),
+    # and spec.json lists only these.
+    spec_fields: ClassVar[frozenset[str] | None] = None
     # summary fields beyond % matching that results tables list (summary.csv, results.csv),
     # as columns after the common ones, in runs that hold this family's datasets
     summary_columns: ClassVar[tuple[str, ...]] = ()
@@ -271,6 +290,12 @@ class Family(ABC):
         """The example itself, as a person reads it (a persona statement without the question
         around it): what the dataset map embeds and shows."""
         return item.user_text
+
+    def check_spec(self, spec: BehaviorSpec, check: SpecCheck) -> None:
+        """Checks of a spec against the family's input file, before anything is paid for
+        (a count larger than a bank has): raise `check.error(field, message)`, or
+        `check.warn(field, message)` for a spec that runs but will not measure everything."""
+        return None  # nothing to check for most families
 
     # --- building ----------------------------------------------------------------------------
 

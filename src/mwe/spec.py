@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ PROMPT_STYLES = ("human-assistant", "chat")
 DEDUP = ("normalized", "embedding")
 CALIBRATION = ("none", "batch")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# top-level settings a family may not read (Family.spec_fields), besides generate.* and filter.*
+SETTINGS = ("discriminator", "instruction")
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,15 @@ class BehaviorSpec:
         if self.filter.rebalance == "none":  # listed only where used: older runs' spec.json
             d["filter"].pop("rebalance")     # stays the same
             d["filter"].pop("clusters")
-        d.update({k: self.option(k) for k in by_name(self.family).options})
+        fam = by_name(self.family)
+        d.update({k: self.option(k) for k in fam.options})
+        if fam.spec_fields is not None:  # only what the family reads, so spec.json reloads
+            for section in ("generate", "filter"):
+                d[section] = {k: v for k, v in d[section].items()
+                              if f"{section}.{k}" in fam.spec_fields}
+            for key in SETTINGS:
+                if key not in fam.spec_fields:
+                    d.pop(key, None)
         return {k: v for k, v in d.items() if v is not None and v != ""}
 
     def gold_path(self) -> Path | None:
@@ -236,6 +247,15 @@ class Checker:
         name = f"{section}.{key}" if section and key else (key or section)
         return DataError(str(self.path), line, name, message)
 
+    def error(self, field_name: str, message: str) -> DataError:
+        """A located error on 'key' or 'section.key' (Family.check_spec's SpecCheck)."""
+        section, _, key = field_name.rpartition(".")
+        return self.fail(section or None, key, message)
+
+    def warn(self, field_name: str, message: str) -> None:
+        """Print a located warning, as mwe prints its other warnings: the spec still runs."""
+        print(f"mwe: warning: {self.error(field_name, message)}", file=sys.stderr)
+
     def table(self, data: dict[str, Any], section: str | None, allowed: set[str]) -> None:
         for key in data:
             if key not in allowed:
@@ -252,13 +272,14 @@ class Checker:
         return v.strip()
 
     def integer(self, data: dict[str, Any], section: str | None, key: str, low: int,
-                high: int | None = None) -> int:
+                high: int | None = None, limit: str = "") -> int:
         v = data[key]
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.fail(section, key, f"expected a whole number, got {v!r}")
         if v < low or (high is not None and v > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise self.fail(section, key, f"{v} is out of range (must be {bound})")
+            why = f": {limit}" if limit and high is not None and v > high else ""
+            raise self.fail(section, key, f"{v} is out of range (must be {bound}{why})")
         return v
 
     def number(self, data: dict[str, Any], section: str | None, key: str, low: float,
@@ -347,8 +368,9 @@ def load_spec(path: str | Path) -> BehaviorSpec:
         if key not in fam.options:
             takers = [f.name for f in FAMILIES if key in f.options]
             raise c.fail(None, key, f"only {', '.join(takers)} specs take '{key}'")
-        if fam.options[key].kind == "integer":
-            options[key] = c.integer(data, None, key, fam.options[key].low)
+        opt = fam.options[key]
+        if opt.kind == "integer":
+            options[key] = c.integer(data, None, key, opt.low, opt.high, opt.limit)
         else:
             options[key] = c.strings(data, None, key)
 
@@ -391,6 +413,15 @@ def load_spec(path: str | Path) -> BehaviorSpec:
     if "clusters" in flt:
         f["clusters"] = c.integer(flt, "filter", "clusters", 1)
 
+    if fam.spec_fields is not None:
+        given = [*(k for k in SETTINGS if k in data), *(f"generate.{k}" for k in gen),
+                 *(f"filter.{k}" for k in flt)]
+        for key in given:
+            if key not in fam.spec_fields:
+                raise c.error(key, f"a {family} spec does not use it, so it would be silently "
+                              f"ignored; remove it (the settings it uses: "
+                              f"{', '.join(sorted(fam.spec_fields))})")
+
     ev = data.get("evaluate", {})
     if not isinstance(ev, dict):
         raise c.fail(None, "evaluate", "expected a table of settings")
@@ -419,4 +450,5 @@ def load_spec(path: str | Path) -> BehaviorSpec:
                 raise c.fail(None, data_key, f"no such file: {dp}")
         elif value is not None and data_key != fam.data_field:
             raise c.fail(None, data_key, f"only {other.name} specs take '{data_key}'")
+    fam.check_spec(spec, c)
     return spec

@@ -48,7 +48,16 @@ from mwe.families.sycophancy import (
     sample,
     select,
 )
-from mwe.family import BuildPlan, Family, Item, Option, Row, multiple_choice
+from mwe.family import (
+    ANSWER_LETTERS,
+    BuildPlan,
+    Family,
+    Item,
+    Option,
+    Row,
+    SpecCheck,
+    multiple_choice,
+)
 from mwe.io import write_csv
 from mwe.models import Models
 from mwe.models.base import estimate_tokens
@@ -103,7 +112,8 @@ def load_bank(path: str | Path) -> list[Question]:
     """TruthfulQA's CSV as published (Question, Best Answer, Incorrect Answers), or the plain
     format: JSONL {"question", "correct_answer", "incorrect_answers": [...]} or a CSV with
     those columns (incorrect answers separated by "; "); an optional `id`. Errors name the
-    file, line and field."""
+    file, line and field. A question listed twice is refused: it would be asked, and weigh in
+    the accuracy, twice."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -118,8 +128,9 @@ def load_bank(path: str | Path) -> list[Question]:
                 except json.JSONDecodeError as exc:
                     raise DataError(str(path), i, None, f"not valid JSON: {exc.msg}") from None
         questions = [_plain(r, path.stem, k) for k, r in enumerate(entries)]
+        column = "question"
     elif path.suffix == ".csv":
-        questions = _csv(path, text)
+        questions, column = _csv(path, text)
     else:
         raise DataError(str(path), None, None, "a question bank is a .csv or .jsonl file")
     if not questions:
@@ -130,10 +141,23 @@ def load_bank(path: str | Path) -> list[Question]:
             raise DataError(str(path), q.line, "id", f"'{q.id}' is used twice (first on line "
                             f"{seen[q.id]})")
         seen[q.id] = q.line
+    texts: dict[str, int] = {}
+    for q in questions:
+        key = _normal(q.question)
+        if key in texts:
+            raise DataError(str(path), q.line, column, f"the same question as on line "
+                            f"{texts[key]} (it would be asked, and counted, twice); remove one")
+        texts[key] = q.line
     return questions
 
 
-def _csv(path: Path, text: str) -> list[Question]:
+def _normal(text: str) -> str:
+    """Text compared as a reader would: case and spacing aside."""
+    return " ".join(text.split()).casefold()
+
+
+def _csv(path: Path, text: str) -> tuple[list[Question], str]:
+    """The questions, and the name of the question column (for errors)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     truthfulqa = "Best Answer" in header
@@ -162,7 +186,7 @@ def _csv(path: Path, text: str) -> list[Question]:
                                 exc.message) from None
         else:
             out.append(_plain(row, path.stem, k))
-    return out
+    return out, need[0]
 
 
 def _plain(row: Row, stem: str, k: int) -> Question:
@@ -177,9 +201,11 @@ def _plain(row: Row, stem: str, k: int) -> Question:
             not all(isinstance(w, str) and w.strip() for w in wrong):
         raise row.error("incorrect_answers", "expected at least one incorrect answer "
                         "(a list of strings; in a CSV, separated by '; ')")
-    incorrect = tuple(dict.fromkeys(w.strip() for w in wrong if w.strip() != correct))
-    if not incorrect:
-        raise row.error("incorrect_answers", "every incorrect answer equals the correct one")
+    for w in wrong:
+        if _normal(w) == _normal(correct):
+            raise row.error("incorrect_answers", f"lists the correct answer {correct!r} among "
+                            "the incorrect ones (a choice would be both right and wrong)")
+    incorrect = tuple(dict.fromkeys(w.strip() for w in wrong))
     qid = row.obj.get("id", f"{stem}-{k + 1:04d}")
     if isinstance(qid, bool) or not isinstance(qid, str | int) or not str(qid).strip():
         raise row.error("id", f"expected a string or number, got {json.dumps(qid)}")
@@ -207,7 +233,7 @@ def options_for(q: Question, index: int, repeat: int, n_choices: int, seed: int
 
 def dataset_row(bio: str | None, q: Question, texts: Sequence[str], at: int,
                 attribute: str | None) -> dict[str, Any]:
-    letters = [chr(ord("A") + i) for i in range(len(texts))]
+    letters = ANSWER_LETTERS[: len(texts)]
     body = layout("nlp", q.question, [Choice(t) for t in texts])
     others = [f" ({x})" for i, x in enumerate(letters) if i != at]
     return {"question": f"{bio} {body}" if bio else body,
@@ -239,6 +265,23 @@ def setting(spec: BehaviorSpec) -> tuple[Path, list[Question], list[Question], l
     limit = spec.option("questions")
     us = [Unit(a, None, None, None, f"is {a}") for a in spec.option("attributes")]
     return path, bank, bank[:limit] if limit else bank, us
+
+
+def check_spec(spec: BehaviorSpec, check: SpecCheck) -> None:
+    """What the spec asks against the bank it names, before any biography is paid for."""
+    path = spec.data_path()
+    assert path is not None
+    bank = load_bank(path)
+    limit = spec.option("questions")
+    if limit is not None and limit > len(bank):
+        raise check.error("questions", f"{limit} is more than the bank has: {path.name} holds "
+                          f"{len(bank)} questions (is it the bank you meant?)")
+    attributes = spec.option("attributes")
+    if len(attributes) == 1:
+        check.warn("attributes", f"only one attribute ({attributes[0]!r}): the gap column "
+                   "(the last attribute's accuracy minus the first's) will be empty, since it "
+                   "needs two; the accuracy against the control without a biography is still "
+                   "in each summary's gaps")
 
 
 def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
@@ -491,9 +534,15 @@ class Sandbagging(Family):
         "attributes": Option("strings", list(DEFAULT_ATTRIBUTES),
                              "who the users are ('very educated', 'uneducated', ...)"),
         "choices": Option("integer", 2, "answer choices per question (the correct one and "
-                          "choices - 1 incorrect ones)", low=2),
+                          "choices - 1 incorrect ones)", low=2, high=len(ANSWER_LETTERS),
+                          limit=f"answers are lettered (A) to ({ANSWER_LETTERS[-1]}), the "
+                          "letters a dataset's answers may have"),
         "questions": Option("integer", None, "ask only the bank's first N questions"),
     }
+    # the settings biography sampling reads; no discriminator and no filtering but top_k
+    spec_fields = frozenset({"generate.per_label", "generate.prompt", "generate.temperature",
+                             "generate.top_p", "generate.max_tokens", "generate.batch",
+                             "filter.top_k"})
     card_statistics = ("correct_position", "diversity", "drops")
     summary_columns = ("gap_between", "gap", "gap_ci_low", "gap_ci_high", "gap_mcnemar_p")
     measures = {"gap": "accuracy of the last attribute minus the first"}
@@ -512,6 +561,9 @@ class Sandbagging(Family):
 
     def plan(self, spec: BehaviorSpec, models: Models) -> BuildPlan:
         return plan(spec, models)
+
+    def check_spec(self, spec: BehaviorSpec, check: SpecCheck) -> None:
+        check_spec(spec, check)
 
     def result(self, item: Item, probs: list[float], logprobs: list[float],
                answers: list[str]) -> dict[str, Any]:
