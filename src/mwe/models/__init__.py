@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any, cast
 
 from mwe.errors import MweError
@@ -47,7 +48,7 @@ def known_backends() -> dict[str, str]:
 
 
 __all__ = ["BACKENDS", "CachedModel", "LanguageModel", "Models", "Sampling", "ScoreRequest",
-           "open_model", "parse_spec"]
+           "UnusableModels", "check_model", "check_models", "open_model", "parse_spec"]
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -73,12 +74,13 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_backend(backend: str) -> Backend:
-    """The backend named in a model string: a module of mwe, or a plugin's entry point."""
+def load_backend(backend: str, quiet: bool = True) -> Backend:
+    """The backend named in a model string: a module of mwe, or a plugin's entry point.
+    `quiet=False` for a check: quieting transformers imports it (seconds), a load's cost."""
     target = known_backends()[backend]
     module_name, _, attr = target.partition(":")
     try:
-        if backend in ("hf", "hf-rm"):
+        if quiet and backend in ("hf", "hf-rm"):
             quiet_transformers()
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -91,6 +93,68 @@ def load_backend(backend: str) -> Backend:
         raise MweError(f"backend '{backend}' ({target}) does not provide OUTPUT ('logprobs' or "
                        "'rewards'), identity(name) and load(spec, name, identity)")
     return cast(Backend, obj)
+
+
+def check_model(spec: str) -> None:
+    """Raise MweError saying why `spec` cannot be used: an unknown backend, one not installed,
+    or its own check (files, cache, key, local server). Loads nothing. A plugin without a
+    `check` is checked by computing its identity, which loads nothing either."""
+    backend, name = parse_spec(spec)
+    impl = load_backend(backend, quiet=False)
+    check = getattr(impl, "check", None)
+    if callable(check):
+        check(name)
+    else:
+        impl.identity(name)
+
+
+class UnusableModels(MweError):
+    """Every model of a command that cannot be used, found before its first call; each
+    problem is one line naming the role (spec field or option), the model and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            message = f"{problems[0]}; no model was called"
+        else:
+            message = (f"{len(problems)} models cannot be used; no model was called:\n"
+                       + "\n".join(f"  {p}" for p in problems))
+        super().__init__(message)
+
+
+def _reason(message: str, shown: str) -> str:
+    """A check's message without the model it names (the problem line names it already)."""
+    for lead in (f"model '{shown}': ", f"{shown}: "):
+        if message.startswith(lead):
+            return message[len(lead):]
+    return message
+
+
+def check_models(uses: Sequence[tuple[str, str]], embedding: Sequence[str] = ()) -> None:
+    """Check every (role, model string) a command will use, and the bundled embedding model
+    for each role in `embedding`, before it calls any: all problems are raised together as
+    one UnusableModels, so a run never stops for a model after paying for others' calls."""
+    from mwe.models import bundled
+
+    found: dict[str, str | None] = {}  # model string -> why it cannot be used, or None
+    roles: dict[str, list[str]] = {}
+    for role, spec in uses:
+        if spec not in found:
+            try:
+                check_model(spec)
+                found[spec] = None
+            except MweError as exc:
+                found[spec] = _reason(str(exc), redact(spec))
+        roles.setdefault(spec, []).append(role)
+    problems = [f"{', '.join(roles[spec])} '{redact(spec)}': {why}"
+                for spec, why in found.items() if why is not None]
+    for role in embedding:
+        try:
+            bundled.check(bundled.EMBEDDING, "embedding")
+        except MweError as exc:
+            problems.append(f"{role} (embedding model '{bundled.EMBEDDING}'): {exc}")
+    if problems:
+        raise UnusableModels(problems)
 
 
 def open_model(spec: str, store: Store) -> CachedModel:

@@ -40,6 +40,7 @@ from mwe.models.base import (
     TokenUsage,
     add_usage,
     cut_at_stop,
+    require_modules,
     usage_of,
 )
 from mwe.models.batch import (
@@ -52,7 +53,7 @@ from mwe.models.batch import (
     describe,
     run_batches,
 )
-from mwe.models.http import HttpBackend
+from mwe.models.http import HttpBackend, check_server, settings_from
 from mwe.models.openai_compat import shown_url
 from mwe.redact import redact
 
@@ -110,6 +111,15 @@ def identity(name: str) -> dict[str, Any]:
     if batch_flag(options, "anthropic"):
         ident["batch"] = True  # another serving path: cached apart (see openai_compat)
     return ident
+
+
+def check(name: str) -> None:
+    """Before a command's first call: the options parse, the anthropic package is installed,
+    $ANTHROPIC_API_KEY is set, and a local server (a loopback base URL) is listening."""
+    _, base, options = parse_name(name)
+    settings_from(options)
+    require_modules("anthropic", ["anthropic"], "pip install 'mwe[http]' (or run 'make setup')")
+    check_server(base or DEFAULT_BASE, "ANTHROPIC_API_KEY", key_needed=True)
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:

@@ -174,13 +174,31 @@ class LanguageModel(Scorer, Sampler, Protocol):
 class Backend(Protocol):
     """What a backend provides to the registry (a module of mwe.models, or a plugin's object
     named by a `mwe.backends` entry point): its cache identity without loading anything, the
-    loaded model, and what its scores are."""
+    loaded model, what its scores are, and a cheap check that the model can be used.
+
+    `check` is optional for plugins: one without it is checked by computing its identity."""
 
     OUTPUT: Output
 
     def identity(self, name: str) -> dict[str, Any]: ...
 
     def load(self, spec: str, name: str, identity: dict[str, Any]) -> LanguageModel: ...
+
+    def check(self, name: str) -> None:
+        """Raise MweError saying why `name` cannot be used (no such file, not in the local
+        cache, no key, no server listening), before a command makes its first call. Cheap:
+        no weights are read, nothing is downloaded, no request is sent."""
+        ...
+
+
+def require_modules(what: str, modules: Sequence[str], hint: str = "run 'make setup'") -> None:
+    """Fail if a package a backend imports only when loading is missing (found, not imported:
+    importing torch alone takes seconds)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MweError(f"{what} needs {' and '.join(missing)}, not installed: {hint}")
 
 
 def split_trailing_spaces(context: str, continuation: str) -> tuple[str, str]:

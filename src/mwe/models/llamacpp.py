@@ -24,6 +24,7 @@ from mwe.models.base import (
     ScoreRequest,
     build_jobs,
     cut_at_stop,
+    require_modules,
     text_of,
 )
 from mwe.models.sampler import first_stop, rng_for, sample_token
@@ -48,20 +49,48 @@ def gguf_for(name: str) -> Path:
     path = Path(os.path.expanduser(name))
     if not path.is_file():
         raise MweError(f"llamacpp: '{name}' is neither a bundled model nor a GGUF file")
+    problem = gguf_problem(path)
+    if problem:
+        raise MweError(f"model 'llamacpp:{name}': {problem}")
+    return path
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why the file at `path` is no GGUF model, from its first 24 bytes; None if it starts
+    like one."""
     try:
         with path.open("rb") as f:
             head = f.read(GGUF_HEADER)
     except OSError as exc:
-        raise MweError(f"model 'llamacpp:{name}': cannot read the file: "
-                       f"{exc.strerror or exc}") from None
+        return f"cannot read the file: {exc.strerror or exc}"
     if not head:
-        raise MweError(f"model 'llamacpp:{name}': an empty file, not a GGUF model")
+        return "an empty file, not a GGUF model"
     if not head.startswith(GGUF_MAGIC):
-        raise MweError(f"model 'llamacpp:{name}': not a GGUF file (starts with {head[:8]!r}, "
-                       f"not {GGUF_MAGIC!r})")
+        return f"not a GGUF file (starts with {head[:8]!r}, not {GGUF_MAGIC!r})"
     if len(head) < GGUF_HEADER:
-        raise MweError(f"model 'llamacpp:{name}': truncated GGUF file ({len(head)} bytes)")
-    return path
+        return f"truncated GGUF file ({len(head)} bytes)"
+    return None
+
+
+def check(name: str) -> None:
+    """Before a command's first call: llama.cpp is installed, and the name is an installed
+    bundled model or a file that starts like a GGUF (its header only is read)."""
+    from mwe.models import bundled
+
+    require_modules("llamacpp", ["llama_cpp"])
+    name, _ = threads.split_name("llamacpp", name)
+    if name in bundled.BUNDLED:
+        bundled.check(name)
+        return
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        raise MweError(f"{path} is a folder, not a GGUF file")
+    if not path.exists():
+        raise MweError(f"no file {path}, and not a bundled model "
+                       f"({', '.join(bundled.names())})")
+    problem = gguf_problem(path)
+    if problem:
+        raise MweError(problem)
 
 
 OUTPUT = "logprobs"  # score() returns log-probabilities

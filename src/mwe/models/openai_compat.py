@@ -47,6 +47,7 @@ from mwe.models.base import (
     TokenUsage,
     add_usage,
     cut_at_stop,
+    require_modules,
     seed_for,
     split_trailing_spaces,
     text_of,
@@ -64,7 +65,14 @@ from mwe.models.batch import (
     run_batches,
     say,
 )
-from mwe.models.http import HttpBackend, HttpError, message_of, retry_status
+from mwe.models.http import (
+    HttpBackend,
+    HttpError,
+    check_server,
+    message_of,
+    retry_status,
+    settings_from,
+)
 from mwe.redact import redact
 
 DEFAULT_BASE = "https://api.openai.com/v1"
@@ -131,6 +139,15 @@ def identity(name: str) -> dict[str, Any]:
         # its results are cached apart (and a model without batch=1 keeps its old identity)
         ident["batch"] = True
     return ident
+
+
+def check(name: str) -> None:
+    """Before a command's first call: the options parse, the openai package is installed,
+    $OPENAI_API_KEY is set unless the server is local, and a local server is listening."""
+    _, base, options = parse_name(name)
+    settings_from(options)
+    require_modules("openai", ["openai"], "pip install 'mwe[http]' (or run 'make setup')")
+    check_server(base, "OPENAI_API_KEY", key_needed=not _is_local(base))
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> OpenAIModel:

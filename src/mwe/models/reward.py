@@ -15,7 +15,7 @@ from typing import Any
 
 from mwe import threads
 from mwe.errors import MweError
-from mwe.models.base import Prompt, Sampling, ScoreRequest, text_of
+from mwe.models.base import Prompt, Sampling, ScoreRequest, require_modules, text_of
 
 BATCH = 16
 
@@ -32,6 +32,16 @@ def identity(name: str) -> dict[str, Any]:
     threads.from_env()  # a bad MWE_THREADS fails now, not after the cache was searched
     return {"backend": "hf-rm", "dtype": "float32", "kind": "reward",
             **weights_identity(name, "hf-rm")}
+
+
+def check(name: str) -> None:
+    """Before a command's first call: as hf's check, without bundled models (none is a
+    reward model)."""
+    from mwe.models.hf import check_weights
+
+    name, _ = threads.split_name("hf-rm", name)
+    require_modules("hf-rm", ["torch", "transformers"])
+    check_weights(name)
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> RewardModel:
