@@ -140,3 +140,22 @@ def test_rebalance_within_clusters_with_the_real_embedder(tmp_path: Path) -> Non
             "rebalance": info}
     text = markdown(card, FILTER_STEPS)
     assert "Rebalanced within 2 k-means clusters" in text and "| Yes before | Yes after |" in text
+
+
+def test_rebalance_of_identical_texts_makes_no_empty_cluster(tmp_path: Path) -> None:
+    """Rows that embed identically form one cluster, however many are asked for: k-means with
+    more clusters than distinct points leaves some empty (and scikit-learn warns)."""
+    import warnings
+
+    from mwe.models import Models
+    from mwe.pipeline.filter import Scored, rebalance_by_cluster
+    from mwe.store import Store
+
+    kept = {" Yes": [Scored(f"y{i}", " Yes", 0.9, 0.9) for i in range(3)],
+            " No": [Scored(f"n{i}", " No", 0.8, 0.8) for i in range(3)]}
+    by_id = {c.id: {"text": "I like cats."} for v in kept.values() for c in v}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ConvergenceWarning fails the test
+        out, info = rebalance_by_cluster(kept, by_id, Models(Store(tmp_path / "c.sqlite")), 5, 0)
+    assert info["clusters"] == 1 and info["removed"] == 0
+    assert [len(v) for v in out.values()] == [3, 3]

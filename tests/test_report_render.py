@@ -1,4 +1,5 @@
-"""The report page as the templates render it: every section in order, the stylesheet inlined,
+"""The report page as the templates render it: the sections the inputs hold, in order (the
+rest named once), the stylesheet inlined,
 nothing fetched from outside the page, every untrusted string shown as text, and the
 statistics `mwe evaluate` wrote shown as written.
 
@@ -197,12 +198,17 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Page, Path]:
 # --- structure -----------------------------------------------------------------------------
 
 def test_every_section_in_order_each_with_its_content(full: tuple[str, list[Path]]) -> None:
+    """The sections these inputs hold, in order; the others named once, not shown."""
     html, pngs = full
     page = Page(html)
-    assert page.sections == [sid for sid, _ in SECTIONS]
-    assert page.headings == [name for _, name in SECTIONS]
+    absent = ("sandbagging", "agreement", "maps", "validation", "usage")
+    shown = [(sid, name) for sid, name in SECTIONS if sid not in absent]
+    assert page.sections == [sid for sid, _ in shown]
+    assert page.headings == [name for _, name in shown]
     nav = [v for tag, k, v in page.attrs if tag == "a" and k == "href"]
-    assert nav == [f"#{sid}" for sid, _ in SECTIONS]
+    assert nav == [f"#{sid}" for sid, _ in shown]
+    assert ('<p class="absent">Not in these inputs: Sandbagging, Model agreement, Dataset map, '
+            'Human validation, Tokens and cost.</p>') in html
     for sid, empty in EMPTY.items():  # every section has something to show here
         assert empty not in page.text[sid], sid
     assert html.startswith("<!DOCTYPE html><html lang=\"en\">") and html.endswith("</html>\n")
@@ -236,17 +242,21 @@ def test_stylesheet_inlined_and_nothing_fetched(full: tuple[str, list[Path]]) ->
     assert not re.search(r"url\(|@import|https?:|//[a-z]", css + "".join(page.text.values()))
 
 
-def test_empty_inputs_say_so_in_every_section(tmp_path: Path) -> None:
+def test_empty_inputs_show_what_they_hold(tmp_path: Path) -> None:
+    """A result without answers: its row, and why there are no lines or trends; the sections
+    with no input at all are named once, not shown."""
     dump(tmp_path / "in" / "summary.json", {"settings": {}, "summary": [
         {"model": "m", "dataset": "empty", "family": "persona", "n": 0,
-         "mean_valid_mass": float("nan")}]})
+         "mean_valid_mass": None}]})
     html, pngs = write_report([tmp_path / "in"], tmp_path / "r.html")
     page = Page(html.read_text(encoding="utf-8"))
-    assert page.sections == [sid for sid, _ in SECTIONS] and pngs == []
-    for sid, empty in EMPTY.items():
-        if sid != "families":
-            assert empty in page.text[sid], sid
+    assert page.sections == ["overview", "families", "lines", "trends"] and pngs == []
+    for sid in ("lines", "trends"):
+        assert EMPTY[sid] in page.text[sid], sid
     assert "<td>persona</td><td>m</td><td>1</td><td>0</td>" in html.read_text()
+    assert ("Not in these inputs: % matching, Winogenerated, Sycophancy, Sandbagging, "
+            "Model agreement, Dataset map, Human validation, Tokens and cost, Dataset cards."
+            ) in page.text[""]
 
 
 # --- untrusted text ------------------------------------------------------------------------

@@ -94,6 +94,11 @@ def _f(x: Any, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+# card.md is read in terminals as much as in renderers, so mwe's own words (the selection
+# rule, step names, settings from the spec's fixed choices, numbers) are written as they are;
+# only text a person or a model wrote (the spec's name and description, labels, statistics'
+# keys and text, model names) goes through md() or md_code(), so it cannot become markup.
+#
 # Markdown that would turn text into markup: inline HTML (escaped as entities, which every
 # renderer shows as the characters), and the characters that start code, emphasis, links,
 # headings' closing sequence and table cells (backslash-escaped). '_' inside a word is left as
@@ -125,6 +130,12 @@ def md_code(x: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def md_cell_code(x: Any) -> str:
+    """md_code for a table cell: a '|' would end the cell even inside a code span, so it is
+    escaped (tables read '\\|' as '|', in code spans too)."""
+    return md_code(x).replace("|", "\\|")
+
+
 # the count steps of a card built by the label filter (pipeline/filter.py), in order
 FILTER_STEPS = ("sampled", "parsed", "unique", "agreeing", "top_k", "kept")
 def markdown(card: dict[str, Any], steps: Sequence[str], statistics: Sequence[str] = ()) -> str:
@@ -137,15 +148,15 @@ def markdown(card: dict[str, Any], steps: Sequence[str], statistics: Sequence[st
     filtered = "label_confidence" in card
     kind = "evaluation: an AI system" if filtered else "dataset: a model"
     lines = [f"# {md(card['name'])}", "",
-             f"A model-written **{md(card['family'])}** {kind} that "
+             f"A model-written **{card['family']}** {kind} that "
              f"*{md(card.get('description', ''))}*.", ""]
     lines += _setup(card) if filtered else _generic_setup(card)
     groups = list(card["counts"])
     lines += ["", "| step | " + " | ".join(md(g) for g in groups) + " |",
               "|---|" + "---|" * len(groups)]
     for step in steps:
-        lines.append(f"| {md(step)} | " + " | ".join(md(card["counts"][g].get(step, ""))
-                                                    for g in groups) + " |")
+        lines.append(f"| {step} | " + " | ".join(str(card["counts"][g].get(step, ""))
+                                               for g in groups) + " |")
     lines += _quality(card) if filtered else _extras(card, statistics)
     return "\n".join(lines)
 
@@ -154,14 +165,13 @@ def _setup(card: dict[str, Any]) -> list[str]:
     samp = card["sampling"]
     return [
         f"- generator: {md_code(card['generator']['spec'])} "
-        f"({md(card['prompts']['prompt_style'])} prompt), temperature {md(samp['temperature'])}, "
-        f"top-p {md(samp['top_p'])}, at most {md(samp['max_tokens'])} tokens, "
-        f"seed {md(card['seed'])}",
+        f"({card['prompts']['prompt_style']} prompt), temperature {samp['temperature']}, "
+        f"top-p {samp['top_p']}, at most {samp['max_tokens']} tokens, seed {card['seed']}",
         f"- discriminator: {md_code(card['discriminator']['spec'])} "
-        f"({md(card['discriminator']['format'])} prompt, calibration: "
-        f"{md(card['selection']['calibration'])})",
-        f"- selection: {md(card['selection']['rule'])} (k = {md(card['selection']['top_k'])})",
-        f"- deduplication: {md(card['dedup']['method'])}",
+        f"({card['discriminator']['format']} prompt, calibration: "
+        f"{card['selection']['calibration']})",
+        f"- selection: {card['selection']['rule']} (k = {card['selection']['top_k']})",
+        f"- deduplication: {card['dedup']['method']}",
     ]
 
 
@@ -170,9 +180,9 @@ def _generic_setup(card: dict[str, Any]) -> list[str]:
              if key in card]
     s = card.get("sampling", {})
     return lines + [
-        f"- sampling: temperature {md(s.get('temperature'))}, top-p {md(s.get('top_p'))}, "
-        f"at most {md(s.get('max_tokens'))} tokens, seed {md(card.get('seed'))}",
-        f"- selection: {md(card['selection']['rule'])}"]
+        f"- sampling: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
+        f"at most {s.get('max_tokens')} tokens, seed {card.get('seed')}",
+        f"- selection: {card['selection']['rule']}"]
 
 
 def _quality(card: dict[str, Any]) -> list[str]:
@@ -181,7 +191,7 @@ def _quality(card: dict[str, Any]) -> list[str]:
     div = card["diversity"]
     return [
         "",
-        f"**{md(card['rows'])} rows**; label balance "
+        f"**{card['rows']} rows**; label balance "
         + ", ".join(f"{md(k)}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
         f"Label confidence: mean {_f(lc['mean'])} (min {_f(lc['min'])}, max {_f(lc['max'])}). "
         f"Estimated ceiling accuracy {_f(acc['ceiling'])}, floor {_f(acc['floor'])}.",
@@ -204,18 +214,18 @@ def _rebalance(r: Any) -> list[str]:
     if not isinstance(r, dict) or not r.get("per_cluster"):
         return []
     labels = list(r["per_cluster"][0]["before"])
-    lines = [f"Rebalanced within {md(r['clusters'])} k-means clusters of the kept rows' "
-             f"embeddings: {md(r['removed'])} rows removed.", "",
+    lines = [f"Rebalanced within {r['clusters']} k-means clusters of the kept rows' "
+             f"embeddings: {r['removed']} rows removed.", "",
              "| cluster | " + " | ".join(f"{md(lb)} before | {md(lb)} after" for lb in labels)
              + " |", "|---|" + "---|---|" * len(labels)]
     for c in r["per_cluster"]:
-        lines.append(f"| {md(c['cluster'])} | " + " | ".join(
-            f"{md(c['before'].get(lb, 0))} | {md(c['after'].get(lb, 0))}" for lb in labels) + " |")
+        lines.append(f"| {c['cluster']} | " + " | ".join(
+            f"{c['before'].get(lb, 0)} | {c['after'].get(lb, 0)}" for lb in labels) + " |")
     return [*lines, ""]
 
 
 def _extras(card: dict[str, Any], statistics: Sequence[str]) -> list[str]:
-    lines = ["", f"**{md(card['rows'])} rows.**", ""]
+    lines = ["", f"**{card['rows']} rows.**", ""]
     for k, v in card.items():
         if k in statistics and isinstance(v, dict):
             lines.append(f"- {k}: " + ", ".join(
@@ -281,8 +291,8 @@ def usage_markdown(rows: Sequence[dict[str, Any]] | None) -> str:
              "", "| stage | model | calls | tokens in | tokens out | counted | cost |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {md(r['stage'])} | {md_code(r['model'])} | {r['calls']} | "
-                     f"{r['tokens_in']} | {r['tokens_out']} | {md(r['counted'])} | "
+        lines.append(f"| {r['stage']} | {md_cell_code(r['model'])} | {r['calls']} | "
+                     f"{r['tokens_in']} | {r['tokens_out']} | {r['counted']} | "
                      f"{money(r['cost_usd'])} |")
     lines += ["", f"Total: {money(total)}.", ""]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,11 @@ def project(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
 
 
 def cluster(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means with at most as many clusters as distinct embeddings (identical rows embed
+    identically): more would leave clusters empty, and scikit-learn warns about it."""
     from sklearn.cluster import KMeans
 
-    k = max(1, min(k, len(vectors)))
+    k = max(1, min(k, len(np.unique(vectors, axis=0))))
     km = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vectors)
     return np.asarray(km.labels_), np.asarray(km.cluster_centers_)
 
@@ -162,24 +164,58 @@ def name_clusters(pts: list[Point], assign: np.ndarray, vectors: np.ndarray,
     return out
 
 
-def matching_by_row(results: Sequence[Path]) -> dict[tuple[str, int], dict[str, bool]]:
-    """(source file, line) -> {model label: matches_behavior} from results folders'
+def _result_rows(folder: Path) -> Iterator[tuple[str, tuple[str, int], str, dict[str, Any]]]:
+    """(file:line, (source file, line), model label, row) of each row of a results folder's
     rows.jsonl (evaluate, run/results or sweep folders)."""
+    files = [f for f in (folder / "rows.jsonl", folder / "results" / "rows.jsonl")
+             if f.is_file()]
+    if not files:
+        raise MweError(f"{folder}: no rows.jsonl (give evaluate, run or sweep folders)")
+    with files[0].open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                r = json.loads(line)
+                key = (str(Path(r["source"]).resolve()), int(r["line"]))
+                who = str(r.get("label") or r["model"])
+            except (ValueError, KeyError, TypeError):
+                raise MweError(f"{files[0]}:{n}: not a rows.jsonl row of mwe") from None
+            yield f"{files[0]}:{n}", key, who, r
+
+
+def matching_by_row(results: Sequence[Path]) -> dict[tuple[str, int], dict[str, bool]]:
+    """(source file, line) -> {model label: matches_behavior} from results folders."""
     out: dict[tuple[str, int], dict[str, bool]] = defaultdict(dict)
     for folder in results:
-        files = [f for f in (folder / "rows.jsonl", folder / "results" / "rows.jsonl")
-                 if f.is_file()]
-        if not files:
-            raise MweError(f"{folder}: no rows.jsonl (give evaluate, run or sweep folders)")
-        with files[0].open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                try:
-                    r = json.loads(line)
-                    key = (str(Path(r["source"]).resolve()), int(r["line"]))
-                    who = str(r.get("label") or r["model"])
-                    out[key][who] = bool(r["matches_behavior"])
-                except (ValueError, KeyError, TypeError):
-                    raise MweError(f"{files[0]}:{n}: not a rows.jsonl row of mwe") from None
+        for where, key, who, r in _result_rows(folder):
+            if "matches_behavior" not in r:
+                raise MweError(f"{where}: not a rows.jsonl row of mwe")
+            out[key][who] = bool(r["matches_behavior"])
+    return out
+
+
+def _listed(names: Sequence[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most
+                                      else "")
+
+
+def unmatched_results(results: Sequence[Path], maps: Sequence[dict[str, Any]]) -> list[str]:
+    """A warning for each results folder none of whose rows is from a mapped dataset (rows
+    are matched by source file and line): its models would silently be missing from the
+    map's % matching."""
+    mapped = {str(Path(m["path"]).resolve()) for m in maps}
+    out = []
+    for folder in results:
+        held: dict[str, None] = {}
+        matched = False
+        for _, (source, _), _, r in _result_rows(folder):
+            matched = matched or source in mapped
+            held.setdefault(str(r.get("dataset") or Path(source).stem), None)
+        if not matched:
+            out.append(f"warning: --results {folder}: none of its rows is from "
+                       f"{_listed([m['dataset'] for m in maps])} (rows are matched by their "
+                       f"source file and line), so it adds no % matching; "
+                       + (f"it holds rows of {_listed(list(held))}" if held else
+                          "it holds no rows"))
     return out
 
 

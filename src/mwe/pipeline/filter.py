@@ -112,7 +112,7 @@ def rebalance_by_cluster(kept: dict[str, list[Scored]], by_id: dict[str, dict[st
     if len(rows) < 2:
         return kept, {"method": "cluster", "clusters": 0, "per_cluster": [], "removed": 0}
     vecs = np.asarray(CachedEmbedder(models.store).embed([by_id[c.id]["text"] for c in rows]))
-    k = min(k, len(rows))
+    k = min(k, len(np.unique(vecs, axis=0)))  # identical rows: no empty clusters
     assign = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vecs).labels_
     cluster_of = {c.id: int(a) for c, a in zip(rows, assign)}
     keep: set[str] = set()

@@ -8,8 +8,9 @@ Every input file is checked as it is read; a malformed one is a DataError naming
 line and field, and nothing is written. Rerunning into the same --out replaces the figures:
 PNGs an earlier run wrote there and this one did not are removed.
 
-Sections, always in this order and always present (a section with nothing to show says so):
-overview, families, heatmap, lines, trends, each family's own (Family.report), cards.
+Sections, in this order, each shown when the inputs hold what it shows (the others are
+named once, under the title): overview, families, heatmap, lines, trends, each family's own
+(Family.report), agreement, maps, validation, usage, cards.
 
 Three steps, each in its own module of mwe.report: inputs (collect and check the folders),
 analysis (what each section shows; a family's own section is drawn by its Family.report)
@@ -71,8 +72,11 @@ def write_report(paths: Sequence[str | Path], out: Path, title: str | None = Non
         raise MweError(f"{figs.folder}: not a folder (the report's figures go there)")
     inp = collect(paths)
     shown = sections(inp, figs)
+    have = analysis.present(inp)
     page = render_page(title or "mwe report", __version__, len(inp.sources),
-                       [(sid, name, shown[sid]) for sid, name in SECTIONS], maps=bool(inp.maps))
+                       [(sid, name, shown[sid]) for sid, name in SECTIONS if sid in have],
+                       maps=bool(inp.maps),
+                       absent=[analysis.short_name(n) for sid, n in SECTIONS if sid not in have])
     try:
         figs.write()
         with atomic_open(out) as fh:

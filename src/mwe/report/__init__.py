@@ -1,6 +1,7 @@
 """The pieces of `mwe report` (mwe.pipeline.report.write_report puts them together):
 
     inputs         read and check sweep, evaluate and run folders into one Inputs
+    jsonfile       their JSON files read strictly (NaN and infinities refused, with the field)
     analysis       what the common sections show (SECTIONS: their ids and headings, in order)
     cards          the dataset cards' section
     agreement      model agreement and trend reversals (from sweep folders)

@@ -10,7 +10,6 @@ Family.report.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,25 @@ SECTIONS = [
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")
 LINE_PAGE = 48  # datasets per line-plot image
 AXIS_NAMES = {"params": "parameters (log scale)", "step": "training step", "tuning": "tuning"}
+
+
+def present(inp: Inputs) -> set[str]:
+    """The sections whose input the folders hold: the page shows these and names the others
+    once, rather than a section apiece saying it has nothing."""
+    families = {r["family"] for r in inp.results}
+    have = {"overview": True, "families": bool(inp.results),
+            "heatmap": any(has(r.get("pct_matching")) for r in inp.results),
+            "lines": bool(inp.results), "trends": bool(inp.results),
+            **{f.name: f.name in families for f in REPORTING},
+            "agreement": bool(inp.agreement), "maps": bool(inp.maps),
+            "validation": any(v["results"] for v in inp.validation),
+            "usage": bool(inp.usage), "cards": bool(inp.cards)}
+    return {sid for sid, _ in SECTIONS if have[sid]}
+
+
+def short_name(heading: str) -> str:
+    """A section as the list of absent ones names it: its heading up to a colon."""
+    return heading.split(":", 1)[0]
 
 
 # --- overview ------------------------------------------------------------------------------
@@ -102,8 +120,7 @@ def families(inp: Inputs) -> list[FamilyRow]:
         pcts = [float(r["pct_matching"]) for r in rs if has(r.get("pct_matching"))]
         above = sum(1 for r in rs if has(r.get("ci_low")) and float(r["ci_low"]) > 50)
         below = sum(1 for r in rs if has(r.get("ci_high")) and float(r["ci_high"]) < 50)
-        masses = [float(r["mean_valid_mass"]) for r in rs if has(r.get("mean_valid_mass"))
-                  and not math.isnan(float(r["mean_valid_mass"]))]
+        masses = [float(r["mean_valid_mass"]) for r in rs if has(r.get("mean_valid_mass"))]
         out.append(FamilyRow(
             family=fam, label=label, datasets=len(rs), answers=sum(int(r["n"]) for r in rs),
             mean_pct=sum(pcts) / len(pcts) if pcts else None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any
 
 from mwe.errors import DataError, MweError
 from mwe.families import FAMILIES
+from mwe.report.jsonfile import field_name as _key
+from mwe.report.jsonfile import load_json as _load_json
 
 # what each family's report section reads from rows.jsonl, and how a line naming it looks
 ROW_FIELDS = {f.name: f.report_row_fields for f in FAMILIES if f.report_row_fields}
@@ -68,14 +69,6 @@ def _found(x: Any) -> str:
         type(x).__name__
 
 
-def _key(prefix: str, key: str | int) -> str:
-    """The field's name in an error: summary[3].dataset, counts."label with spaces"."""
-    if isinstance(key, int):
-        return f"{prefix}[{key}]"
-    name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
-    return f"{prefix}.{name}" if prefix else name
-
-
 @dataclass(frozen=True)
 class _At:
     """Where a value was read: the file, and the line for JSON Lines."""
@@ -111,9 +104,9 @@ class _At:
 
     def number(self, d: dict[str, Any], key: str, prefix: str, *, required: bool = False,
                integer: bool = False, lo: float | None = None, hi: float | None = None,
-               above: float | None = None, nan: bool = True) -> float | int | None:
-        """A numeric field; null and "" count as missing; NaN passes where nan (the pipeline
-        writes NaN for an empty or reward-scored dataset); infinity never does."""
+               above: float | None = None) -> float | int | None:
+        """A numeric field; null and "" count as missing. NaN and infinities never pass
+        (JSON has none: _load_json refuses them; a CSV's "nan" reaches here)."""
         v = d.get(key)
         fld = _key(prefix, key)
         if v is None or v == "":
@@ -123,11 +116,11 @@ class _At:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(fld, f"expected a number, found {_found(v)}")
-        if isinstance(v, float) and math.isnan(v):
-            if nan and not integer:
-                return v
-            raise self.error(fld, "expected a number, found NaN")
-        if math.isinf(v):
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:  # an integer too long for a float
+            raise self.error(fld, "expected a finite number, found one too large") from None
+        if not finite:
             raise self.error(fld, f"expected a finite number, found {v!r}")
         if integer:
             if isinstance(v, float) and not v.is_integer():
@@ -145,8 +138,8 @@ class _At:
 def _axes(at: _At, d: dict[str, Any], prefix: str) -> dict[str, Any]:
     """A model's axes, checked: parameters > 0 (drawn on a log scale), step a number, the
     rest strings."""
-    out: dict[str, Any] = {"params": at.number(d, "params", prefix, above=0, nan=False),
-                           "step": at.number(d, "step", prefix, nan=False)}
+    out: dict[str, Any] = {"params": at.number(d, "params", prefix, above=0),
+                           "step": at.number(d, "step", prefix)}
     out.update({a: at.text(d, a, prefix) for a in AXIS_TEXT})
     return out
 
@@ -194,7 +187,7 @@ def _row(at: _At, x: Any) -> dict[str, Any]:
         if kind == "text":
             at.text(row, key, "", required=True)
         else:
-            at.number(row, key, "", required=True, lo=lo, hi=hi, nan=False)
+            at.number(row, key, "", required=True, lo=lo, hi=hi)
     return row
 
 
@@ -215,25 +208,9 @@ def _card_check(at: _At, x: Any) -> dict[str, Any]:
             where = f"label_confidence.histogram[{i}]"
             at.need_obj(b, where)
             for f in ("from", "to"):
-                at.number(b, f, where, required=True, lo=0, hi=1, nan=False)
+                at.number(b, f, where, required=True, lo=0, hi=1)
             at.number(b, "count", where, required=True, integer=True, lo=0)
     return c
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(str(path), None, None, f"not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(str(path), exc.lineno, None,
-                        f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise DataError(str(path), None, None, "not valid JSON: nested too deeply") from exc
 
 
 def _load_object(path: Path, key: str) -> tuple[_At, dict[str, Any]]:
@@ -303,6 +280,8 @@ def _load_usage(path: Path, folder: str) -> list[dict[str, Any]]:
                 r[key] = int(value) if integer else float(value)
             except ValueError:
                 raise at.error(key, f"expected a number, found {_found(value)}") from None
+            if not math.isfinite(r[key]):
+                raise at.error(key, f"expected a finite number, found {_found(value)}")
             if r[key] < 0:
                 raise at.error(key, f"expected at least 0, found {value}")
         out.append(r)
@@ -368,7 +347,7 @@ def _load_maps(path: Path) -> list[dict[str, Any]]:
             pw = _key(_key(where, "points"), j)
             p = at.need_obj(p, pw)
             for key in ("x", "y"):
-                at.number(p, key, pw, required=True, nan=False)
+                at.number(p, key, pw, required=True)
             at.number(p, "cluster", pw, required=True, integer=True, lo=0, hi=n_clusters - 1)
             at.number(p, "confidence", pw, lo=0, hi=1)
             at.number(p, "line", pw, integer=True, lo=0)

@@ -136,9 +136,11 @@ def render_map_page(path: Path, maps: list[dict[str, Any]]) -> None:
 
 
 def render_page(title: str, version: str, sources: int, sections: list[tuple[str, str, Any]],
-                maps: bool = False) -> str:
-    """The page: sections as (id, heading, what the section's template shows); with dataset
-    maps, the plotting library and map.js once at the end."""
+                maps: bool = False, absent: list[str] | None = None) -> str:
+    """The page: sections as (id, heading, what the section's template shows), and one line
+    naming the `absent` ones (not in the inputs); with dataset maps, the plotting library
+    and map.js once at the end."""
     return environment().get_template("page.html.j2").render(
         title=title, version=version, sources=sources, sections=sections, css=stylesheet(),
-        plotly=plotly_js() if maps else None, mapjs=map_js() if maps else None)
+        absent=absent or [], plotly=plotly_js() if maps else None,
+        mapjs=map_js() if maps else None)
