@@ -92,6 +92,9 @@ def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path) -> None
             return [[" Yes"] * sampling.n for _ in prompts]
 
     class StandIns(Models):
+        def check(self, uses: Sequence[tuple[str, str]], embedding: Sequence[str] = ()) -> None:
+            pass  # every stand-in can be used
+
         def open(self, spec: str) -> CachedModel:
             return CachedModel(spec, {"backend": "fake", "spec": spec}, Terse, self.store)
 

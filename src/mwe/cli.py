@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--no-names", action="store_true",
                     help="name clusters by their distinctive words only (no model)")
     mp.add_argument("--results", action="append", default=[], metavar="FOLDER",
-                    help="evaluate, run or sweep folders: % matching per cluster (repeatable)")
+                    help="evaluate, run or sweep folders: %% matching per cluster (repeatable)")
     mp.add_argument("--seed", type=int, default=0)
     _add_common(mp)
 
@@ -491,13 +491,15 @@ def _datasets(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mwe.io import claim_outputs
     from mwe.models import Models
-    from mwe.pipeline.evaluate import ModelRun, evaluate_models, write_outputs
+    from mwe.pipeline.evaluate import OUTPUT_FILES, ModelRun, evaluate_models, write_outputs
 
     specs = _models(args.model)
-    check_output_dir(args.out)
+    claim_outputs(args.out, OUTPUT_FILES)  # before any work: replaces only mwe's own files
     models = Models(_store(args.cache))
     datasets = _datasets(args)
+    models.check([("--model", m) for m in args.model])  # after the data's own errors
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(datasets)} datasets, {n_rows} questions, {len(specs)} model(s), "
           f"format {args.format}", file=sys.stderr)
@@ -551,12 +553,13 @@ def _usage(models: Any, stage: str, out: Path, earlier: list[dict[str, Any]] | N
     """usage.csv in `out`: the `earlier` stages' rows, then this stage's tokens and estimated
     cost per model. Returns the rows written."""
     from mwe.cost import USAGE_COLUMNS, UsageLedger
-    from mwe.io import write_csv
+    from mwe.io import add_outputs, write_csv
 
     ledger = UsageLedger()
     ledger.stage(stage, models)
     rows = [*(earlier or []), *ledger.rows]
     write_csv(out / "usage.csv", rows, USAGE_COLUMNS)
+    add_outputs(out, [out / "usage.csv"])  # in an evaluate or sweep folder's manifest
     print(f"tokens and estimated cost ({out / 'usage.csv'}; prices: {ledger.prices.source}):\n"
           f"{ledger.summary()}", file=sys.stderr)
     return rows
@@ -600,7 +603,7 @@ def print_counts(card: dict[str, Any]) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from mwe.pipeline.generate import generate
-    from mwe.pipeline.run import staged
+    from mwe.pipeline.run import check_spec_models, staged
 
     spec = _spec(args)
     if not staged(spec):
@@ -608,6 +611,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                        f"mwe run {args.spec} --out {args.out}")
     check_output_dir(args.out)
     models = _models_from(args)
+    check_spec_models(spec, models, ("generate",))
     meta = generate(spec, Path(args.out), models, not args.no_progress)
     _usage(models, "generate", Path(args.out))
     for label, c in meta["counts"].items():
@@ -621,6 +625,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_filter(args: argparse.Namespace) -> int:
     from mwe.pipeline.filter import run_filter
+    from mwe.pipeline.run import check_filter_models
 
     out = check_output_dir(args.out or args.folder)
     discriminator = _models([args.discriminator])[0] if args.discriminator else None
@@ -630,6 +635,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from mwe.cost import read_usage
 
     models = _models_from(args)
+    check_filter_models(Path(args.folder), args.discriminator, models)
     card = run_filter(Path(args.folder), out, models, discriminator, args.top_k,
                       not args.no_progress)
     # what building the dataset took, in its card as `mwe run` puts it: generation's rows
@@ -660,6 +666,7 @@ def _run(spec: Any, out: Path, args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     check_output_dir(out)
+    _check_results(out)
     from mwe.cost import UsageLedger
 
     ledger = UsageLedger()
@@ -678,6 +685,23 @@ def _run(spec: Any, out: Path, args: argparse.Namespace) -> int:
               f"{out / 'results' / 'rows.jsonl'})")
     print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
+
+
+def _check_results(out: Path) -> None:
+    """results/ of a run folder: replaced only where mwe's manifest lists the files. A run
+    folder from an mwe before manifests (spec.json written by mwe beside results/) resumes:
+    the result files there are listed as mwe's first."""
+    from mwe.io import adopt_outputs, claim_outputs
+    from mwe.pipeline.evaluate import OUTPUT_FILES
+    from mwe.pipeline.run import RESULT_FILES
+
+    try:
+        spec = json.loads((out / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        spec = None
+    if isinstance(spec, dict) and {"name", "family", "generator"} <= spec.keys():
+        adopt_outputs(out / "results", RESULT_FILES)
+    claim_outputs(out / "results", OUTPUT_FILES)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -706,13 +730,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.model:
         _models(args.model)
         series = Series(series.name, series.models + from_specs(args.model).models)
-    check_output_dir(args.out)
+    from mwe.io import claim_outputs
+    from mwe.pipeline.sweep import SWEEP_FILES
+
+    claim_outputs(args.out, SWEEP_FILES)  # before any work: replaces only mwe's own files
     if args.ray is not None and not args.dry_run:
         from mwe.pipeline.ray_sweep import ray_module
 
         ray_module()  # not installed: say so before any data is read
     models = _models_from(args)
     datasets = _datasets(args)
+    listed = len(series.models) - len(args.model or [])  # from --series, then --model
+    models.check([(f"{args.series} models[{i}]" if i < listed else "--model", m.model)
+                  for i, m in enumerate(series.models)])  # after the data's own errors
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
@@ -822,13 +852,17 @@ def cmd_map(args: argparse.Namespace) -> int:
         m = dataset_map.build_map(ds, models, None if args.no_names else namer, args.clusters,
                                   args.seed, [Path(r) for r in args.results])
         maps.append(m)
+        k = len(m["clusters"])
         named = sum(c["named_by"] != "words" for c in m["clusters"])
-        print(f"{ds.name}: {len(m['points'])} rows, {len(m['clusters'])} clusters "
-              f"({named} named by {namer}), {time.perf_counter() - start:.0f} s")
+        naming = "" if args.no_names else f" ({named} named by {namer})"
+        print(f"{ds.name}: {len(m['points'])} rows, {k} cluster{'s' * (k != 1)}{naming}, "
+              f"{time.perf_counter() - start:.0f} s")
         for c in m["clusters"]:
             labels = ", ".join(f"{k} {v}" for k, v in c["labels"].items())
             print(f"  {c['cluster']:>2}  {c['size']:>4} rows  {labels:<20}  {c['name']}"
                   + ("  (distinctive words)" if c["named_by"] == "words" else ""))
+    for warning in dataset_map.unmatched_results([Path(r) for r in args.results], maps):
+        print(warning, file=sys.stderr)
     paths = dataset_map.write_maps(out, maps, {"clusters": args.clusters, "seed": args.seed,
                                                "namer": args.namer, "results": args.results})
     print(f"map: {paths[2]} (and {paths[0].name}, {paths[1].name})")

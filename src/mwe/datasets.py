@@ -2,11 +2,18 @@
 
 Everything is validated before a model is touched: the first malformed row stops the run
 with its file, line and field.
+
+mwe's own outputs are never read back as datasets from a folder or glob (only when a file is
+named): the files an output folder's manifest lists (mwe.io.MANIFEST: rows.jsonl, an export's
+task), a run folder's samples (generated.jsonl, scored.jsonl), and files whose rows are mwe's
+scored rows (an output folder from an mwe before manifests). A run folder's dataset.jsonl is
+the dataset it built, named after the run (its spec's name), not "dataset".
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 from collections import Counter
@@ -15,9 +22,11 @@ from pathlib import Path
 
 from mwe.errors import MweError
 from mwe.families import FAMILIES, Dataset, Family, by_name, detect
+from mwe.io import read_manifest
 from mwe.rows import read_rows
+from mwe.spec import NAME_RE
 
-__all__ = ["Dataset", "Skipped", "expand", "load", "load_file", "read_rows"]
+__all__ = ["Dataset", "Skipped", "dataset_name", "expand", "load", "load_file", "read_rows"]
 
 
 @dataclass(frozen=True)
@@ -26,31 +35,92 @@ class Skipped:
     reason: str
 
 
-def _find_jsonl(folder: Path, unreadable: list[str]) -> list[Path]:
-    """*.jsonl below `folder`; folders that cannot be listed go to `unreadable`, not silence."""
+# what mwe generate and mwe filter write beside a run folder's dataset.jsonl: samples and
+# their scores, not evaluations
+RUN_SAMPLES = ("generated.jsonl", "scored.jsonl")
+# fields every row of an evaluate's rows.jsonl has (mwe.pipeline.evaluate.row_result)
+_RESULT_FIELDS = frozenset({"model", "format", "answers", "logprobs", "valid_mass"})
+
+
+def _run_folder(folder: Path) -> bool:
+    """Whether `folder` is one mwe generate, filter or run wrote (its spec or card beside)."""
+    return (folder / "spec.json").is_file() or (folder / "card.json").is_file()
+
+
+class _Outputs:
+    """Which files found under a folder or glob are mwe's outputs rather than datasets: those
+    a manifest in a folder at or above them (up to `root`) lists, and a run folder's samples."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self._listed: dict[Path, frozenset[Path]] = {}
+
+    def _manifest(self, folder: Path) -> frozenset[Path]:
+        if folder not in self._listed:
+            files = read_manifest(folder) or []
+            self._listed[folder] = frozenset(Path(os.path.abspath(folder / f)) for f in files)
+        return self._listed[folder]
+
+    def written(self, path: Path) -> bool:
+        path = Path(os.path.abspath(path))
+        if path.name in RUN_SAMPLES and _run_folder(path.parent):
+            return True
+        for folder in path.parents:
+            if path in self._manifest(folder):
+                return True
+            if folder == self.root or self.root not in folder.parents:
+                return False
+        return False
+
+
+def _find_jsonl(folder: Path, unreadable: list[str], outputs: list[Path]) -> list[Path]:
+    """*.jsonl below `folder`, less mwe's outputs (to `outputs`); folders that cannot be listed
+    go to `unreadable`, not silence."""
     found: list[Path] = []
+    own = _Outputs(folder)
 
     def onerror(exc: OSError) -> None:
         unreadable.append(f"{exc.filename}: {exc.strerror}")
 
     for root, dirs, names in os.walk(folder, onerror=onerror, followlinks=False):
         dirs.sort()
-        found.extend(Path(root) / n for n in names if n.endswith(".jsonl"))
+        for n in names:
+            if n.endswith(".jsonl"):
+                (outputs if own.written(Path(root) / n) else found).append(Path(root) / n)
     return sorted(found)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob searches under: its parts before the first wildcard."""
+    parts: list[str] = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _besides(outputs: list[Path]) -> str:
+    if not outputs:
+        return ""
+    names = sorted({p.name for p in outputs})
+    return f" besides mwe's own outputs ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
 
 
 def expand(patterns: list[str], skip_unreadable: bool = False) -> list[Path]:
     """Files named by paths, folders (searched recursively for *.jsonl) or glob patterns.
 
     A subfolder that cannot be read is an error (a dataset silently missing from a paper's
-    table is worse than a stop), unless `skip_unreadable` says to go on with a warning.
+    table is worse than a stop), unless `skip_unreadable` says to go on with a warning. mwe's
+    own outputs are left out of folders and globs (see the module's docstring).
     """
     files: list[Path] = []
     for pattern in patterns:
         p = Path(pattern).expanduser()
+        outputs: list[Path] = []
         if p.is_dir():
             unreadable: list[str] = []
-            found = _find_jsonl(p, unreadable)
+            found = _find_jsonl(p, unreadable, outputs)
             if unreadable:
                 if not skip_unreadable:
                     raise MweError(f"{pattern}: cannot read {unreadable[0]}"
@@ -59,13 +129,17 @@ def expand(patterns: list[str], skip_unreadable: bool = False) -> list[Path]:
                 for u in unreadable:
                     print(f"mwe: warning: skipped unreadable {u}", file=sys.stderr)
             if not found:
-                raise MweError(f"{pattern}: folder has no .jsonl files")
+                raise MweError(f"{pattern}: folder has no .jsonl files{_besides(outputs)}")
         elif p.is_file():
             found = [p]
         elif any(ch in pattern for ch in "*?["):
-            found = sorted(Path(f) for f in glob.glob(pattern, recursive=True) if Path(f).is_file())
+            own = _Outputs(_glob_root(pattern))
+            found = []
+            for f in sorted(Path(f) for f in glob.glob(pattern, recursive=True)):
+                if f.is_file():
+                    (outputs if own.written(f) else found).append(f)
             if not found:
-                raise MweError(f"{pattern}: no file matches")
+                raise MweError(f"{pattern}: no file matches{_besides(outputs)}")
         else:
             raise MweError(f"{pattern}: no such file or folder")
         files.extend(found)
@@ -79,6 +153,8 @@ def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | 
     if family is not None:
         fam = by_name(family)
     else:
+        if first.obj.keys() >= _RESULT_FIELDS:
+            return Skipped(str(path), "rows scored by mwe evaluate (results, not an evaluation)")
         for f in FAMILIES:
             reason = f.not_an_evaluation(first.obj)
             if reason:
@@ -95,14 +171,32 @@ def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | 
     return Dataset(dataset, str(path), fam.name, items)
 
 
+def dataset_name(path: Path) -> str:
+    """The file's stem; for a run folder's dataset.jsonl the run's name (spec.json's `name`,
+    else card.json's), as `mwe run` names its results, so that tables and reports never show
+    "dataset" for every generated dataset. Only a name a spec may have is taken (the files are
+    data on disk)."""
+    if path.name == "dataset.jsonl":
+        for meta in ("spec.json", "card.json"):
+            try:
+                obj = json.loads((path.parent / meta).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            name = obj.get("name") if isinstance(obj, dict) else None
+            if isinstance(name, str) and NAME_RE.fullmatch(name):
+                return name
+    return path.stem
+
+
 def load(patterns: list[str], family: str | None = None, skip_unreadable: bool = False
          ) -> tuple[list[Dataset], list[Skipped]]:
     files = expand(patterns, skip_unreadable)
-    stems = Counter(f.stem for f in files)
+    names = {f: dataset_name(f) for f in files}
+    counts = Counter(names.values())
     datasets: list[Dataset] = []
     skipped: list[Skipped] = []
     for f in files:
-        name = f.stem if stems[f.stem] == 1 else f"{f.parent.name}/{f.stem}"
+        name = names[f] if counts[names[f]] == 1 else f"{f.parent.name}/{names[f]}"
         result = load_file(f, name, family)
         if isinstance(result, Dataset):
             datasets.append(result)

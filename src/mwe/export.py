@@ -6,17 +6,16 @@ value as the JSONL writes them) plus a card saying how it was made; an lm-eval t
 reproduce mwe's % matching, so it carries the prompts and answer strings mwe scores, already
 built, rather than asking lm-eval to rebuild them with its own spacing rules.
 
-Every file is written atomically. An export folder holds a marker (`.mwe-export.json`) listing
-what it wrote, so that exporting again into the same folder is allowed (and removes the earlier
-export's files this one does not write) while any other non-empty folder is refused.
+Every file is written atomically. An export folder holds mwe's manifest (`.mwe-outputs.json`,
+mwe.io; `.mwe-export.json` before) listing what it wrote, so that exporting again into the same
+folder is allowed (and removes the earlier export's files this one does not write) while any
+other non-empty folder is refused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -29,13 +28,13 @@ from mwe.datasets import load
 from mwe.errors import MweError
 from mwe.families import by_name
 from mwe.family import Dataset, Item
-from mwe.io import atomic_open, check_output_dir, write_json, write_jsonl
+from mwe.io import MANIFEST, atomic_open, claim_outputs, write_jsonl
 from mwe.rows import read_rows
 
 __all__ = ["MARKER", "TARGETS", "export", "export_hf", "export_lm_eval", "task_name"]
 
 TARGETS = ("hf", "lm-eval")
-MARKER = ".mwe-export.json"  # hidden: datasets' file resolution skips dot files
+MARKER = MANIFEST  # mwe.io's list of the files mwe wrote (hidden: dataset search skips dot files)
 DEFAULT_LICENSE = "cc-by-4.0"
 SPLIT = "test"
 _INT64 = (-(2**63), 2**63 - 1)
@@ -471,44 +470,6 @@ def _read_card(dataset: Dataset) -> dict[str, Any] | None:
     return card
 
 
-def _previous_files(out: Path) -> list[str] | None:
-    """The files an earlier export listed in its marker, or None if `out` is not an export."""
-    try:
-        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    files = marker.get("files") if isinstance(marker, dict) else None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None
-    return files
-
-
-def _check_out(out: Path) -> list[str]:
-    check_output_dir(out)
-    if not out.exists() or not any(out.iterdir()):
-        return []
-    previous = _previous_files(out)
-    if previous is None:
-        raise MweError(f"--out {out}: folder is not empty and holds no earlier mwe export "
-                       f"({MARKER}); give a new or empty folder")
-    return previous
-
-
-def _remove_stale(out: Path, previous: list[str], written: list[Path]) -> None:
-    """Remove the earlier export's files this one did not write (only those inside `out`)."""
-    root = out.resolve()
-    keep = {p.resolve() for p in written}
-    for rel in previous:
-        path = (out / rel).resolve()
-        if path in keep or root not in path.parents:
-            continue
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(path)
-        if path.parent != root:  # data/, when the earlier export was to hf
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()
-
-
 def export(path: str, to: str, out: Path, fmt: str = "human-assistant",
            task: str | None = None, license: str = DEFAULT_LICENSE) -> list[Path]:
     """Export one evaluation file (a released or generated JSONL) `to` "hf" or "lm-eval".
@@ -525,15 +486,12 @@ def export(path: str, to: str, out: Path, fmt: str = "human-assistant",
                        f"{len(datasets)}{why}")
     dataset = datasets[0]
     card = _read_card(dataset)
-    previous = _check_out(out)
+    claim = claim_outputs(out, None)  # new, empty or an earlier export
     if to == "hf":
         written = export_hf(dataset, out, card, license)
     else:  # a generated file is always dataset.jsonl: its card names it better
         name = str(card.get("name") or dataset.name) if card else dataset.name
         written = export_lm_eval(dataset, out, fmt, task or task_name(name))
-    _remove_stale(out, previous, written)
-    marker = out / MARKER
-    write_json(marker, {"mwe_version": __version__, "to": to, "source": dataset.path,
-                        "format": fmt if to == "lm-eval" else None,
-                        "files": [str(p.absolute().relative_to(out.absolute())) for p in written]})
+    marker = claim.finish(written, to=to, source=dataset.path,
+                          format=fmt if to == "lm-eval" else None)
     return [*written, marker]

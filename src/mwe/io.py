@@ -1,17 +1,24 @@
-"""Atomic file output: a reader never sees a half-written file, even after kill -9."""
+"""Atomic file output: a reader never sees a half-written file, even after kill -9.
+
+Output folders carry a manifest (MANIFEST, see `claim_outputs`): mwe replaces and removes only
+files it lists as its own, so a folder holding a user's files is never emptied by a rerun.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mwe import __version__
 from mwe.errors import MweError
 
 _UMASK: int | None = None
@@ -114,9 +121,22 @@ def write_jsonl_parts(path: str | Path, parts: Iterable[JsonlSpool | Iterable[di
                     fh.write(jsonl_line(row))
 
 
+def _finite(obj: Any) -> Any:
+    """obj with NaN and infinities as None: JSON has no such numbers (Python writes them,
+    strict readers such as mwe report and JSON.parse refuse them); null is "no value"."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
+    """Indented JSON, atomically; an undefined statistic (NaN) is written as null."""
     with atomic_open(path) as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
+        json.dump(_finite(obj), fh, indent=2, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
 
 
@@ -126,19 +146,6 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequenc
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-
-
-def remove_stale(folder: str | Path, names: Sequence[str], written: Sequence[str | Path]) -> None:
-    """Remove mwe's own optional outputs that this run did not write.
-
-    A reused output folder must not keep a family's result file from an earlier run beside
-    results that have no rows of that family.
-    """
-    keep = {Path(p).name for p in written}
-    for name in names:
-        if name not in keep:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(Path(folder) / name)
 
 
 def _existing_ancestor(path: Path, what: str, shown: Path) -> Path:
@@ -184,3 +191,156 @@ def _probe(folder: Path, what: str, shown: Path) -> None:
             os.unlink(tmp)
     except OSError as exc:
         raise MweError(f"{what} {shown}: cannot write in {folder} ({exc.strerror})") from None
+
+
+# --- output folders and their manifests ------------------------------------------------------
+
+MANIFEST = ".mwe-outputs.json"  # hidden: lists what mwe wrote in the folder
+LEGACY_MANIFESTS = (".mwe-export.json",)  # mwe export's marker before every output had one
+
+
+def read_manifest(folder: str | Path) -> list[str] | None:
+    """The files (relative paths) mwe listed as its own in `folder`, or None if it lists none.
+
+    A manifest that is not mwe's JSON is an error naming it, never a silent "not mwe's"."""
+    folder = Path(folder)
+    for name in (MANIFEST, *LEGACY_MANIFESTS):
+        path = folder / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MweError(f"{path}: cannot read mwe's list of outputs ({exc})") from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MweError(f"{path}:{exc.lineno}: not mwe's list of outputs ({exc.msg}); "
+                           "delete it if mwe did not write it") from None
+        files = obj.get("files") if isinstance(obj, dict) else None
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise MweError(f"{path}: field 'files': expected a list of file names; delete the "
+                           "file if mwe did not write it")
+        return files
+    return None
+
+
+def _inside(folder: Path, rel: str) -> Path | None:
+    """`folder`/`rel` if it names a file inside `folder` (a manifest is data on disk: '..',
+    absolute paths and folders linked elsewhere are never followed), else None."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    path = folder / rel
+    root = folder.resolve()
+    parent = path.parent.resolve()
+    return path if parent == root or root in parent.parents else None
+
+
+@dataclass
+class Claim:
+    """An output folder checked for a run: the files its earlier manifest listed, and the
+    names this run may write (None: any, as an export folder, which must be empty or mwe's)."""
+
+    folder: Path
+    names: tuple[str, ...] | None
+    previous: list[str]
+
+    def begin(self) -> None:
+        """List what this run may write before writing it, so that a run killed half-way
+        leaves no file of its own unlisted (and refused by the next run)."""
+        if self.names:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write(sorted({*self.previous, *self.names}))
+
+    def finish(self, written: Iterable[str | Path], **about: Any) -> Path:
+        """Remove the earlier run's files this one did not write (only those listed), then
+        list this run's; returns the manifest's path."""
+        rels = [str(Path(p).absolute().relative_to(self.folder.absolute()).as_posix())
+                for p in written]
+        keep = set(rels)
+        for rel in self.previous:
+            path = _inside(self.folder, rel)
+            if rel in keep or path is None:
+                continue
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                path.unlink()
+            if path.parent != self.folder:  # e.g. an export's data/, once empty
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+        return self._write(sorted(keep), **about)
+
+    def _write(self, files: list[str], **about: Any) -> Path:
+        path = self.folder / MANIFEST
+        write_json(path, {"mwe_version": __version__, **about, "files": files})
+        for legacy in LEGACY_MANIFESTS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.folder / legacy)
+        return path
+
+
+def claim_outputs(folder: str | Path, names: Collection[str] | None, what: str = "--out"
+                  ) -> Claim:
+    """Check, before any work, that mwe may write `names` into `folder`: it is new, or none of
+    those names exists there unless mwe's manifest lists it. With `names` None the folder must
+    be new, empty or hold a manifest. Nothing is written."""
+    folder = check_output_dir(folder, what)
+    previous = read_manifest(folder) if folder.is_dir() else None
+    if names is None:
+        others = [] if previous is not None or not folder.is_dir() else sorted(
+            p.name for p in folder.iterdir() if p.name not in (MANIFEST, *LEGACY_MANIFESTS))
+        if others:
+            raise MweError(f"{what} {folder}: folder is not empty and holds no list of mwe's "
+                           f"outputs ({MANIFEST}): {_few(others)}; give a new or empty folder")
+    else:
+        listed = set(previous or ())
+        foreign = [n for n in names if n not in listed
+                   and ((folder / n).exists() or (folder / n).is_symlink())]
+        if foreign:
+            raise MweError(f"{what} {folder}: would replace {_few(foreign)}, which mwe did not "
+                           f"write there (mwe replaces only the files its {MANIFEST} lists, "
+                           "which outputs of an older mwe lack); move them or give another "
+                           "folder")
+    return Claim(folder, None if names is None else tuple(names), previous or [])
+
+
+def adopt_outputs(folder: str | Path, names: Iterable[str]) -> None:
+    """List the `names` present in `folder` as mwe's, where the folder has no manifest: the
+    outputs of an mwe from before manifests, in a folder known to be mwe's."""
+    folder = Path(folder)
+    if folder.is_dir() and read_manifest(folder) is None:
+        present = sorted(n for n in names if (folder / n).is_file())
+        if present:
+            Claim(folder, None, [])._write(present)
+
+
+def add_outputs(folder: str | Path, paths: Iterable[str | Path]) -> None:
+    """List more files in `folder`'s manifest (usage.csv, written after the results); a folder
+    without one is not an output folder and is left as it is."""
+    folder = Path(folder)
+    previous = read_manifest(folder)
+    if previous is None or not (folder / MANIFEST).is_file():
+        return
+    rels = {str(Path(p).absolute().relative_to(folder.absolute()).as_posix()) for p in paths}
+    Claim(folder, None, previous)._write(sorted({*previous, *rels}))
+
+
+def clear_outputs(folder: str | Path) -> None:
+    """Remove every file `folder`'s manifest lists, the manifest, and the folder once empty:
+    a run that now has no results keeps none from an earlier run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    previous = read_manifest(folder)
+    if previous is None:
+        return
+    Claim(folder, (), previous).finish([])
+    for name in (MANIFEST, *LEGACY_MANIFESTS):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _few(names: Sequence[str], n: int = 5) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")

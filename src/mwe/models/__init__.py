@@ -175,6 +175,11 @@ class Models:
         self.store = store
         self.opened: list[CachedModel] = []  # for the usage ledger: what each model used
 
+    def check(self, uses: Sequence[tuple[str, str]], embedding: Sequence[str] = ()) -> None:
+        """Fail, naming every model that cannot be used, before any is called (see
+        `check_models`); stand-in model sets override it with their own notion of usable."""
+        check_models(uses, embedding)
+
     def open(self, spec: str) -> CachedModel:
         model = open_model(spec, self.store)
         self.opened.append(model)

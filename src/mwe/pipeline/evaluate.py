@@ -4,6 +4,8 @@ Outputs in the run folder (each written atomically):
     rows.jsonl     one line per (model, question): log-probs of all answers, P(matching), ...
     summary.csv    one line per (model, dataset): % matching with a 95% Wilson CI, ...
     summary.json   the same, plus the run's settings
+    .mwe-outputs.json  the files above that mwe wrote (mwe.io.MANIFEST): a rerun replaces or
+                   removes only those, and refuses a folder where it would replace others
 
 Memory stays flat in the number of datasets: `evaluate_models` spools each model's rows to an
 unnamed temporary file as each dataset is scored (mwe.io.JsonlSpool) and rows.jsonl is copied
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from mwe import prompts
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.family import softmax
-from mwe.io import JsonlSpool, remove_stale, write_csv, write_json, write_jsonl_parts
+from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
 
 # every results table's columns; the r columns came before families could add their own
@@ -193,6 +195,8 @@ def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Da
 
 # written only when the rows call for them; removed from a reused folder when they do not
 EXTRA_FILES = output_files()
+# every file an evaluate folder may hold (usage.csv: written by the command after the results)
+OUTPUT_FILES = ("rows.jsonl", "summary.csv", "summary.json", "usage.csv", *EXTRA_FILES)
 
 
 def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
@@ -205,7 +209,9 @@ def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str
 
 
 def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    """The run's files, replacing only what the folder's manifest lists as mwe's."""
+    claim = claim_outputs(out, OUTPUT_FILES)
+    claim.begin()
     summaries = [s for r in runs for s in r.summaries]
     paths = {"rows": out / "rows.jsonl", "summary_csv": out / "summary.csv",
              "summary_json": out / "summary.json"}
@@ -213,5 +219,5 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     write_csv(paths["summary_csv"], summaries, summary_columns(summaries))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
     paths.update(write_extras(out, [row for r in runs for row in r.extra_rows()], summaries))
-    remove_stale(out, EXTRA_FILES, list(paths.values()))
+    claim.finish(paths.values())
     return paths

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from mwe.cost import UsageLedger
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
 from mwe.families import by_name
-from mwe.io import remove_stale
+from mwe.io import clear_outputs
 from mwe.models import Models
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
@@ -29,7 +31,7 @@ from mwe.pipeline.evaluate import (
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.pipeline.generate import plan as plan_generation
-from mwe.spec import BehaviorSpec
+from mwe.spec import BehaviorSpec, load_spec
 
 RESULT_FILES = ("rows.jsonl", "summary.csv", "summary.json", *EXTRA_FILES)
 
@@ -60,10 +62,46 @@ def staged(spec: BehaviorSpec) -> bool:
     return by_name(spec.family).staged
 
 
+STAGES = ("generate", "filter", "evaluate")
+
+
+def model_uses(spec: BehaviorSpec, stages: Sequence[str] = STAGES) -> list[tuple[str, str]]:
+    """Every (spec field, model string) the stages will call. A family built in one step
+    uses the discriminator only where it requires one."""
+    family = by_name(spec.family)
+    uses = [("generator", spec.generator)] if "generate" in stages else []
+    if "filter" in stages and (family.staged or "discriminator" in family.required):
+        uses.append(("discriminator", spec.discriminator))
+    if "evaluate" in stages:
+        uses += [(f"targets[{i}]", t) for i, t in enumerate(spec.targets)]
+    return uses
+
+
+def check_spec_models(spec: BehaviorSpec, models: Models, stages: Sequence[str] = STAGES
+                      ) -> None:
+    """Fail, naming every model that cannot be used, before the stages call any."""
+    embedding = [*(["generate.dedup"] if "generate" in stages
+                   and spec.generate.dedup == "embedding" else []),
+                 *(["filter.rebalance"] if "filter" in stages
+                   and spec.filter.rebalance == "cluster" else [])]
+    models.check(model_uses(spec, stages), embedding)
+
+
+def check_filter_models(folder: Path, discriminator: str | None, models: Models) -> None:
+    """`mwe filter`: the discriminator of the generate folder's spec (or the one given)."""
+    if not (folder / "spec.json").is_file():
+        return  # run_filter says what is missing
+    spec = load_spec(folder / "spec.json")
+    check_spec_models(replace(spec, discriminator=discriminator) if discriminator else spec,
+                      models, ("filter",))
+
+
 def plan(spec: BehaviorSpec, models: Models) -> tuple[list[dict[str, Any]], list[str]]:
     """What `mwe run` would call (--dry-run), calling nothing: generation exactly (every draw
     is known in advance, and the cache is asked what it holds); filtering and evaluation at
-    most, since they depend on how many samples survive. Rows as `_print_plan` shows them."""
+    most, since they depend on how many samples survive. Rows as `_print_plan` shows them.
+    Every model is checked first: a model that cannot be used fails the dry run."""
+    check_spec_models(spec, models)
     family = by_name(spec.family)
     per_example = 60  # tokens of a discriminator or evaluation prompt, about
     if family.staged:
@@ -88,6 +126,7 @@ def plan(spec: BehaviorSpec, models: Models) -> tuple[list[dict[str, Any]], list
 def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,
             ledger: UsageLedger | None = None) -> tuple[dict[str, Any], list[ModelRun]]:
     """The stages in one folder; `ledger` notes each stage's tokens (written as usage.csv)."""
+    check_spec_models(spec, models)  # before the first call: a bad target must not cost a generation
     ledger = ledger or UsageLedger()
     if staged(spec):
         generate(spec, out, models, progress)
@@ -102,6 +141,6 @@ def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
     runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
     ledger.stage("evaluate", models)
     if not runs:  # no results now: none from an earlier run in this folder either
-        remove_stale(out / "results", RESULT_FILES, [])
+        clear_outputs(out / "results")  # only what the manifest lists as mwe's
     ledger.write(out / "usage.csv")
     return card, runs

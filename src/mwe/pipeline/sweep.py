@@ -9,6 +9,8 @@ Outputs in the sweep folder (each written atomically):
                   disprefer the behavior (mwe.agreement), with a Wilson interval
     reversals.csv per dataset: how often % matching changes direction between adjacent sizes
     sweep.json    settings, the series, results and trends together
+    .mwe-outputs.json  the files mwe wrote (mwe.io.MANIFEST): a rerun replaces or removes only
+                  those, and refuses a folder where it would replace others
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from mwe.agreement import (
 )
 from mwe.datasets import Dataset
 from mwe.families import FAMILIES
-from mwe.io import atomic_open, jsonl_line, remove_stale, write_csv, write_json
+from mwe.io import atomic_open, claim_outputs, jsonl_line, write_csv, write_json
 from mwe.models import Models, parse_spec
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
@@ -40,6 +42,9 @@ from mwe.series import Series
 from mwe.trends import trend_rows
 
 AXES = ["params", "step", "tuning", "model_family", "quantization", "backend"]
+# every file a sweep folder may hold (usage.csv: written by the command after the rest)
+SWEEP_FILES = ("rows.jsonl", "agreement.csv", "reversals.csv", "results.csv", "trends.csv",
+               "sweep.json", "usage.csv", *EXTRA_FILES)
 TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low", "ci_high",
                  "trend", "confounded"]
 
@@ -69,7 +74,8 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
             results.append({"label": m.label, **axes, **s})
     trends = trend_rows(results, measures={f.name: f.measures for f in FAMILIES})
     reversals = trend_reversals(results)
-    out.mkdir(parents=True, exist_ok=True)
+    claim = claim_outputs(out, SWEEP_FILES)
+    claim.begin()
     # rows.jsonl streamed from the spools, each row labelled; agreement from what it needs
     kept: list[dict[str, Any]] = []
     with atomic_open(out / "rows.jsonl", "wb") as fh:
@@ -86,11 +92,13 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
     extras = write_extras(out, [row for r in runs for row in r.extra_rows()], results)
-    remove_stale(out, EXTRA_FILES, list(extras.values()))
     write_json(out / "sweep.json", {
         "mwe_version": __version__, "format": fmt, "series": series.name,
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
         "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
                      for d in datasets],
         "results": results, "trends": trends, "agreement": agreement, "reversals": reversals})
+    claim.finish([out / n for n in ("rows.jsonl", "agreement.csv", "reversals.csv",
+                                    "results.csv", "trends.csv", "sweep.json")]
+                 + list(extras.values()))
     return results, trends, runs
