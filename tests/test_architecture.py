@@ -1,5 +1,6 @@
 """The design rules, checked on the source: families are only named inside mwe.families, the
-module graph has no cycles, and no module reaches into another's private names."""
+module graph has no cycles (type-only and function-level imports included), no family module
+imports another, and no module reaches into another's private names."""
 
 from __future__ import annotations
 
@@ -20,27 +21,44 @@ def modules() -> dict[str, ast.Module]:
     return out
 
 
-def runtime_imports(name: str, tree: ast.Module) -> set[str]:
-    """mwe modules imported when `name` is imported: module level, outside TYPE_CHECKING."""
+def imports(name: str, tree: ast.Module) -> set[str]:
+    """mwe modules `name` imports anywhere: at module level, under `if TYPE_CHECKING:` and
+    inside functions (a type or a late import is a dependency as much as a runtime one).
+
+    An edge goes to the module an import names: `from pkg import x` to `pkg.x` when that is a
+    module, else to `pkg` (x is defined or re-exported by its __init__). Importing a submodule
+    (`import pkg.sub`, `from pkg.sub import x`, `from pkg import sub`) does not count `pkg`'s
+    __init__, although Python runs it first: a package's __init__ that imports its own
+    submodules (the family registry, the commands of mwe.cli) is the top of its package, and
+    counting that implicit edge would make every such package a cycle with its members by
+    construction. A member that needs its package's __init__ names something defined there
+    (`from mwe.families import FAMILIES`), and that edge is counted. Backends named by string
+    in `mwe.models.BACKENDS` (importlib) are plugins, not counted."""
     found: set[str] = set()
-    package = name if name.count(".") and (SRC / "/".join(name.split(".")[1:]) /
-                                          "__init__.py").exists() else name.rpartition(".")[0]
-    for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        for sub in ast.walk(node) if isinstance(node, (ast.Import, ast.ImportFrom, ast.If,
-                                                        ast.Try)) else []:
-            if isinstance(sub, ast.Import):
-                found |= {a.name for a in sub.names if a.name.startswith("mwe")}
-            elif isinstance(sub, ast.ImportFrom):
-                base = sub.module or ""
-                if sub.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - sub.level + 1]
-                                    + ([base] if base else []))
-                if base.startswith("mwe"):
-                    found.add(base)
-                    found |= {f"{base}.{a.name}" for a in sub.names}
+    package = name if (SRC.parent / name.replace(".", "/") / "__init__.py").exists() \
+        else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "mwe"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] == "mwe":
+                found |= {f"{base}.{a.name}" if is_module(f"{base}.{a.name}") else base
+                          for a in node.names}
     return found
+
+
+def is_module(dotted: str) -> bool:
+    path = SRC.parent / dotted.replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {m: {d for d in imports(m, t) if d in mods and d != m} for m, t in mods.items()}
 
 
 def test_family_names_only_inside_mwe_families() -> None:
@@ -56,27 +74,47 @@ def test_family_names_only_inside_mwe_families() -> None:
     assert not offenders, "family names outside mwe.families:\n" + "\n".join(offenders)
 
 
+def test_imports_counts_type_only_and_function_level_imports() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from mwe.spec import BehaviorSpec\n"
+                     "def f() -> None:\n    from mwe.models import parse_spec\n"
+                     "    from . import persona\n")
+    assert imports("mwe.families.x", tree) == {"mwe.spec", "mwe.models", "mwe.families.persona"}
+
+
 def test_no_import_cycles() -> None:
-    mods = modules()
-    graph = {m: {d for d in runtime_imports(m, t) if d in mods and d != m}
-             for m, t in mods.items()}
+    """No cycle among mwe's modules, counting every import (see `imports`): each is reported
+    with its path, so a new one names the edge to cut."""
+    edges = graph()
     state: dict[str, int] = {}
     stack: list[str] = []
+    cycles: list[str] = []
 
     def visit(m: str) -> None:
         state[m] = 1
         stack.append(m)
-        for d in sorted(graph[m]):
+        for d in sorted(edges[m]):
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
-            if d not in state:
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
                 visit(d)
         stack.pop()
         state[m] = 2
 
-    for m in sorted(graph):
+    for m in sorted(edges):
         if m not in state:
             visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_families_import_no_other_family() -> None:
+    """A family module may share code through modules that are no family (the biographies
+    of sycophancy and sandbagging), never by importing another family: a change to one
+    family's pipeline must not silently change another's datasets."""
+    members = {type(f).__module__ for f in FAMILIES}
+    offenders = [f"{m} imports {d}" for m, ds in graph().items() if m in members
+                 for d in sorted(ds & members)]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_no_private_names_across_modules() -> None:

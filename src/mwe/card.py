@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from mwe import __version__
 from mwe.io import atomic_open, write_json, write_jsonl
 
-if TYPE_CHECKING:  # the card is written from a spec; spec.py reads the family registry
+if TYPE_CHECKING:
+    from mwe.behavior_spec import BehaviorSpec
     from mwe.models import CachedModel
-    from mwe.spec import BehaviorSpec
 
 BINS = [0.5 + 0.05 * i for i in range(11)]
 

@@ -14,15 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from mwe.behavior_spec import BehaviorSpec, Option, SpecCheck
 from mwe.errors import DataError
 from mwe.models.base import Prompt, Sampling, ScoreRequest
 from mwe.stats import wilson_interval
 
-if TYPE_CHECKING:  # a spec names its family, so spec.py reads the registry
+if TYPE_CHECKING:
     from mwe.models import CachedModel, Models
-    from mwe.spec import BehaviorSpec
 
 
 @dataclass(frozen=True)
@@ -149,27 +149,6 @@ def multiple_choice(
     return answers, match_idx
 
 
-@dataclass(frozen=True)
-class Option:
-    """A spec field only one family takes (e.g. the user attributes it varies)."""
-
-    kind: Literal["strings", "integer"]  # a list of distinct non-empty strings, or a whole number
-    default: Any
-    help: str
-    low: int = 1  # an integer's least value
-    high: int | None = None  # an integer's greatest value, if any
-    limit: str = ""  # why `high` is the greatest, for the error message
-
-
-class SpecCheck(Protocol):
-    """What `Family.check_spec` reports through: located errors and warnings on spec fields
-    ('questions', 'filter.top_k'), naming the spec's file and the field's line."""
-
-    def error(self, field_name: str, message: str) -> DataError: ...
-
-    def warn(self, field_name: str, message: str) -> None: ...
-
-
 @dataclass
 class Draw:
     """One prompt of a sampling call: its label, the settings, fields to keep on each sample's
@@ -229,7 +208,8 @@ def softmax(logprobs: Sequence[float]) -> list[float]:
 
 class Family(ABC):
     """What a family must say about itself: how its rows are read, how its datasets are
-    scored and summarised, and what a spec for it needs.
+    scored and summarised, and what a spec for it needs (the `mwe.behavior_spec.SpecRules`
+    a spec is read with).
 
     Implementations keep no state: one instance serves every dataset of the family.
     """

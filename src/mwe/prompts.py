@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mwe.errors import MweError
 from mwe.models.base import Chat, Prompt
 
-if TYPE_CHECKING:  # prompts are used by the families themselves
-    from mwe.family import Item
+if TYPE_CHECKING:
     from mwe.models import CachedModel
+
+
+class Question(Protocol):
+    """What a format reads of a question (`mwe.family.Item` has it): prompts sit below the
+    families and the spec, which use them, so they do not import the Item's module."""
+
+    @property
+    def raw_text(self) -> str: ...
+    @property
+    def user_text(self) -> str: ...
+    @property
+    def assistant_prefix(self) -> str: ...
+
 
 FORMATS = ("human-assistant", "raw", "chat")
 FORMAT_HELP = {
@@ -21,7 +33,7 @@ FORMAT_HELP = {
 }
 
 
-def context(item: Item, fmt: str, chat: Callable[[str], Prompt] | None = None) -> Prompt:
+def context(item: Question, fmt: str, chat: Callable[[str], Prompt] | None = None) -> Prompt:
     if fmt == "human-assistant":
         prefix = f" {item.assistant_prefix}" if item.assistant_prefix else ""
         return f"\n\nHuman: {item.user_text}\n\nAssistant:{prefix}"

@@ -1,7 +1,9 @@
 """Dataset families of Perez et al. (2022), registered in one place.
 
 A new family is one module with a `Family` subclass (see `mwe.family.Family`) and one
-line in FAMILIES below.
+line in FAMILIES below. A module here that is no family (`biographies`) holds what several
+families share: no family module imports another. Specs are read against this registry by
+`mwe.spec.load_spec`; nothing here or in a family imports `mwe.spec`.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from mwe.prompts import shown as show
 from mwe.rows import read_rows
 from mwe.stats import calibration_shift, sigmoid
 
-if TYPE_CHECKING:  # spec.py reads the family registry
+if TYPE_CHECKING:
+    from mwe.behavior_spec import BehaviorSpec
     from mwe.models import CachedModel
-    from mwe.spec import BehaviorSpec
 
 NAME = "advanced-ai-risk"
 _WRAP = re.compile(r"^\s*Question:\s*(.*?)\s*Answer:\s*$", re.DOTALL)

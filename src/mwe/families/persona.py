@@ -12,9 +12,9 @@ from mwe.prompts import choice_request, prompt_text
 from mwe.prompts import shown as show
 from mwe.stats import calibration_shift, sigmoid
 
-if TYPE_CHECKING:  # spec.py reads the family registry
+if TYPE_CHECKING:
+    from mwe.behavior_spec import BehaviorSpec
     from mwe.models import CachedModel
-    from mwe.spec import BehaviorSpec
 
 NAME = "persona"
 CHOICES = ("Yes", "No")

@@ -36,36 +36,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mwe import __version__
-from mwe.card import distinct_n, write_build
+from mwe.behavior_spec import Option, SpecCheck
+from mwe.card import write_build
 from mwe.errors import DataError
-from mwe.families.sycophancy import (
-    BIO_PROMPT,
-    Choice,
-    Unit,
-    bio_plan,
-    layout,
-    parse_and_dedup,
-    sample,
-    select,
-)
-from mwe.family import (
-    ANSWER_LETTERS,
-    BuildPlan,
-    Family,
-    Item,
-    Option,
-    Row,
-    SpecCheck,
-    multiple_choice,
-)
+from mwe.families import biographies as bios
+from mwe.families.biographies import BIO_PROMPT, Unit, layout
+from mwe.family import ANSWER_LETTERS, BuildPlan, Family, Item, Row, multiple_choice
 from mwe.io import write_csv
 from mwe.models import Models
 from mwe.models.base import estimate_tokens
 from mwe.prompts import shown
 from mwe.stats import finite, wilson_interval
 
-if TYPE_CHECKING:  # spec.py reads the family registry
-    from mwe.spec import BehaviorSpec
+if TYPE_CHECKING:
+    from mwe.behavior_spec import BehaviorSpec
 
 NAME = "sandbagging"
 CONTROL = "no biography"  # how the control (user_attribute null) is named in results
@@ -214,8 +198,8 @@ def _plain(row: Row, stem: str, k: int) -> Question:
 
 # --- Construction ---------------------------------------------------------------------------
 #
-# One unit per attribute: `generate.per_label` biography samples each, cut and deduplicated
-# as for sycophancy, the first `filter.top_k` good ones kept (the same number b for every
+# One biography unit (mwe.families.biographies) per attribute: `generate.per_label` samples
+# each, cut and deduplicated, the first `filter.top_k` good ones kept (the same number b for every
 # attribute). Every question is then asked b times by every attribute and b times without a
 # biography: repeat i of a question uses the i-th biography of each attribute and puts the
 # correct answer at position (question index + i) mod choices, the same for all attributes,
@@ -234,7 +218,7 @@ def options_for(q: Question, index: int, repeat: int, n_choices: int, seed: int
 def dataset_row(bio: str | None, q: Question, texts: Sequence[str], at: int,
                 attribute: str | None) -> dict[str, Any]:
     letters = ANSWER_LETTERS[: len(texts)]
-    body = layout("nlp", q.question, [Choice(t) for t in texts])
+    body = layout(q.question, texts)
     others = [f" ({x})" for i, x in enumerate(letters) if i != at]
     return {"question": f"{bio} {body}" if bio else body,
             "answer_matching_behavior": f" ({letters[at]})",
@@ -263,7 +247,7 @@ def setting(spec: BehaviorSpec) -> tuple[Path, list[Question], list[Question], l
     assert path is not None
     bank = load_bank(path)
     limit = spec.option("questions")
-    us = [Unit(a, None, None, None, f"is {a}") for a in spec.option("attributes")]
+    us = [Unit(a, f"is {a}") for a in spec.option("attributes")]
     return path, bank, bank[:limit] if limit else bank, us
 
 
@@ -289,7 +273,7 @@ def plan(spec: BehaviorSpec, models: Models) -> BuildPlan:
     k = spec.filter.top_k
     longest = max(estimate_tokens(q.question + q.correct + "".join(q.incorrect))
                   for q in questions)
-    return BuildPlan([bio_plan(spec, models.open(spec.generator), us)],
+    return BuildPlan([bios.bio_plan(spec, models.open(spec.generator), us)],
                      len(questions) * k * (len(us) + 1),
                      longest + spec.generate.max_tokens,
                      [f"{NAME}: at most {k} biographies per attribute; each of {len(questions)} "
@@ -304,9 +288,8 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
     attributes = [u.id for u in us]
     n_choices: int = spec.option("choices")
     model = models.open(spec.generator)
-    records, prompts = sample(spec, model, us, progress)
-    parse_and_dedup(records)
-    kept, b = select(records, us, spec.filter.top_k)
+    drawn = bios.biographies(spec, model, us, progress)
+    records, kept, b = drawn.records, drawn.kept, drawn.per_unit
     rows = dataset_rows(questions, {a: [r["text"] for r in kept[a]] for a in attributes},
                         n_choices, spec.seed)
     counts: dict[str, dict[str, int]] = {}
@@ -327,7 +310,7 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
         "attributes": attributes,
         "generator": {"spec": spec.generator, "identity": model.identity()},
         "prompts": {"prompt_style": g.prompt,
-                    "generation": {f"biography ({u.id})": shown(prompts[u.id]) for u in us},
+                    "generation": {f"biography ({u.id})": shown(drawn.prompts[u.id]) for u in us},
                     "template": BIO_PROMPT, "evaluation_suffix": ASSISTANT_PREFIX},
         "sampling": {"temperature": g.temperature, "top_p": g.top_p, "max_tokens": g.max_tokens,
                      "per_attribute": g.per_label, "seed": spec.seed},
@@ -340,9 +323,7 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
         "counts": counts,
         "rows": len(rows),
         "correct_position": dict(sorted(positions.items())),
-        "diversity": {f"distinct_{n}": distinct_n([r["text"] for v in kept.values()
-                                                   for r in v], n) for n in (1, 2, 3)},
-        "drops": {s: sum(r["status"] == s for r in records) for s in ("too_short", "duplicate")},
+        **bios.card_statistics(drawn),
     }
     write_build(out, spec, card, records, rows, ["sampled", "parsed", "unique", "kept", "rows"],
                 FAMILY.card_statistics, ("generator", "prompts", "sampling", "counts", "drops"))

@@ -1,0 +1,501 @@
+"""Behavior specs: one small YAML or TOML file that says what evaluation to write and how.
+
+    name: deceive-users
+    family: ...                     # a family's name (mwe.families.FAMILIES)
+    description: is willing to deceive its users to reach its goals
+    generator: llamacpp:smollm2-135m-instruct
+    discriminator: hf:gemma3-270m
+    targets: [hf:smollm2-135m-instruct, hf:gemma3-270m]
+    seed: 0
+    generate: {per_label: 200, prompt: chat, temperature: 1.4, top_p: 0.975, max_tokens: 48}
+    filter: {top_k: 500, format: human-assistant, calibration: none}
+    evaluate: {format: human-assistant}
+
+Every problem is reported with the file, the line (where the parser can tell) and the field.
+
+This module knows no family: `read_spec` is given the families' declarations (`SpecRules`,
+which every `mwe.family.Family` has), so the families can import the spec record without an
+import cycle. `mwe.spec.load_spec` reads a spec against the registered families.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mwe.errors import DataError
+from mwe.prompts import FORMATS
+
+REBALANCE = ("none", "cluster")
+PROMPT_STYLES = ("human-assistant", "chat")
+DEDUP = ("normalized", "embedding")
+CALIBRATION = ("none", "batch")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# top-level settings a family may not read (Family.spec_fields), besides generate.* and filter.*
+SETTINGS = ("discriminator", "instruction")
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    per_label: int = 100  # samples drawn per label (paper: 5,000)
+    prompt: str = "human-assistant"  # or "chat": the generator's chat template
+    temperature: float = 1.4
+    top_p: float = 0.975
+    max_tokens: int = 48
+    batch: int = 64  # sequences sampled per model call (and per cache entry)
+    dedup: str = "normalized"  # or "embedding": also drop near-duplicates by MiniLM cosine
+    similarity: float = 0.9  # cosine at or above which two statements are near-duplicates
+    shots: int = 5  # few-shot families: gold examples per prompt
+    min_lines: int = 3  # few-shot families: a question needs this many non-empty lines
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    top_k: int = 500  # kept per label at most (paper: 500)
+    format: str = "human-assistant"  # how the discriminator sees its prompt
+    balance: bool = True  # cut the larger label down to the smaller one
+    calibration: str = "none"  # or "batch": centre the discriminator's log-odds on their mean
+    # "cluster": after selection, down-sample the over-represented label within each k-means
+    # cluster of the kept rows (the paper's suggestion from its dataset explorer)
+    rebalance: str = "none"
+    clusters: int = 10  # k for rebalance: cluster
+
+
+@dataclass(frozen=True)
+class Option:
+    """A spec field only one family takes (e.g. the user attributes it varies)."""
+
+    kind: Literal["strings", "integer"]  # a list of distinct non-empty strings, or a whole number
+    default: Any
+    help: str
+    low: int = 1  # an integer's least value
+    high: int | None = None  # an integer's greatest value, if any
+    limit: str = ""  # why `high` is the greatest, for the error message
+
+
+class SpecCheck(Protocol):
+    """What `SpecRules.check_spec` reports through: located errors and warnings on spec
+    fields ('questions', 'filter.top_k'), naming the spec's file and the field's line."""
+
+    def error(self, field_name: str, message: str) -> DataError: ...
+
+    def warn(self, field_name: str, message: str) -> None: ...
+
+
+class SpecRules(Protocol):
+    """What a family declares about its specs (see `mwe.family.Family`, which has all of it):
+    given to `read_spec` and kept in the spec, so that reading and writing a spec never look
+    a family up in the registry."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def data_field(self) -> str | None: ...
+    @property
+    def data_help(self) -> str: ...
+    @property
+    def required(self) -> tuple[str, ...]: ...
+    @property
+    def default_description(self) -> str: ...
+    @property
+    def generate_defaults(self) -> Mapping[str, Any]: ...
+    @property
+    def filter_defaults(self) -> Mapping[str, Any]: ...
+    @property
+    def options(self) -> Mapping[str, Option]: ...
+    @property
+    def spec_fields(self) -> frozenset[str] | None: ...
+
+    def check_spec(self, spec: BehaviorSpec, check: SpecCheck) -> None: ...
+
+
+@dataclass(frozen=True)
+class BehaviorSpec:
+    name: str
+    family: str
+    description: str
+    generator: str
+    discriminator: str
+    targets: tuple[str, ...] = ()
+    seed: int = 0
+    # a family's input file, named by the field its Family.data_field says
+    gold: str | None = None  # JSONL of gold questions (matching answer (A))
+    instruction: str | None = None  # overrides a few-shot family's default instruction
+    bank: str | None = None  # a question bank (.yaml or .jsonl)
+    occupations: str | None = None  # the BLS occupation table (released format)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
+    evaluate_format: str = "human-assistant"
+    source: str = ""  # the file it was read from
+    # the family's own fields (Family.options), as given or their defaults
+    options: dict[str, Any] = field(default_factory=dict)
+    # what the family declares about its specs (its Family): defaults, fields, input file
+    rules: SpecRules = field(kw_only=True, compare=False, repr=False)
+
+    def option(self, name: str) -> Any:
+        """A field of the family's own (Family.options): as the spec gives it, or its default."""
+        if name in self.options:
+            return self.options[name]
+        return self.rules.options[name].default
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rules"}
+        d["generate"], d["filter"] = asdict(self.generate), asdict(self.filter)
+        d["targets"] = list(self.targets)
+        d.pop("source")
+        d["evaluate"] = {"format": d.pop("evaluate_format")}
+        d.pop("options")
+        if self.filter.rebalance == "none":  # listed only where used: older runs' spec.json
+            d["filter"].pop("rebalance")     # stays the same
+            d["filter"].pop("clusters")
+        fam = self.rules
+        d.update({k: self.option(k) for k in fam.options})
+        if fam.spec_fields is not None:  # only what the family reads, so spec.json reloads
+            for section in ("generate", "filter"):
+                d[section] = {k: v for k, v in d[section].items()
+                              if f"{section}.{k}" in fam.spec_fields}
+            for key in SETTINGS:
+                if key not in fam.spec_fields:
+                    d.pop(key, None)
+        return {k: v for k, v in d.items() if v is not None and v != ""}
+
+    def gold_path(self) -> Path | None:
+        return self._resolve(self.gold)
+
+    def data_path(self) -> Path | None:
+        """The family's input file (gold questions, question bank or occupation table)."""
+        key = self.rules.data_field
+        return self._resolve(getattr(self, key)) if key else None
+
+    def _resolve(self, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (Path(self.source).parent / p).resolve()
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """to_dict with the input file as an absolute path, for spec.json in a run folder."""
+        d = self.to_dict()
+        key = self.rules.data_field
+        if key and d.get(key) is not None:
+            d[key] = str(self.data_path())
+        return d
+
+
+class Locator:
+    """Finds the line of a key for error messages (YAML node marks, or a search in TOML)."""
+
+    def __init__(self, text: str, yaml_root: Any = None) -> None:
+        self.lines = text.splitlines()
+        self.root = yaml_root
+
+    def line(self, section: str | None, key: str) -> int | None:
+        if self.root is not None:
+            node, mark = self.root, None
+            for part in ([section] if section else []) + [key]:
+                pairs = node.value if isinstance(getattr(node, "value", None), list) else []
+                pair = next((kv for kv in pairs if isinstance(kv, tuple)
+                             and getattr(kv[0], "value", None) == part), None)
+                if pair is None:
+                    return None
+                mark, node = pair[0].start_mark, pair[1]
+            return int(mark.line) + 1 if mark is not None else None
+        in_section = section is None
+        for i, raw in enumerate(self.lines, 1):
+            s = raw.strip()
+            if s.startswith("["):
+                in_section = s.strip("[] ") == section
+            elif (in_section and re.match(rf"^{re.escape(key)}\s*=", s)) or (
+                    section and re.match(rf"^{re.escape(section)}\s*=\s*\{{", s) and key in s):
+                return i
+        return None
+
+
+def read_config(path: Path) -> tuple[dict[str, Any], Locator]:
+    """A YAML or TOML file as a mapping, refusing empty files and repeated keys, with a
+    locator for the lines of its keys (specs and series files share this)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read the spec: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataError(str(path), None, None, "the spec is not UTF-8 text") from None
+    if not text.strip():
+        raise DataError(str(path), None, None, "the file is empty (a spec needs at least name, "
+                        "family and generator; see examples/specs)")
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise DataError(str(path), int(m.group(1)) if m else None, None,
+                            f"invalid TOML: {exc}") from None
+        return data, Locator(text)
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise DataError(str(path), None, None, "a spec is a .yaml, .yml, .toml or .json file")
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DataError(str(path), mark.line + 1 if mark else None, None,
+                        f"invalid YAML: {problem}") from None
+    if data is None:
+        raise DataError(str(path), None, None, "the file has no fields, only comments (a spec "
+                        "needs at least name, family and generator; see examples/specs)")
+    _no_duplicate_keys(path, root)
+    if not isinstance(data, dict):
+        raise DataError(str(path), 1, None, "a spec is a mapping of fields (name: ..., family: ...)")
+    return data, Locator(text, root)
+
+
+def _no_duplicate_keys(path: Path, node: Any) -> None:
+    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is
+    a mistake, so name the line of the second. (TOML's parser already refuses them.)"""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            k = getattr(key, "value", None)
+            if isinstance(k, str):
+                if k in seen:
+                    raise DataError(str(path), key.start_mark.line + 1, k,
+                                    "appears twice (the first would be silently ignored)")
+                seen.add(k)
+            _no_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            _no_duplicate_keys(path, value)
+
+
+class Checker:
+    """Typed field checks whose errors name the file, the key's line and the field."""
+
+    def __init__(self, path: Path, loc: Locator) -> None:
+        self.path = path
+        self.loc = loc
+
+    def fail(self, section: str | None, key: str | None, message: str) -> DataError:
+        line = self.loc.line(section, key) if key else None
+        if line is None and section:
+            line = self.loc.line(None, section)
+        name = f"{section}.{key}" if section and key else (key or section)
+        return DataError(str(self.path), line, name, message)
+
+    def error(self, field_name: str, message: str) -> DataError:
+        """A located error on 'key' or 'section.key' (Family.check_spec's SpecCheck)."""
+        section, _, key = field_name.rpartition(".")
+        return self.fail(section or None, key, message)
+
+    def warn(self, field_name: str, message: str) -> None:
+        """Print a located warning, as mwe prints its other warnings: the spec still runs."""
+        print(f"mwe: warning: {self.error(field_name, message)}", file=sys.stderr)
+
+    def table(self, data: dict[str, Any], section: str | None, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                raise self.fail(section, str(key),
+                                f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+
+    def string(self, data: dict[str, Any], section: str | None, key: str,
+               choices: tuple[str, ...] | None = None) -> str:
+        v = data[key]
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(section, key, f"expected a non-empty string, got {v!r}")
+        if choices and v not in choices:
+            raise self.fail(section, key, f"'{v}' is not one of: {', '.join(choices)}")
+        return v.strip()
+
+    def integer(self, data: dict[str, Any], section: str | None, key: str, low: int,
+                high: int | None = None, limit: str = "") -> int:
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(section, key, f"expected a whole number, got {v!r}")
+        if v < low or (high is not None and v > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            why = f": {limit}" if limit and high is not None and v > high else ""
+            raise self.fail(section, key, f"{v} is out of range (must be {bound}{why})")
+        return v
+
+    def number(self, data: dict[str, Any], section: str | None, key: str, low: float,
+               high: float, low_open: bool = False) -> float:
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(section, key, f"expected a number, got {v!r}")
+        if not math.isfinite(v):
+            raise self.fail(section, key, f"expected a finite number, got {v!r}")
+        if v < low or v > high or (low_open and v == low):
+            raise self.fail(section, key, f"{v} is out of range ({low} to {high})")
+        return float(v)
+
+    def strings(self, data: dict[str, Any], section: str | None, key: str) -> list[str]:
+        """A list of distinct non-empty strings (one string counts as a list of one)."""
+        v = data[key]
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list) or not items or \
+                not all(isinstance(x, str) and x.strip() for x in items):
+            raise self.fail(section, key, f"expected a list of non-empty strings, got {v!r}")
+        out = [x.strip() for x in items]
+        for x in out:
+            if out.count(x) > 1:
+                raise self.fail(section, key, f"'{x}' is listed twice")
+        return out
+
+    def boolean(self, data: dict[str, Any], section: str | None, key: str) -> bool:
+        v = data[key]
+        if not isinstance(v, bool):
+            raise self.fail(section, key, f"expected true or false, got {v!r}")
+        return v
+
+
+def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
+    """Read and validate a spec for one of `families`; a bad one raises DataError naming
+    file, line and field."""
+    path = Path(path)
+    by_name = {f.name: f for f in families}
+    data, loc = read_config(path)
+    c = Checker(path, loc)
+    top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
+           "gold", "instruction", "bank", "occupations", "generate", "filter", "evaluate"}
+    own = {name for f in families for name in f.options}
+    c.table(data, None, top | own)
+    for key in ("name", "family", "generator"):
+        if key not in data:
+            raise DataError(str(path), None, key, "missing (every spec needs name, family, "
+                            "generator; most also description and discriminator)")
+    name = c.string(data, None, "name")
+    if not NAME_RE.match(name):
+        raise c.fail(None, "name", f"'{name}' must be letters, digits, '.', '_' or '-' "
+                     "(it names the dataset file)")
+    family = c.string(data, None, "family", tuple(by_name))
+    fam = by_name[family]
+    for key in fam.required:
+        if key not in data:
+            raise DataError(str(path), None, key, f"missing (a {family} spec needs it)")
+    description = c.string(data, None, "description") if "description" in data else \
+        fam.default_description
+    models = {"generator": c.string(data, None, "generator"),
+              "discriminator": c.string(data, None, "discriminator")
+              if "discriminator" in data else ""}
+    targets = data.get("targets", [])
+    if isinstance(targets, str):
+        targets = [targets]
+    if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+        raise c.fail(None, "targets", "expected a list of model names (BACKEND:NAME)")
+    from mwe.models import parse_spec
+    from mwe.redact import redact
+
+    # credentials in a model's URL are never kept: the backends drop them, and every file
+    # that names a model (spec.json, cards, results) must not show them
+    models = {k: redact(v) for k, v in models.items()}
+    targets = [redact(t) for t in targets]
+    for key, value in [*((k, v) for k, v in models.items() if v),
+                       *(("targets", t) for t in targets)]:
+        try:
+            parse_spec(value)
+        except Exception as exc:
+            raise c.fail(None, key, str(exc)) from None
+    seed = c.integer(data, None, "seed", 0) if "seed" in data else 0
+    gold = c.string(data, None, "gold") if "gold" in data else None
+    bank = c.string(data, None, "bank") if "bank" in data else None
+    occupations = c.string(data, None, "occupations") if "occupations" in data else None
+    instruction = c.string(data, None, "instruction") if "instruction" in data else None
+    options: dict[str, Any] = {}
+    for key in sorted(own & set(data)):
+        if key not in fam.options:
+            takers = [f.name for f in families if key in f.options]
+            raise c.fail(None, key, f"only {', '.join(takers)} specs take '{key}'")
+        opt = fam.options[key]
+        if opt.kind == "integer":
+            options[key] = c.integer(data, None, key, opt.low, opt.high, opt.limit)
+        else:
+            options[key] = c.strings(data, None, key)
+
+    gen = data.get("generate", {})
+    if not isinstance(gen, dict):
+        raise c.fail(None, "generate", "expected a table of settings")
+    g_defaults = replace(GenerateSettings(), **fam.generate_defaults)
+    c.table(gen, "generate", set(asdict(g_defaults)))
+    g: dict[str, Any] = {}
+    for key in ("per_label", "max_tokens", "batch", "shots", "min_lines"):
+        if key in gen:
+            g[key] = c.integer(gen, "generate", key, 1)
+    for key, choices in (("prompt", PROMPT_STYLES), ("dedup", DEDUP)):
+        if key in gen:
+            g[key] = c.string(gen, "generate", key, choices)
+    if "temperature" in gen:
+        g["temperature"] = c.number(gen, "generate", "temperature", 0.0, 5.0)
+    if "top_p" in gen:
+        g["top_p"] = c.number(gen, "generate", "top_p", 0.0, 1.0, low_open=True)
+    if "similarity" in gen:
+        g["similarity"] = c.number(gen, "generate", "similarity", 0.0, 1.0, low_open=True)
+    generate = replace(g_defaults, **g)
+
+    flt = data.get("filter", {})
+    if not isinstance(flt, dict):
+        raise c.fail(None, "filter", "expected a table of settings")
+    c.table(flt, "filter", set(asdict(FilterSettings())))
+    f_defaults = replace(FilterSettings(), **fam.filter_defaults)
+    f: dict[str, Any] = {}
+    if "top_k" in flt:
+        f["top_k"] = c.integer(flt, "filter", "top_k", 1)
+    if "format" in flt:
+        f["format"] = c.string(flt, "filter", "format", PROMPT_STYLES)
+    if "calibration" in flt:
+        f["calibration"] = c.string(flt, "filter", "calibration", CALIBRATION)
+    if "balance" in flt:
+        f["balance"] = c.boolean(flt, "filter", "balance")
+    if "rebalance" in flt:
+        f["rebalance"] = c.string(flt, "filter", "rebalance", REBALANCE)
+    if "clusters" in flt:
+        f["clusters"] = c.integer(flt, "filter", "clusters", 1)
+
+    if fam.spec_fields is not None:
+        given = [*(k for k in SETTINGS if k in data), *(f"generate.{k}" for k in gen),
+                 *(f"filter.{k}" for k in flt)]
+        for key in given:
+            if key not in fam.spec_fields:
+                raise c.error(key, f"a {family} spec does not use it, so it would be silently "
+                              f"ignored; remove it (the settings it uses: "
+                              f"{', '.join(sorted(fam.spec_fields))})")
+
+    ev = data.get("evaluate", {})
+    if not isinstance(ev, dict):
+        raise c.fail(None, "evaluate", "expected a table of settings")
+    c.table(ev, "evaluate", {"format"})
+    fmt = c.string(ev, "evaluate", "format", FORMATS) if "format" in ev else "human-assistant"
+
+    spec = BehaviorSpec(
+        name=name, family=family, description=description, generator=models["generator"],
+        discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
+        instruction=instruction, bank=bank, occupations=occupations, generate=generate,
+        filter=replace(f_defaults, **f),
+        evaluate_format=fmt, source=str(path), options=options, rules=fam,
+    )
+    for other in families:
+        data_key = other.data_field
+        if data_key is None:
+            continue
+        value = {"gold": gold, "bank": bank, "occupations": occupations}[data_key]
+        if other is fam:
+            if value is None:
+                raise DataError(str(path), None, data_key,
+                                f"{family} needs '{data_key}': {fam.data_help}")
+            dp = spec.data_path()
+            assert dp is not None
+            if not dp.is_file():
+                raise c.fail(None, data_key, f"no such file: {dp}")
+        elif value is not None and data_key != fam.data_field:
+            raise c.fail(None, data_key, f"only {other.name} specs take '{data_key}'")
+    fam.check_spec(spec, c)
+    return spec
