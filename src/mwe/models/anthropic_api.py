@@ -53,8 +53,9 @@ from mwe.models.batch import (
     describe,
     run_batches,
 )
-from mwe.models.http import HttpBackend, check_server, settings_from
+from mwe.models.http import HTTP_MODULES, HttpBackend, check_server, prompt_tokens, settings_from
 from mwe.models.openai_compat import shown_url
+from mwe.models.retry import Faults
 from mwe.redact import redact
 
 DIALOGUE = re.compile(r"^\s*Human:\s*(.*?)\s*Assistant:(.*)$", re.DOTALL)
@@ -118,8 +119,17 @@ def check(name: str) -> None:
     $ANTHROPIC_API_KEY is set, and a local server (a loopback base URL) is listening."""
     _, base, options = parse_name(name)
     settings_from(options)
-    require_modules("anthropic", ["anthropic"], "pip install 'mwe[http]' (or run 'make setup')")
+    require_modules("anthropic", ["anthropic", *HTTP_MODULES],
+                    "pip install 'mwe[http]' (or run 'make setup')")
     check_server(base or DEFAULT_BASE, "ANTHROPIC_API_KEY", key_needed=True)
+
+
+def faults() -> Faults:
+    """The anthropic SDK's exception types (mwe.models.retry.Faults)."""
+    import anthropic
+
+    return Faults(status=(anthropic.APIStatusError,), timeout=(anthropic.APITimeoutError,),
+                  network=(anthropic.APIConnectionError,), library=(anthropic.APIError,))
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:
@@ -169,11 +179,15 @@ class AnthropicModel(HttpBackend):
     def _make_client(self) -> Any:
         from anthropic import AsyncAnthropic
 
+        # max_retries=0: mwe.models.retry's policy retries each request instead
         kwargs: dict[str, Any] = {"api_key": self._key, "max_retries": 0,
                                   "timeout": self.settings.timeout}
         if self.base:
             kwargs["base_url"] = self.base
         return AsyncAnthropic(**kwargs)
+
+    def _sdk_faults(self) -> Faults:
+        return faults()
 
     def _params(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
                 stop: Sequence[str]) -> dict[str, Any]:
@@ -198,7 +212,7 @@ class AnthropicModel(HttpBackend):
         stops = [s for s in stop if s.strip()]
         if stops:
             kwargs["stop_sequences"] = stops
-        res = await self._request(lambda: self.client().messages.create(**kwargs))
+        res = await self.request(lambda: self.client().messages.create(**kwargs))
         return "".join(getattr(block, "text", "") for block in res.content)
 
     async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
@@ -220,7 +234,7 @@ class AnthropicModel(HttpBackend):
             return
         self._fan_out([self.samples] * len(requests),
                       lambda r, _: self._message(requests[r][0], SCORE_TOKENS, 1.0, 1.0, ()),
-                      lambda r: len(requests[r][0]) // 4 + SCORE_TOKENS,
+                      lambda r: prompt_tokens(requests[r][0]) + SCORE_TOKENS,
                       lambda r, answers, usage: on_result(r, estimate(list(requests[r][1]), answers),
                                                           usage))
 
@@ -255,7 +269,7 @@ class AnthropicModel(HttpBackend):
         return str(batch.id)
 
     async def batch_status(self, batch_id: str) -> Status:
-        b = await self._request(lambda: self.client().messages.batches.retrieve(batch_id))
+        b = await self.request(lambda: self.client().messages.batches.retrieve(batch_id))
         c = b.request_counts
         total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
         return Status(str(b.processing_status), done=total - c.processing, total=total,
@@ -267,7 +281,7 @@ class AnthropicModel(HttpBackend):
 
     async def batch_results(self, batch_id: str, status: Status) -> list[tuple[str, Outcome]]:
         out: list[tuple[str, Outcome]] = []
-        for item in await self._request(lambda: self._read_results(batch_id)):
+        for item in await self.request(lambda: self._read_results(batch_id)):
             result = item.result
             if result.type == "succeeded":
                 text = "".join(getattr(b, "text", "") for b in result.message.content)

@@ -21,6 +21,8 @@ Scoring (`scoring=`):
 - `auto` (default): `top` for endpoint=chat; otherwise `echo` if a probe shows the echoed
   log-probs aligned with a forced completion, else `forced`, else a clear error.
 
+The methods are classes in mwe.models.openai_scoring.
+
 Batch mode (`batch=1`, mwe.models.batch): generation, `echo` and `top` scoring go through
 the Batch API (a JSONL file uploaded with purpose "batch", then /v1/batches); `forced`
 scoring needs tokenizer calls between its completions, so it stays online, and so does the
@@ -31,9 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -49,7 +50,6 @@ from mwe.models.base import (
     cut_at_stop,
     require_modules,
     seed_for,
-    split_trailing_spaces,
     text_of,
     usage_of,
 )
@@ -65,30 +65,15 @@ from mwe.models.batch import (
     run_batches,
     say,
 )
-from mwe.models.http import (
-    HttpBackend,
-    HttpError,
-    check_server,
-    message_of,
-    retry_status,
-    settings_from,
-)
+from mwe.models.http import HTTP_MODULES, HttpBackend, check_server, prompt_tokens, settings_from
+from mwe.models.http_errors import HttpError, message_of
+from mwe.models.openai_scoring import METHODS, Method
+from mwe.models.retry import Faults, retry_status
 from mwe.redact import redact
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 SCORING = ("auto", "echo", "forced", "top")
 ENDPOINTS = ("completions", "chat")
-TOP_K = 20
-FORCE_BIAS = 100
-
-
-class HttpStatusError(Exception):
-    """An error status from an endpoint outside the OpenAI client's own methods."""
-
-    def __init__(self, message: str, response: Any) -> None:
-        super().__init__(message)
-        self.response = response
-        self.status_code = int(response.status_code)
 
 
 def parse_name(name: str) -> tuple[str, str, dict[str, str]]:
@@ -146,8 +131,17 @@ def check(name: str) -> None:
     $OPENAI_API_KEY is set unless the server is local, and a local server is listening."""
     _, base, options = parse_name(name)
     settings_from(options)
-    require_modules("openai", ["openai"], "pip install 'mwe[http]' (or run 'make setup')")
+    require_modules("openai", ["openai", *HTTP_MODULES],
+                    "pip install 'mwe[http]' (or run 'make setup')")
     check_server(base, "OPENAI_API_KEY", key_needed=not _is_local(base))
+
+
+def faults() -> Faults:
+    """The openai SDK's exception types (mwe.models.retry.Faults)."""
+    import openai
+
+    return Faults(status=(openai.APIStatusError,), timeout=(openai.APITimeoutError,),
+                  network=(openai.APIConnectionError,), library=(openai.APIError,))
 
 
 def load(spec: str, name: str, ident: dict[str, Any]) -> OpenAIModel:
@@ -161,32 +155,6 @@ def _is_local(base: str) -> bool:
 
 
 ENDED = ("completed", "expired", "cancelled", "failed")
-
-
-def echo_total(offsets: Sequence[int] | None, values: Sequence[float | None] | None,
-               ctx: str, cont: str, spec: str) -> float:
-    """The summed echoed log-probs of the tokens that start inside the continuation."""
-    if offsets is None or values is None:
-        raise MweError(f"{spec}: the server returned no echoed log-probs")
-    total = 0.0
-    end = len(ctx) + len(cont)
-    for offset, value in zip(offsets, values):
-        if len(ctx) <= offset < end:
-            if value is None:
-                raise MweError(f"{spec}: the server gave no log-prob for a continuation token")
-            total += float(value)
-    return total
-
-
-def top_scores(entries: Sequence[tuple[str, float]], conts: Sequence[str]) -> list[float]:
-    """Each answer's log-prob from the top_logprobs of the next token; an answer outside them
-    gets the lowest one shown (an upper bound)."""
-    top: dict[str, float] = {}
-    for token, logprob in entries:
-        key = token.strip()
-        top[key] = max(top.get(key, -math.inf), float(logprob))
-    floor = min(top.values())
-    return [top.get(c.strip(), floor) for c in conts]
 
 
 class OpenAIModel(HttpBackend):
@@ -209,8 +177,7 @@ class OpenAIModel(HttpBackend):
         self._key = key or "not-needed"
         self._secret = key or ""
         self._resolved: str | None = None
-        self._tok_cache: dict[str, list[int]] = {}
-        self._detok_cache: dict[tuple[int, ...], str] = {}
+        self.methods: dict[str, Method] = {name: m(self) for name, m in METHODS.items()}
 
     def shown_base(self) -> str:
         return self.base
@@ -218,20 +185,12 @@ class OpenAIModel(HttpBackend):
     def _make_client(self) -> Any:
         from openai import AsyncOpenAI
 
+        # max_retries=0: mwe.models.retry's policy retries each request instead
         return AsyncOpenAI(base_url=self.base, api_key=self._key, max_retries=0,
                            timeout=self.settings.timeout)
 
-    async def _post_root(self, path: str, body: dict[str, Any]) -> Any:
-        """POST to a path at the server's root (llama.cpp's /extras/... endpoints)."""
-        parts = urlsplit(self.base)
-        url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        client = self.client()
-        response = await client._client.post(
-            url, json=body, headers={"Authorization": f"Bearer {self._key}"},
-            timeout=self.settings.timeout)
-        if response.status_code >= 400:
-            raise HttpStatusError(f"{path}: HTTP {response.status_code}", response)
-        return response.json()
+    def _sdk_faults(self) -> Faults:
+        return faults()
 
     # --- generation ---
 
@@ -246,15 +205,15 @@ class OpenAIModel(HttpBackend):
         if sampling.stop:
             common["stop"] = list(sampling.stop)[:4]
         if self.endpoint == "chat" or isinstance(prompt, Chat):
-            return CHAT, {**common, "messages": self._messages(prompt)}
+            return CHAT, {**common, "messages": self.messages(prompt)}
         return COMPLETIONS, {**common, "prompt": text_of(prompt, self.spec)}
 
     async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
         endpoint, body = self._sample_body(prompt, sampling, index)
         if endpoint == CHAT:
-            res = await self._request(lambda: self.client().chat.completions.create(**body))
+            res = await self.request(lambda: self.client().chat.completions.create(**body))
             return str(res.choices[0].message.content or "")
-        res = await self._request(lambda: self.client().completions.create(**body))
+        res = await self.request(lambda: self.client().completions.create(**body))
         return str(res.choices[0].text or "")
 
     def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
@@ -280,7 +239,7 @@ class OpenAIModel(HttpBackend):
             raise MweError(f"{self.spec}: a batch result has no choices") from None
         return str(text or "")
 
-    def _messages(self, prompt: Prompt) -> list[dict[str, str]]:
+    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
         """Chat turns as they are (the server applies its own template; a reply start
         becomes a prefilled assistant turn), or a text prompt as one user turn."""
         if isinstance(prompt, Chat):
@@ -290,32 +249,32 @@ class OpenAIModel(HttpBackend):
             return messages
         return [{"role": "user", "content": prompt}]
 
-    # --- scoring ---
+    # --- scoring (the methods: mwe.models.openai_scoring) ---
 
     def score_each(self, requests: Sequence[ScoreRequest],
                    on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
-        method = self.resolve_scoring()
-        if self.batch and method in ("top", "echo"):
-            self._score_batched(method, requests, on_result)
-            return
-        if self.batch and not self._said_online:
-            say(f"{self.spec}: forced scoring needs tokenizer calls between its completions and "
-                "has no batch form: scoring online (batch=1 still batches generation)")
-            self._said_online = True
-        if method == "top":  # one call answers for all of a request's continuations
-            self._fan_out([1] * len(requests),
-                          lambda r, _: self._top(requests[r][0], list(requests[r][1])),
-                          lambda r: len(requests[r][0]) // 4 + 1,
-                          lambda r, out, usage: on_result(r, out[0], usage))
-            return
-        if any(isinstance(ctx, Chat) for ctx, _ in requests):
+        method = self.methods[self.resolve_scoring()]
+        if method.text_only and any(isinstance(ctx, Chat) for ctx, _ in requests):
             raise MweError(f"{self.spec}: chat turns (--format chat) are scored through the "
                            "chat endpoint; add ?endpoint=chat to the model")
-        texts = [text_of(ctx, self.spec) for ctx, _ in requests]
-        scorer = self._echo if method == "echo" else self._forced
-        self._fan_out([len(conts) for _, conts in requests],
-                      lambda r, c: scorer(texts[r], requests[r][1][c]),
-                      lambda r: len(requests[r][0]) // 4 + 1, on_result)
+        if self.batch:
+            groups = [method.group(ctx, conts) for ctx, conts in requests]
+            if all(g is not None for g in groups):
+                self._batched(cast(list[Group], groups), lambda r, responses: on_result(
+                    r, method.read(*requests[r], responses),
+                    add_usage([usage_of(x) for x in responses])),
+                    lambda r: describe(requests[r][0]))
+                return
+            if not self._said_online:
+                say(f"{self.spec}: {method.why_online} and has no batch form: scoring online "
+                    "(batch=1 still batches generation)")
+                self._said_online = True
+        # each call's log-probs, in call order, joined into the request's
+        self._fan_out([method.calls(conts) for _, conts in requests],
+                      lambda r, j: method.call(*requests[r], j),
+                      lambda r: prompt_tokens(requests[r][0]) + 1,
+                      lambda r, out, usage: on_result(r, [x for part in out for x in part],
+                                                      usage))
 
     def resolve_scoring(self) -> str:
         if self._resolved is None:
@@ -337,8 +296,8 @@ class OpenAIModel(HttpBackend):
         """Is echo aligned? Compare an echoed log-prob with a forced completion's."""
         ctx, cont = "The capital of France is", " Paris"
         why: dict[str, str] = {}
-        forced = await self._if_supported("forced", lambda: self._forced(ctx, cont), why)
-        echoed = await self._if_supported("echo", lambda: self._echo(ctx, cont), why)
+        forced = await self._if_supported("forced", ctx, cont, why)
+        echoed = await self._if_supported("echo", ctx, cont, why)
         if forced is not None and echoed is not None and abs(echoed - forced) < 0.02:
             return "echo"
         if forced is not None:
@@ -349,14 +308,14 @@ class OpenAIModel(HttpBackend):
                        f"({why['echo']}) nor by forced one-token completions ({why['forced']}); "
                        "use endpoint=chat (top_logprobs) or another server")
 
-    async def _if_supported(self, method: str, make: Callable[[], Awaitable[float]],
-                            why: dict[str, str]) -> float | None:
-        """The method's result, or None when the server answers that it cannot do it (why
+    async def _if_supported(self, method: str, ctx: str, cont: str, why: dict[str, str]
+                            ) -> float | None:
+        """The method's score, or None when the server answers that it cannot do it (why
         goes into why[method]). Anything else raises: a 401, 403, a missing model or a
         network fault is no missing feature, and transient faults are retried first (a
         probe must not mistake a 429 for a missing feature)."""
         try:
-            return float(await make())
+            return float(await self.methods[method].score(ctx, cont))
         except HttpError as exc:
             if not exc.unsupported:
                 raise
@@ -364,78 +323,6 @@ class OpenAIModel(HttpBackend):
         except MweError as exc:  # an answer without the log-probs the method needs
             why[method] = str(exc).removeprefix(f"{self.spec}: ")
         return None
-
-    def _echo_body(self, ctx: str, cont: str) -> dict[str, Any]:
-        """ctx and cont as split_trailing_spaces leaves them."""
-        return {"model": self.model, "prompt": ctx + cont, "echo": True, "logprobs": 1,
-                "max_tokens": 1, "temperature": 0.0}
-
-    async def _echo(self, ctx: str, cont: str) -> float:
-        ctx, cont = split_trailing_spaces(ctx, cont)
-        body = self._echo_body(ctx, cont)
-        res = await self._request(lambda: self.client().completions.create(**body))
-        lp = res.choices[0].logprobs
-        if lp is None:
-            raise MweError(f"{self.spec}: the server returned no echoed log-probs")
-        return echo_total(lp.text_offset, lp.token_logprobs, ctx, cont, self.spec)
-
-    async def _tokenize(self, text: str) -> list[int]:
-        if text not in self._tok_cache:
-            body = await self._request(lambda: self._post_root(
-                "/extras/tokenize", {"input": text, "model": self.model}))
-            self._tok_cache[text] = [int(t) for t in body["tokens"]]
-        return self._tok_cache[text]
-
-    async def _detokenize(self, tokens: list[int]) -> str:
-        key = tuple(tokens)
-        if key not in self._detok_cache:
-            body = await self._request(lambda: self._post_root(
-                "/extras/detokenize", {"tokens": tokens, "model": self.model}))
-            self._detok_cache[key] = str(body["text"])
-        return self._detok_cache[key]
-
-    async def _forced(self, ctx: str, cont: str) -> float:
-        """Sum over the continuation's tokens of a forced one-token completion's log-prob."""
-        ctx, cont = split_trailing_spaces(ctx, cont)
-        whole = await self._tokenize(ctx + cont)
-        head = await self._tokenize(ctx) if ctx else []
-        aligned = whole[: len(head)] == head
-        if not aligned:  # a token straddles the boundary: split where the two part
-            k = 0
-            while k < min(len(head), len(whole)) and head[k] == whole[k]:
-                k += 1
-            head = whole[:k]
-        total = 0.0
-        for k in range(len(head), len(whole)):
-            first = k == len(head) and aligned and bool(ctx)
-            prefix = ctx if first else await self._detokenize(whole[:k])
-            if not prefix:
-                raise MweError(f"{self.spec}: forced scoring needs a non-empty context")
-            target = whole[k]
-            res = await self._request(partial(
-                self._complete_one, prompt=prefix, logit_bias={str(target): FORCE_BIAS}))
-            lp = res.choices[0].logprobs
-            if lp is None or not lp.token_logprobs or lp.token_logprobs[0] is None:
-                raise MweError(f"{self.spec}: the server returned no log-prob for a forced token")
-            total += float(lp.token_logprobs[0])
-        return total
-
-    async def _complete_one(self, prompt: str, logit_bias: dict[str, int]) -> Any:
-        return await self.client().completions.create(
-            model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=1,
-            logit_bias=logit_bias)
-
-    def _top_body(self, ctx: Prompt) -> dict[str, Any]:
-        return {"model": self.model, "messages": self._messages(ctx), "max_tokens": 1,
-                "temperature": 0.0, "logprobs": True, "top_logprobs": TOP_K}
-
-    async def _top(self, ctx: Prompt, conts: list[str]) -> list[float]:
-        body = self._top_body(ctx)
-        res = await self._request(lambda: self.client().chat.completions.create(**body))
-        content = res.choices[0].logprobs.content if res.choices[0].logprobs else None
-        if not content or not content[0].top_logprobs:
-            raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
-        return top_scores([(e.token, e.logprob) for e in content[0].top_logprobs], conts)
 
     # --- batch mode (mwe.models.batch) ---
 
@@ -445,57 +332,19 @@ class OpenAIModel(HttpBackend):
                     poll=self.settings.poll, retries=self.settings.batch_retries,
                     finalize=self._close, describe=describe)
 
-    def _score_batched(self, method: str, requests: Sequence[ScoreRequest],
-                       on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:
-        if method == "top":
-            groups = [Group(CHAT, [self._top_body(ctx)]) for ctx, _ in requests]
-
-            def done_top(r: int, responses: list[Any]) -> None:
-                try:
-                    entries = responses[0]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-                    pairs = [(str(e["token"]), float(e["logprob"])) for e in entries]
-                except (KeyError, IndexError, TypeError):
-                    pairs = []
-                if not pairs:
-                    raise MweError(f"{self.spec}: the chat endpoint returned no top_logprobs")
-                on_result(r, top_scores(pairs, list(requests[r][1])), usage_of(responses[0]))
-
-            self._batched(groups, done_top, lambda r: describe(requests[r][0]))
-            return
-        if any(isinstance(ctx, Chat) for ctx, _ in requests):
-            raise MweError(f"{self.spec}: chat turns (--format chat) are scored through the "
-                           "chat endpoint; add ?endpoint=chat to the model")
-        splits = [[split_trailing_spaces(text_of(ctx, self.spec), c) for c in conts]
-                  for ctx, conts in requests]
-        groups = [Group(COMPLETIONS, [self._echo_body(c, x) for c, x in pairs])
-                  for pairs in splits]
-
-        def done_echo(r: int, responses: list[Any]) -> None:
-            out = []
-            for response, (ctx, cont) in zip(responses, splits[r]):
-                try:
-                    lp = response["choices"][0]["logprobs"] or {}
-                except (KeyError, IndexError, TypeError):
-                    lp = {}
-                out.append(echo_total(lp.get("text_offset"), lp.get("token_logprobs"), ctx,
-                                      cont, self.spec))
-            on_result(r, out, add_usage([usage_of(x) for x in responses]))
-
-        self._batched(groups, done_echo, lambda r: describe(requests[r][0]))
-
     async def batch_submit(self, endpoint: str, lines: Sequence[tuple[str, dict[str, Any]]]
                            ) -> str:
         data = "".join(json.dumps({"custom_id": cid, "method": "POST", "url": endpoint,
                                    "body": body}, ensure_ascii=False) + "\n"
                        for cid, body in lines).encode("utf-8")
-        upload = await self._request(lambda: self.client().files.create(
+        upload = await self.request(lambda: self.client().files.create(
             file=("mwe-batch.jsonl", data, "application/jsonl"), purpose="batch"))
         batch = await self._create(lambda: self.client().batches.create(
             input_file_id=upload.id, endpoint=cast(Any, endpoint), completion_window="24h"))
         return str(batch.id)
 
     async def batch_status(self, batch_id: str) -> Status:
-        b = await self._request(lambda: self.client().batches.retrieve(batch_id))
+        b = await self.request(lambda: self.client().batches.retrieve(batch_id))
         counts = b.request_counts
         failure = ""
         if b.status == "failed":
@@ -516,7 +365,7 @@ class OpenAIModel(HttpBackend):
         for file_id in status.handle or ():
             if not file_id:
                 continue
-            text = await self._request(partial(self._download, file_id))
+            text = await self.request(partial(self._download, file_id))
             for raw in text.splitlines():
                 if raw.strip():
                     out.append(self._batch_line(json.loads(raw)))
