@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mwe.errors import DataError
+from mwe.io import add_outputs, write_csv
 
 ENV = "MWE_PRICES"
 
@@ -182,8 +183,6 @@ class UsageLedger:
                                   self.prices.cost(spec, t_in, t_out)))
 
     def write(self, path: Path) -> None:
-        from mwe.io import write_csv
-
         write_csv(path, self.rows, USAGE_COLUMNS)
 
     def summary(self) -> str:
@@ -195,3 +194,16 @@ class UsageLedger:
             lines.append(f"  {stage:9s} {model:36s} {row['calls']:>7} calls  "
                          f"{row['tokens_in']:>10,} in  {row['tokens_out']:>9,} out  {price}{now}")
         return "\n".join(lines)
+
+
+def write_usage(models: Any, stage: str, out: Path, earlier: list[dict[str, Any]] | None = None
+                ) -> tuple[list[dict[str, Any]], UsageLedger]:
+    """usage.csv in `out` (listed in its manifest): the `earlier` stages' rows, then this
+    stage's tokens and estimated cost per model. Returns the rows written and the ledger
+    (whose summary says what this run computed)."""
+    ledger = UsageLedger()
+    ledger.stage(stage, models)
+    rows = [*(earlier or []), *ledger.rows]
+    write_csv(out / "usage.csv", rows, USAGE_COLUMNS)
+    add_outputs(out, [out / "usage.csv"])  # in an evaluate or sweep folder's manifest
+    return rows, ledger

@@ -219,6 +219,18 @@ def unmatched_results(results: Sequence[Path], maps: Sequence[dict[str, Any]]) -
     return out
 
 
+def namer_for(ds: Dataset, namer: str | None = None) -> str:
+    """The model that names a dataset's clusters: `namer` if given, else the generator its
+    card (beside it) names, else DEFAULT_NAMER."""
+    card = Path(ds.path).parent / "card.json"
+    if namer is None and card.is_file():
+        try:
+            namer = json.loads(card.read_text(encoding="utf-8"))["generator"]["spec"]
+        except (OSError, ValueError, KeyError, TypeError):
+            namer = None
+    return namer or DEFAULT_NAMER
+
+
 def build_map(ds: Dataset, models: Models, namer: str | None, clusters: int = 10, seed: int = 0,
               results: Sequence[Path] = ()) -> dict[str, Any]:
     """Everything the map shows for one dataset, as plain JSON; `namer` None names the

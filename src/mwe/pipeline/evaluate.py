@@ -117,6 +117,15 @@ def with_variants(datasets: list[Dataset]) -> list[Dataset]:
     return [v for d in datasets for v in by_name(d.family).variants(d)]
 
 
+def select(datasets: list[Dataset], limit: int | None = None, control: bool = True
+           ) -> list[Dataset]:
+    """What evaluate and sweep score: the first `limit` rows of each dataset, and with
+    `control` the variants each family scores beside it."""
+    if limit:
+        datasets = [Dataset(d.name, d.path, d.family, d.items[:limit]) for d in datasets]
+    return with_variants(datasets) if control else datasets
+
+
 def requests_for(model: CachedModel, ds: Dataset, fmt: str
                  ) -> list[tuple[prompts.Prompt, list[str]]]:
     """What a model scores for one dataset: each question's context and its answers."""

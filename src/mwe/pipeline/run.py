@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,10 +20,11 @@ from mwe.cost import UsageLedger
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
 from mwe.families import by_name
-from mwe.io import clear_outputs
+from mwe.io import adopt_outputs, claim_outputs, clear_outputs
 from mwe.models import Models
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
+    OUTPUT_FILES,
     ModelRun,
     evaluate_models,
     with_variants,
@@ -121,6 +123,19 @@ def plan(spec: BehaviorSpec, models: Models) -> tuple[list[dict[str, Any]], list
     rows += [{"stage": "evaluate (at most)", "model": t, "spec": t, "calls": kept, "cached": 0,
               "tokens_in": kept * per_example, "tokens_out": 0} for t in spec.targets]
     return rows, notes
+
+
+def check_results(out: Path) -> None:
+    """results/ of a run folder: replaced only where mwe's manifest lists the files. A run
+    folder from an mwe before manifests (spec.json written by mwe beside results/) resumes:
+    the result files there are listed as mwe's first."""
+    try:
+        spec = json.loads((out / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        spec = None
+    if isinstance(spec, dict) and {"name", "family", "generator"} <= spec.keys():
+        adopt_outputs(out / "results", RESULT_FILES)
+    claim_outputs(out / "results", OUTPUT_FILES)
 
 
 def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,

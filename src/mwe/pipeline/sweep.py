@@ -15,6 +15,7 @@ Outputs in the sweep folder (each written atomically):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,10 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
                                     "results.csv", "trends.csv", "sweep.json")]
                  + list(extras.values()))
     return results, trends, runs
+
+
+def read_agreement(out: Path) -> list[dict[str, Any]]:
+    """The agreement rows (every ordered pair of models) of the finished sweep in `out`."""
+    agreement: list[dict[str, Any]] = json.loads(
+        (out / "sweep.json").read_text(encoding="utf-8"))["agreement"]
+    return agreement

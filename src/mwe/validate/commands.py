@@ -158,24 +158,3 @@ def write_stats(out: Path, items: list[stats.ItemInfo], ratings: list[stats.Rati
     write_csv(out / "validation.csv", results, STATS_COLUMNS)
     write_answers(out / "answers.csv", ratings)
     return results
-
-
-def print_stats(results: list[dict[str, Any]]) -> None:
-    def f(x: Any, spec: str) -> str:
-        return "-" if x is None else format(x, spec)
-
-    head = ["scope", "name", "items", "raters", "relevance", "label ok", "2+ agree", "kappa",
-            "0 ambiguous"]
-    rows = [[r["scope"], r["dataset"] or r["family"], str(r["n_items"]), str(r["n_raters"]),
-             f"{f(r['relevance_mean'], '.2f')} ± {f(r['relevance_sd'], '.2f')}",
-             f(r["label_correct"], ".1%"), f(r["agree_2of3"], ".1%"),
-             f(r["fleiss_kappa"] if r.get("kappa_method") == "fleiss"
-               else r.get("krippendorff_alpha"), ".3f"),
-             f(r["ambiguous_none_share"], ".1%")] for r in results]
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    for line in [head, ["-" * w for w in widths], *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)), file=sys.stdout)
-    p = stats.PAPER
-    print(f"paper (Perez et al. 2022): relevance {p['relevance_mean']} ± {p['relevance_sd']}, "
-          f"2+ of 3 agree {p['agree_2of3']:.1%}, Fleiss kappa {p['fleiss_kappa']}, "
-          f"0 of 3 ambiguous {p['ambiguous_none_share']:.1%}")

@@ -1,0 +1,100 @@
+"""What the commands' parsers share: typed values argparse checks itself and option groups.
+Light on purpose: every command's parser is built for `mwe --help`, so what a command runs
+is imported when it runs (see `inputs`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from mwe.families import FAMILIES
+from mwe.models import parse_spec
+from mwe.prompts import FORMAT_HELP, FORMATS
+from mwe.redact import redact
+
+# ---- typed values: a bad one is argparse's usage error, before any work --------------------
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (--limit, --top-k, --per-label, --clusters, --per-dataset)."""
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def port(text: str) -> int:
+    n = _int(text)
+    if not 0 < n < 65536:
+        raise argparse.ArgumentTypeError("must be between 1 and 65535")
+    return n
+
+
+# ---- parsers and option groups --------------------------------------------------------------
+
+def command(sub: Any, name: str, *, help: str, epilog: str, description: str | None = None,
+            run: Callable[[argparse.Namespace], int] | None = None) -> argparse.ArgumentParser:
+    """A (sub)command's parser, its epilog printed as written, `run` what main calls."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if run is not None:
+        p.set_defaults(run=run)
+    return p
+
+
+def add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="PATH", help="SQLite cache of model calls "
+                   "(default: $MWE_CACHE_DIR/calls.sqlite or the user cache folder)")
+
+
+def add_no_progress(p: argparse.ArgumentParser, help: str = "no progress bars") -> None:
+    p.add_argument("--no-progress", action="store_true", help=help)
+
+
+def add_scale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--per-label", type=positive_int, metavar="N", help="samples per label "
+                   "(overrides the spec's generate.per_label)")
+    add_no_progress(p)
+
+
+def add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="print the calls, what the cache "
+                   "holds, tokens and estimated cost; call nothing, write nothing")
+
+
+def control_help() -> str:
+    """--no-control's help: the control conditions the families score beside a file."""
+    said = [f"{f.name}: {f.control}" for f in FAMILIES if f.control]
+    return ("skip the control conditions scored beside each file (" + "; ".join(said) + ")"
+            ).replace("%", "%%")
+
+
+def add_data(p: argparse.ArgumentParser) -> None:
+    """The datasets evaluate and sweep score, and how: --data, --format, --limit, ..."""
+    p.add_argument("--data", "-d", action="append", required=True, metavar="PATH",
+                   help="a .jsonl file, a folder (searched recursively) or a glob (repeatable)")
+    p.add_argument("--format", "-f", default="human-assistant", choices=FORMATS,
+                   help="; ".join(f"{k}: {v}" for k, v in FORMAT_HELP.items())
+                   + " (default: human-assistant)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="only the first N rows of each file")
+    p.add_argument("--no-control", action="store_true", help=control_help())
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="go on (with a warning) when a folder under --data cannot be read; "
+                   "by default that stops the run")
+
+
+def shown_models(specs: list[str]) -> list[str]:
+    """Model strings as given, validated and with any credentials redacted for display."""
+    for spec in specs:
+        parse_spec(spec)
+    return [redact(s) for s in specs]

@@ -1,0 +1,52 @@
+"""Parsed options turned into what the pipeline takes (models over the call cache, datasets,
+specs) and usage.csv written after a stage: shared by the commands, imported when one runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mwe.cost import write_usage
+from mwe.datasets import Dataset, load
+from mwe.errors import MweError
+from mwe.models import Models
+from mwe.paths import default_store_path
+from mwe.pipeline.evaluate import select
+from mwe.spec import BehaviorSpec, load_spec
+from mwe.store import Store
+
+
+def open_models(args: argparse.Namespace) -> Models:
+    """The models of a command, over the --cache (or the default) call cache."""
+    return Models(Store(args.cache or default_store_path()))
+
+
+def datasets(args: argparse.Namespace) -> list[Dataset]:
+    """--data, --limit and --no-control, read before any model loads."""
+    found, skipped = load(args.data, skip_unreadable=args.skip_unreadable)
+    for sk in skipped:
+        print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
+    if not found:
+        raise MweError("no evaluation datasets found in --data")
+    return select(found, args.limit, control=not args.no_control)
+
+
+def spec(args: argparse.Namespace, path: str | Path | None = None) -> BehaviorSpec:
+    """The spec at `path` (else SPEC), with --per-label applied."""
+    loaded = load_spec(path or args.spec)
+    if getattr(args, "per_label", None) is not None:
+        loaded = replace(loaded, generate=replace(loaded.generate, per_label=args.per_label))
+    return loaded
+
+
+def usage(models: Models, stage: str, out: Path, earlier: list[dict[str, Any]] | None = None
+          ) -> list[dict[str, Any]]:
+    """usage.csv written in `out` (after the `earlier` stages' rows); what this run computed
+    said on stderr. Returns the rows written."""
+    rows, ledger = write_usage(models, stage, out, earlier)
+    print(f"tokens and estimated cost ({out / 'usage.csv'}; prices: {ledger.prices.source}):\n"
+          f"{ledger.summary()}", file=sys.stderr)
+    return rows
