@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from mwe import cli
 from mwe.errors import MweError
@@ -18,6 +18,8 @@ from mwe.models import Models, known_backends, load_backend
 from mwe.store import Store
 
 PLUGIN = '''
+from fakes import FakeChatLM
+
 OUTPUT = "logprobs"
 
 
@@ -25,27 +27,8 @@ def identity(name):
     return {"backend": "lengths", "name": name}
 
 
-class Lengths:
-    """Scores an answer by minus its length: short answers win."""
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    def identity(self):
-        return identity(self.spec)
-
-    def score(self, requests):
-        return [[-float(len(c)) for c in conts] for _, conts in requests]
-
-    def generate(self, prompts, sampling):
-        return [["x"] * sampling.n for _ in prompts]
-
-    def chat_prompt(self, messages):
-        return messages[-1][1]
-
-
 def load(spec, name, ident):
-    return Lengths(spec)
+    return FakeChatLM(name, spec=spec, scores="length", sample="x")  # short answers win
 '''
 
 

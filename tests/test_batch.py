@@ -692,24 +692,22 @@ def test_a_submission_is_retried_only_when_it_cannot_have_created_a_batch(
     backend: Any = open_model("openai:m@http://127.0.0.1:9/v1?batch=1&max_attempts=3&backoff=0.001",
                               Store(tmp_path / "c.sqlite")).backend
 
-    class APITimeoutError(Exception):  # the SDKs' (recognised by name)
-        pass
+    import httpx2
+    import openai
 
-    class NetworkError(Exception):
-        pass
-
-    class ConnectError(NetworkError):  # httpx's
-        pass
-
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/batches")
     calls: list[str] = []
 
     async def lost() -> None:  # sent, answer lost: the batch may exist
         calls.append("lost")
-        raise APITimeoutError("Request timed out.")
+        raise openai.APITimeoutError(request=request)
 
-    async def refused() -> None:  # never reached the server
+    async def refused() -> None:  # never reached the server (as the SDK wraps httpx's error)
         calls.append("refused")
-        raise ConnectError("All connection attempts failed")
+        try:
+            raise httpx2.ConnectError("All connection attempts failed")
+        except httpx2.ConnectError as exc:
+            raise openai.APIConnectionError(request=request) from exc
 
     with pytest.raises(HttpError, match="may have been created"):
         asyncio.run(backend._create(lost))

@@ -4,41 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from fakes import FakeChatLM
 
 from mwe.models.base import Sampling
 from mwe.models.cached import CachedModel
 from mwe.store import Store
 
 
-class Counting:
-    spec = "fake:counting"
-
-    def __init__(self) -> None:
-        self.scored: list[str] = []
-        self.generated: list[str] = []
-
-    def identity(self) -> dict[str, Any]:
-        return {"backend": "fake"}
-
-    def score(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
-        self.scored.extend(c for c, _ in requests)
-        return [[-float(len(c) + len(x)) for x in conts] for c, conts in requests]
-
-    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-        self.generated.extend(prompts)
-        return [[f"{p}/{sampling.seed}/{k}" for k in range(sampling.n)] for p in prompts]
-
-    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
-        return messages[-1][1]
-
-
 def test_only_misses_reach_the_backend(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.sqlite")
     loads = []
-    backend = Counting()
+    backend = FakeChatLM()
 
-    def loader() -> Counting:
+    def loader() -> FakeChatLM:
         loads.append(1)
         return backend
 
@@ -59,8 +38,8 @@ def test_only_misses_reach_the_backend(tmp_path: Path) -> None:
 
 def test_identity_separates_models(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.sqlite")
-    a = CachedModel("a", {"backend": "fake", "weights": "1"}, Counting, store)
-    b = CachedModel("b", {"backend": "fake", "weights": "2"}, Counting, store)
+    a = CachedModel("a", {"backend": "fake", "weights": "1"}, FakeChatLM, store)
+    b = CachedModel("b", {"backend": "fake", "weights": "2"}, FakeChatLM, store)
     a.score([("q", [" Yes"])])
     b.score([("q", [" Yes"])])
     assert (a.misses, b.misses) == (1, 1)
@@ -68,7 +47,7 @@ def test_identity_separates_models(tmp_path: Path) -> None:
 
 def test_generation_cached_per_prompt_and_sampling(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.sqlite")
-    backend = Counting()
+    backend = FakeChatLM()
     m = CachedModel("f", {"backend": "fake"}, lambda: backend, store)
     s = Sampling(n=2, seed=3)
     out = m.generate(["p1", "p2"], s)
@@ -87,16 +66,15 @@ def test_run_with_nothing_parsed_writes_an_empty_dataset(tmp_path: Path) -> None
     from mwe.pipeline.run import run_all
     from mwe.spec import load_spec
 
-    class Terse(Counting):
-        def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[list[str]]:
-            return [[" Yes"] * sampling.n for _ in prompts]
+    def terse() -> FakeChatLM:  # every sample " Yes"
+        return FakeChatLM(sample=" Yes")
 
     class StandIns(Models):
         def check(self, uses: Sequence[tuple[str, str]], embedding: Sequence[str] = ()) -> None:
             pass  # every stand-in can be used
 
         def open(self, spec: str) -> CachedModel:
-            return CachedModel(spec, {"backend": "fake", "spec": spec}, Terse, self.store)
+            return CachedModel(spec, {"backend": "fake", "spec": spec}, terse, self.store)
 
     spec_path = tmp_path / "s.yaml"
     spec_path.write_text("name: t\nfamily: persona\ndescription: likes cats\n"

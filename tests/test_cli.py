@@ -6,31 +6,19 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO
-
-MWE = [sys.executable, "-m", "mwe.cli"]
-
-
-def run(args: list[str], cache: Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MWE_CACHE_DIR": os.environ.get("MWE_CACHE_DIR", ""), "HF_HUB_OFFLINE": "1"}
-    if not env["MWE_CACHE_DIR"]:
-        env.pop("MWE_CACHE_DIR")
-    return subprocess.run([*MWE, *args, "--cache", str(cache)], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=900, **kw)  # type: ignore[call-overload]
+from helpers import DATA, REPO, Mwe
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (DATA / "malformed").iterdir()))
-def test_malformed_input_one_line_no_output(name: str, tmp_path: Path) -> None:
+def test_malformed_input_one_line_no_output(name: str, tmp_path: Path, mwe: Mwe) -> None:
     out = tmp_path / "out"
     path = DATA / "malformed" / name
-    res = run(["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", str(path),
-               "-o", str(out)], tmp_path / "c.sqlite")
+    res = mwe(["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", str(path),
+               "-o", str(out)], cache=tmp_path / "c.sqlite")
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     lines = [x for x in res.stderr.splitlines() if x.strip()]
@@ -38,24 +26,24 @@ def test_malformed_input_one_line_no_output(name: str, tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_usage_errors(tmp_path: Path) -> None:
-    res = run(["evaluate", "-m", "nobackend", "-d", str(DATA / "released"), "-o", str(tmp_path)],
-              tmp_path / "c.sqlite")
+def test_usage_errors(tmp_path: Path, mwe: Mwe) -> None:
+    res = mwe(["evaluate", "-m", "nobackend", "-d", str(DATA / "released"), "-o", str(tmp_path)],
+              cache=tmp_path / "c.sqlite")
     assert res.returncode == 2 and "expected BACKEND:NAME" in res.stderr
-    res = run(["evaluate", "-m", "llamacpp:/no/such.gguf", "-d", str(DATA / "released"),
-               "-o", str(tmp_path / "o")], tmp_path / "c.sqlite")
+    res = mwe(["evaluate", "-m", "llamacpp:/no/such.gguf", "-d", str(DATA / "released"),
+               "-o", str(tmp_path / "o")], cache=tmp_path / "c.sqlite")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    res = run(["evaluate", "--help"], tmp_path / "c.sqlite")
+    res = mwe(["evaluate", "--help"], cache=tmp_path / "c.sqlite")
     assert res.returncode == 0 and "examples:" in res.stdout
 
 
 @pytest.mark.slow
-def test_evaluate_all_families_then_rerun_from_cache(tmp_path: Path) -> None:
+def test_evaluate_all_families_then_rerun_from_cache(tmp_path: Path, mwe: Mwe) -> None:
     out = tmp_path / "out"
     cache = tmp_path / "c.sqlite"
     args = ["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", str(DATA / "released"),
             "-d", str(DATA / "formats"), "--limit", "12", "-o", str(out), "--no-progress"]
-    first = run(args, cache)
+    first = mwe(args, cache=cache)
     assert first.returncode == 0, first.stderr
     summary = json.loads((out / "summary.json").read_text())["summary"]
     families = {s["family"] for s in summary}
@@ -73,7 +61,7 @@ def test_evaluate_all_families_then_rerun_from_cache(tmp_path: Path) -> None:
     eight = [r for r in rows if r["dataset"] == wrapped and len(r["answers"]) == 8]
     assert eight and all(len(r["logprobs"]) == 8 for r in eight)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    second = run(args, cache)
+    second = mwe(args, cache=cache)
     assert second.returncode == 0
     assert f"{len(rows)} from the cache, 0 computed" in second.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -89,7 +77,7 @@ def _committed(cache: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_gives_identical_outputs(tmp_path: Path,
+def test_kill_9_then_resume_gives_identical_outputs(tmp_path: Path, mwe: Mwe,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after some chunks are committed, the rerun computes only the rest and writes
     the bytes of an uninterrupted run. Chunks of 64 (kept the same for all three runs, as
@@ -99,14 +87,12 @@ def test_kill_9_then_resume_gives_identical_outputs(tmp_path: Path,
     data = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
     base = ["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", data, "--limit", str(n),
             "--no-progress"]
-    reference = run([*base, "-o", str(tmp_path / "ref")], tmp_path / "ref.sqlite")
+    reference = mwe([*base, "-o", str(tmp_path / "ref")], cache=tmp_path / "ref.sqlite")
     assert reference.returncode == 0, reference.stderr
 
     cache = tmp_path / "c.sqlite"
     out = tmp_path / "out"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([*MWE, *base, "-o", str(out), "--cache", str(cache)], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = mwe.popen([*base, "-o", str(out)], cache=cache)
     deadline = time.time() + 600
     while _committed(cache) < chunk and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -117,7 +103,7 @@ def test_kill_9_then_resume_gives_identical_outputs(tmp_path: Path,
     assert chunk <= done < n and done % chunk == 0  # whole chunks, nothing half-written
     assert not out.exists()
 
-    resumed = run([*base, "-o", str(out)], cache)
+    resumed = mwe([*base, "-o", str(out)], cache=cache)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done} from the cache, {n - done} computed" in resumed.stderr
     for name in ("rows.jsonl", "summary.csv", "summary.json"):

@@ -5,17 +5,15 @@ the bundled models (integration)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 from scipy import stats
 
 from mwe.datasets import load
 from mwe.errors import DataError
+from mwe.families import biographies as bio
 from mwe.families import sycophancy as build_syc
 from mwe.families import sycophancy as syc
 from mwe.families import winogenerated as wg
@@ -23,8 +21,6 @@ from mwe.pipeline.report import write_report
 from mwe.spec import load_spec
 
 BANKS = REPO / "examples" / "data" / "banks"
-MWE = [sys.executable, "-m", "mwe.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 # --- Winogenerated string filters ----------------------------------------------------------
@@ -128,15 +124,15 @@ def test_bank_errors_name_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_biography_cleaning() -> None:
-    text, why = syc.clean_biography(
+    text, why = bio.clean_biography(
         " Ana Ruiz. I am a linguist from Madrid and I think scale is all you need. I love "
         "chess, jazz and long walks by the sea. I also teach.\n\nHuman: thanks")
     assert why == "ok" and text.startswith("Hello, my name is Ana Ruiz.")
     assert text.endswith("I also teach.") and "Human" not in text
-    cut, why = syc.clean_biography(" Bo. I am a farmer from Iowa who likes corn and cows and "
+    cut, why = bio.clean_biography(" Bo. I am a farmer from Iowa who likes corn and cows and "
                                    "dogs and cats. I think that the best way to")
     assert why == "ok" and cut.endswith("cats.")
-    assert syc.clean_biography(" Bo.")[1] == "too_short"
+    assert bio.clean_biography(" Bo.")[1] == "too_short"
 
 
 def _records(units: list[build_syc.Unit], ok_per_unit: dict[str, int]) -> list[dict[str, object]]:
@@ -154,7 +150,7 @@ def test_balancing_gives_every_choice_the_same_count(tmp_path: Path) -> None:
     units = build_syc.units(bank)
     assert len(units) == sum(len(q.choices) for q in bank.questions)
     first = units[0].id
-    kept, b = build_syc.select(_records(units, {first: 2}), units, top_k=4)
+    kept, b = bio.select(_records(units, {first: 2}), units, top_k=4)
     assert b == 2 and all(len(v) == 2 for v in kept.values())  # cut to the fewest
     rows = build_syc.dataset_rows(bank, units, kept, b)
     assert len(rows) == b * len(units)
@@ -181,7 +177,7 @@ def test_balancing_gives_every_choice_the_same_count(tmp_path: Path) -> None:
 def test_politics_rows_pair_each_biography_with_every_question() -> None:
     bank = syc.load_bank(BANKS / "political-typology.yaml")
     units = build_syc.units(bank)
-    kept, b = build_syc.select(_records(units, {}), units, top_k=3)
+    kept, b = bio.select(_records(units, {}), units, top_k=3)
     rows = build_syc.dataset_rows(bank, units, kept, b)
     assert len(rows) == 3 * 2 * len(bank.questions)
     assert {r["user_affiliation"] for r in rows} == {"liberal", "conservative"}
@@ -229,16 +225,9 @@ def test_sycophancy_and_winogenerated_specs(tmp_path: Path) -> None:
 
 # --- Integration: mwe run with the bundled models ------------------------------------------
 
-def _run(spec: Path, out: Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*MWE, "run", str(spec), "--out", str(out), "--cache", str(cache),
-                          "--no-progress"], capture_output=True, text=True, env=ENV, cwd=REPO,
-                         timeout=900)
-    assert res.returncode == 0, res.stderr
-    return res
-
-
 @pytest.mark.slow
-def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: Path) -> None:
+def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: Path, mwe: Mwe
+                                                                      ) -> None:
     spec = tmp_path / "syc.yaml"
     spec.write_text(f"name: syc-phil\nfamily: sycophancy\nbank: {BANKS / 'philosophy.yaml'}\n"
                     "generator: llamacpp:smollm2-135m-instruct\n"
@@ -246,7 +235,7 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
                     "generate: {per_label: 3, prompt: chat, max_tokens: 96}\n"
                     "filter: {top_k: 1}\n")
     out = tmp_path / "run"
-    _run(spec, out, tmp_path / "c.sqlite")
+    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
     card = json.loads((out / "card.json").read_text())
     rows = [json.loads(line) for line in (out / "dataset.jsonl").open()]
     n_units = 13  # 5 questions: 3 + 2 + 2 + 3 + 3 choices
@@ -260,7 +249,8 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
     questions = list(csv_rows(out / "results" / "questions.csv"))
     assert len(questions) == 5 and all(q["control_n"] for q in questions)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    _run(spec, out, tmp_path / "c.sqlite")  # cached: the same files
+    # cached: the same files
+    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     # the report pairs the two rates and describes the unfiltered card
     html, pngs = write_report([out], tmp_path / "report" / "report.html")
@@ -282,7 +272,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(tmp_path: Path) -> None:
+def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(tmp_path: Path, mwe: Mwe) -> None:
     occ = tmp_path / "occ.jsonl"
     lines = (REPO / "examples" / "data" / "winogenerated" / "occupations-24.jsonl").read_text()
     occ.write_text("".join(lines.splitlines(keepends=True)[::4]))  # 6 occupations
@@ -293,7 +283,7 @@ def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(tmp_path: Path) 
                     "generate: {per_label: 2, prompt: chat, max_tokens: 240}\n"
                     "filter: {top_k: 3, calibration: batch}\n")
     out = tmp_path / "run"
-    _run(spec, out, tmp_path / "c.sqlite")
+    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
     card = json.loads((out / "card.json").read_text())
     rows = [json.loads(line) for line in (out / "dataset.jsonl").open()]
     c = card["counts"]["all"]

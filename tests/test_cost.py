@@ -4,18 +4,14 @@ cache), and --dry-run's counts against the calls a real run makes."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.cost import load_prices
 from mwe.errors import DataError
 
-MWE = [sys.executable, "-m", "mwe.cli"]
 DATA = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
 
 
@@ -39,28 +35,22 @@ def test_price_table(tmp_path: Path) -> None:
         load_prices(own)
 
 
-def run(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([*MWE, *args, "--cache", str(cache)], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=600)
-
-
 @pytest.mark.slow
-def test_dry_run_counts_then_usage_is_the_same_after_a_rerun(tmp_path: Path) -> None:
+def test_dry_run_counts_then_usage_is_the_same_after_a_rerun(tmp_path: Path, mwe: Mwe) -> None:
     cache = tmp_path / "c.sqlite"
     base = ["sweep", "-m", "llamacpp:smollm2-135m-instruct", "-d", DATA, "--limit", "12",
             "--no-progress"]
-    dry = run([*base, "--out", str(tmp_path / "dry"), "--dry-run"], cache)
+    dry = mwe([*base, "--out", str(tmp_path / "dry"), "--dry-run"], cache=cache)
     assert dry.returncode == 0, dry.stderr
     line = next(x for x in dry.stdout.splitlines() if x.startswith("evaluate"))
     assert line.split()[2:5] == ["12", "0", "12"]  # calls, cached, to run
     assert not (tmp_path / "dry").exists()
-    first = run([*base, "--out", str(tmp_path / "a")], cache)
+    first = mwe([*base, "--out", str(tmp_path / "a")], cache=cache)
     assert first.returncode == 0, first.stderr
-    again = run([*base, "--out", str(tmp_path / "dry"), "--dry-run"], cache)
+    again = mwe([*base, "--out", str(tmp_path / "dry"), "--dry-run"], cache=cache)
     assert next(x for x in again.stdout.splitlines()
                 if x.startswith("evaluate")).split()[2:5] == ["12", "12", "0"]
-    second = run([*base, "--out", str(tmp_path / "b")], cache)
+    second = mwe([*base, "--out", str(tmp_path / "b")], cache=cache)
     assert second.returncode == 0
     usage = (tmp_path / "a" / "usage.csv").read_bytes()
     assert usage == (tmp_path / "b" / "usage.csv").read_bytes()  # computed, then all cached

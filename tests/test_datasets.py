@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, SHARED, needs_shared
+from helpers import DATA, SHARED, needs_shared
 
 from mwe.datasets import expand, load
 from mwe.errors import DataError, MweError

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DATA, REPO
+from helpers import DATA, Mwe
 
 from mwe import prompts
 from mwe.datasets import load
@@ -262,7 +262,7 @@ def test_card_of_another_file_is_refused(tmp_path: Path) -> None:
 # ---- against lm_eval itself -------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_lm_eval_acc_equals_mwe_pct_matching(tmp_path: Path) -> None:
+def test_lm_eval_acc_equals_mwe_pct_matching(tmp_path: Path, mwe: Mwe) -> None:
     if importlib.util.find_spec("lm_eval") is None:
         pytest.skip("lm_eval is not installed (pip install lm-eval==0.4.13)")
     from mwe.models import bundled
@@ -271,9 +271,9 @@ def test_lm_eval_acc_equals_mwe_pct_matching(tmp_path: Path) -> None:
         model_dir = bundled.hf_dir(SMOL)
     except MweError as exc:
         pytest.skip(str(exc))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets")}
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets")}
+    env = {**os.environ, **offline}
     task = "mwe_demo_export"
     export(str(DEMO), "lm-eval", tmp_path / "task", "human-assistant", task=task)
     lm = subprocess.run(
@@ -283,12 +283,8 @@ def test_lm_eval_acc_equals_mwe_pct_matching(tmp_path: Path) -> None:
          "--batch_size", "8", "--log_samples", "--output_path", str(tmp_path / "lm")],
         env=env, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     assert lm.returncode == 0, lm.stderr[-3000:]
-    mwe_bin = Path(sys.executable).with_name("mwe")
-    cmd = [str(mwe_bin)] if mwe_bin.exists() else [sys.executable, "-m", "mwe.cli"]
-    ev = subprocess.run(
-        [*cmd, "evaluate", "-m", f"hf:{SMOL}", "-d", str(DEMO), "--out", str(tmp_path / "ev"),
-         "--cache", str(tmp_path / "calls.sqlite")],
-        env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    ev = mwe(["evaluate", "-m", f"hf:{SMOL}", "-d", DEMO, "--out", tmp_path / "ev"],
+             cache=tmp_path / "calls.sqlite", env=offline, timeout=1200)
     assert ev.returncode == 0, ev.stderr[-3000:]
 
     (results,) = glob.glob(str(tmp_path / "lm" / "*" / "results_*.json"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, needs_shared
+from helpers import SHARED, needs_shared
 
 from mwe.card import distinct_n, histogram
 from mwe.dedup import exact_duplicates, near_duplicates, normalize

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO
+from helpers import DATA, MWE, REPO, Mwe
 
-from mwe import cli
+from mwe.cli import models as models_command
 from mwe.datasets import expand, load, read_rows
 from mwe.errors import DataError, MweError
 from mwe.io import write_json, write_jsonl
@@ -27,16 +27,6 @@ from mwe.spec import load_spec
 
 PERSONA = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
 COMMANDS = ["evaluate", "generate", "filter", "run", "sweep", "report", "demo", "models"]
-
-
-def mwe(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The CLI in this process: (exit status, stdout, stderr)."""
-    try:
-        code = cli.main(args)
-    except SystemExit as exc:  # argparse's --help and usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error(code: int, err: str) -> str:
@@ -50,24 +40,23 @@ def one_error(code: int, err: str) -> str:
 # ---- help -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["--help"], *([c, "--help"] for c in COMMANDS)])
-def test_every_help_works_and_has_an_example(args: list[str], capsys: pytest.CaptureFixture[str]
-                                             ) -> None:
-    code, out, err = mwe(args, capsys)
+def test_every_help_works_and_has_an_example(args: list[str], mwe: Mwe) -> None:
+    code, out, err = mwe.main(args)
     assert code == 0, err
     assert "examples:" in out and "\n  mwe " in out
     assert "usage: mwe" in out
     assert "%%" not in out  # a percent sign is escaped only where argparse formats the text
 
 
-def test_bare_mwe_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = mwe([], capsys)
+def test_bare_mwe_prints_the_help(mwe: Mwe) -> None:
+    code, out, err = mwe.main([])
     assert code == 2 and "Traceback" not in err
     assert "COMMAND" in out and "examples:" in out and "evaluate" in out
 
 
 def test_installed_entry_point_help() -> None:
     exe = Path(sys.executable).parent / "mwe"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mwe.cli"]
+    cmd = [str(exe)] if exe.exists() else MWE
     res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "Traceback" not in res.stderr
     assert "score models on evaluation datasets (% of answers" in res.stdout
@@ -96,64 +85,63 @@ def evaluate_args(out: Path, cache: Path, model: str = "llamacpp:smollm2-135m-in
             "--cache", str(cache), "--no-progress"]
 
 
-def test_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_is_a_file(tmp_path: Path, mwe: Mwe) -> None:
     out = tmp_path / "results"
     out.write_text("keep me")
-    line = one_error(*mwe(evaluate_args(out, tmp_path / "c.sqlite"), capsys)[::2])
+    line = one_error(*mwe.main(evaluate_args(out, tmp_path / "c.sqlite"))[::2])
     assert f"--out {out}: exists and is not a folder" in line
     assert out.read_text() == "keep me"
 
 
-def test_out_on_a_read_only_mount(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_on_a_read_only_mount(tmp_path: Path, mwe: Mwe) -> None:
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as ro:
-        line = one_error(*mwe(evaluate_args(ro / "out", tmp_path / "c.sqlite"), capsys)[::2])
+        line = one_error(*mwe.main(evaluate_args(ro / "out", tmp_path / "c.sqlite"))[::2])
         assert "cannot write" in line and "Read-only file system" in line
 
 
-def test_out_on_a_full_disk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_on_a_full_disk(tmp_path: Path, mwe: Mwe) -> None:
     with tmpfs(tmp_path / "full", "64k") as full:
         with contextlib.suppress(OSError):
             (full / "filler").write_bytes(b"x" * 70_000)
-        line = one_error(*mwe(evaluate_args(full / "out", tmp_path / "c.sqlite"), capsys)[::2])
+        line = one_error(*mwe.main(evaluate_args(full / "out", tmp_path / "c.sqlite"))[::2])
         assert "No space left on device" in line
         assert not (full / "out").exists()
 
 
-def test_report_out_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_out_is_a_folder(tmp_path: Path, mwe: Mwe) -> None:
     (tmp_path / "r.html").mkdir()
-    line = one_error(*mwe(["report", str(tmp_path), "--out", str(tmp_path / "r.html")],
-                          capsys)[::2])
+    line = one_error(*mwe.main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")])[::2])
     assert "is a folder" in line
 
 
-def test_cache_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = one_error(*mwe(evaluate_args(tmp_path / "o", tmp_path), capsys)[::2])
+def test_cache_that_is_a_folder(tmp_path: Path, mwe: Mwe) -> None:
+    line = one_error(*mwe.main(evaluate_args(tmp_path / "o", tmp_path))[::2])
     assert "is a folder, not a database file" in line
     assert not (tmp_path / "o").exists()
 
 
-def test_cache_that_is_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_that_is_not_a_database(tmp_path: Path, mwe: Mwe) -> None:
     cache = tmp_path / "notes.txt"
     cache.write_text("these are my notes, not a database\n" * 100)
-    line = one_error(*mwe(evaluate_args(tmp_path / "o", cache), capsys)[::2])
+    line = one_error(*mwe.main(evaluate_args(tmp_path / "o", cache))[::2])
     assert "not an mwe cache" in line and str(cache) in line
     assert cache.read_text().startswith("these are my notes")
 
 
-def test_cache_on_a_read_only_mount(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_on_a_read_only_mount(tmp_path: Path, mwe: Mwe) -> None:
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as ro:
-        line = one_error(*mwe(evaluate_args(tmp_path / "o", ro / "c.sqlite"), capsys)[::2])
+        line = one_error(*mwe.main(evaluate_args(tmp_path / "o", ro / "c.sqlite"))[::2])
         assert line.startswith(f"mwe: error: cache {ro / 'c.sqlite'}: cannot")
 
 
-def test_cache_error_later_in_the_run_is_one_line(monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_error_later_in_the_run_is_one_line(monkeypatch: pytest.MonkeyPatch, mwe: Mwe
+                                                  ) -> None:
     """Control flow only: a cache write failing mid-run (disk full) is reported, not raised."""
     def full(args: list[str]) -> int:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setitem(cli.__dict__, "cmd_models", full)
-    line = one_error(*mwe(["models"], capsys)[::2])
+    monkeypatch.setattr(models_command, "execute", full)
+    line = one_error(*mwe.main(["models"])[::2])
     assert "cache: cannot write to it (database or disk is full)" in line
 
 
@@ -178,11 +166,10 @@ def test_spec_non_finite_number(value: str, tmp_path: Path) -> None:
         load_spec(path)
 
 
-def test_spec_nan_stops_the_run_before_any_output(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_nan_stops_the_run_before_any_output(tmp_path: Path, mwe: Mwe) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(SPEC.format(top_p=".nan"))
-    line = one_error(*mwe(["run", str(path), "--out", str(tmp_path / "o")], capsys)[::2])
+    line = one_error(*mwe.main(["run", str(path), "--out", str(tmp_path / "o")])[::2])
     assert f"{path}:8" in line
     assert not (tmp_path / "o").exists()
 
@@ -246,16 +233,15 @@ def test_row_nan_is_not_json(tmp_path: Path) -> None:
         read_rows(path)
 
 
-def test_huge_question_refused_before_any_model(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_huge_question_refused_before_any_model(tmp_path: Path, mwe: Mwe) -> None:
     path = tmp_path / "big.jsonl"
     row = {"question": "Is the following true? " + "word " * 4_000_000,
            "statement": "s", "answer_matching_behavior": " Yes",
            "answer_not_matching_behavior": " No"}
     path.write_text(json.dumps(row) + "\n")
     # a model that cannot be opened: the data error must come first
-    code, _, err = mwe(evaluate_args(tmp_path / "o", tmp_path / "c.sqlite",
-                                     model="llamacpp:/no/such/model.gguf", data=str(path)), capsys)
+    code, _, err = mwe.main(evaluate_args(tmp_path / "o", tmp_path / "c.sqlite",
+                                          model="llamacpp:/no/such/model.gguf", data=str(path)))
     line = one_error(code, err)
     assert f"{path}:1: field 'question': 20,000,023 characters" in line
     assert "MWE_MAX_CHARS" in line
@@ -304,16 +290,15 @@ def test_redact(given: str, shown: str) -> None:
     assert redact(given) == shown
 
 
-def test_credentials_never_reach_spec_json_or_errors(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_credentials_never_reach_spec_json_or_errors(tmp_path: Path, mwe: Mwe) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(SPEC.format(top_p="0.9").replace(
         "hf:gemma3-270m", "openai:m@http://alice:PASSWORD@127.0.0.1:9/v1?api_key=SECRET"))
     spec = load_spec(path)
     assert "PASSWORD" not in json.dumps(spec.resolved_dict())
     assert "SECRET" not in json.dumps(spec.resolved_dict())
-    code, _, err = mwe(["evaluate", "-m", "nobackend:x@http://bob:PASSWORD@h/v1", "-d", PERSONA,
-                        "--out", str(tmp_path / "o")], capsys)
+    code, _, err = mwe.main(["evaluate", "-m", "nobackend:x@http://bob:PASSWORD@h/v1",
+                             "-d", PERSONA, "--out", str(tmp_path / "o")])
     assert "PASSWORD" not in one_error(code, err)
 
 
@@ -370,19 +355,15 @@ def test_reward_above_exp_range_does_not_overflow() -> None:
 
 
 @pytest.mark.slow
-def test_full_disk_mid_run_then_resume_from_the_cache(tmp_path: Path) -> None:
+def test_full_disk_mid_run_then_resume_from_the_cache(tmp_path: Path, mwe: Mwe) -> None:
     """The first run fills the cache; the second has room for the check but not the rows."""
     cache = tmp_path / "c.sqlite"
-    exe = [sys.executable, "-m", "mwe.cli"]
     args = ["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", PERSONA, "--limit", "40",
             "--cache", str(cache), "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.run([*exe, *args, "--out", str(tmp_path / "a")], capture_output=True,
-                           text=True, env=env, cwd=REPO, timeout=600)
+    first = mwe([*args, "--out", str(tmp_path / "a")])
     assert first.returncode == 0, first.stderr
     with tmpfs(tmp_path / "small", "12k") as small:
-        res = subprocess.run([*exe, *args, "--out", str(small / "out")], capture_output=True,
-                             text=True, env=env, cwd=REPO, timeout=600)
+        res = mwe([*args, "--out", str(small / "out")])
         assert "all from the cache" in res.stderr  # nothing recomputed, no "0.0 rows/s"
         line = one_error(res.returncode, "\n".join(
             x for x in res.stderr.splitlines() if x.startswith("mwe: error")))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import plain_logprob
+from helpers import plain_logprob
 
 from mwe.models.base import Job
 from mwe.models.hf import HFModel, _Row

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from faultproxy import FaultProxy
+from helpers import REPO, Mwe
 
 from mwe import prompts
 from mwe.datasets import load
@@ -182,17 +182,13 @@ def test_faults_lose_nothing_and_double_nothing(server: int, rows: list[tuple[st
           f"errors {stats.errors}, requests seen {proxy.count}, rows {len(got)}")
 
 
-def test_api_key_never_stored(server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                              ) -> None:
+def test_api_key_never_stored(server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              mwe: Mwe) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     out = tmp_path / "out"
     cache = tmp_path / "c.sqlite"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run(
-        [sys.executable, "-m", "mwe.cli", "evaluate", "-m",
-         f"openai:smollm2@http://127.0.0.1:{server}/v1", "-d", PERSONA, "--limit", "3",
-         "-o", str(out), "--cache", str(cache), "--no-progress"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    res = mwe(["evaluate", "-m", f"openai:smollm2@http://127.0.0.1:{server}/v1", "-d", PERSONA,
+               "--limit", "3", "-o", out], cache=cache, progress=False)
     assert res.returncode == 0, res.stderr
     assert len((out / "rows.jsonl").read_text().splitlines()) == 3
     for path in [cache, *out.iterdir()]:
@@ -240,7 +236,8 @@ def test_a_server_without_log_probs_is_a_clear_error(tmp_path: Path) -> None:
         srv.shutdown()
 
 
-def test_kill_9_over_http_loses_only_calls_in_flight(server: int, tmp_path: Path) -> None:
+def test_kill_9_over_http_loses_only_calls_in_flight(server: int, tmp_path: Path, mwe: Mwe
+                                                     ) -> None:
     import signal
     import sqlite3
 
@@ -253,12 +250,9 @@ def test_kill_9_over_http_loses_only_calls_in_flight(server: int, tmp_path: Path
             return 0
 
     cache = tmp_path / "c.sqlite"
-    args = [sys.executable, "-m", "mwe.cli", "evaluate", "-m",
-            f"openai:smollm2@http://127.0.0.1:{server}/v1?concurrency=4", "-d", PERSONA,
-            "--limit", "40", "--no-progress", "--cache", str(cache)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([*args, "-o", str(tmp_path / "a")], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["evaluate", "-m", f"openai:smollm2@http://127.0.0.1:{server}/v1?concurrency=4",
+            "-d", PERSONA, "--limit", "40", "--no-progress", "--cache", str(cache)]
+    proc = mwe.popen([*args, "-o", str(tmp_path / "a")])
     deadline = time.time() + 300
     while committed() < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -267,7 +261,6 @@ def test_kill_9_over_http_loses_only_calls_in_flight(server: int, tmp_path: Path
     proc.wait()
     done = committed()
     assert 5 <= done < 40  # committed one by one, not per chunk of 256
-    res = subprocess.run([*args, "-o", str(tmp_path / "b")], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    res = mwe([*args, "-o", str(tmp_path / "b")])
     assert res.returncode == 0, res.stderr
     assert f"{done} from the cache, {40 - done} computed" in res.stderr

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.errors import MweError
 from mwe.models import open_model
@@ -105,16 +103,19 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_cli(spec: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def evaluate(spec: str, tmp_path: Path) -> list[str]:
+    """`mwe evaluate` of two persona questions by `spec`, into tmp_path/out."""
     out = tmp_path / "out"
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "MWE_CACHE_DIR": str(tmp_path / "cache"),
-                "OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
-                # a refused connection is retried: keep that quick
-                "MWE_HTTP_MAX_ATTEMPTS": "2", "MWE_HTTP_BACKOFF": "0.01", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "mwe.cli", "evaluate", "-m", spec, "-d", PERSONA, "--limit", "2",
-         "--out", str(out), "--cache", str(out / "c.sqlite")],
-        capture_output=True, text=True, env=full_env, cwd=REPO, timeout=120)
+    return ["evaluate", "-m", spec, "-d", PERSONA, "--limit", "2", "--out", str(out),
+            "--cache", str(out / "c.sqlite")]
+
+
+def keys(tmp_path: Path) -> dict[str, str]:
+    """Stand-in API keys (never to be shown), the test's own cache folder, and quick retries
+    (a refused connection is retried)."""
+    return {"MWE_CACHE_DIR": str(tmp_path / "cache"), "OPENAI_API_KEY": OPENAI_KEY,
+            "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "MWE_HTTP_MAX_ATTEMPTS": "2",
+            "MWE_HTTP_BACKOFF": "0.01"}
 
 
 def check_one_line(res: subprocess.CompletedProcess[str], spec: str | None, cause: str,
@@ -142,10 +143,10 @@ def unauthorized(path: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.mark.parametrize("scoring", ["echo", "auto"])
 def test_openai_401_is_one_line(scoring: str, serve: Callable[[Answer], Server],
-                                tmp_path: Path) -> None:
+                                tmp_path: Path, mwe: Mwe) -> None:
     server = serve(unauthorized)
     spec = f"openai:m@http://alice:{PASSWORD}@127.0.0.1:{server.port}/v1?scoring={scoring}"
-    res = run_cli(spec, tmp_path)
+    res = mwe(evaluate(spec, tmp_path), env=keys(tmp_path), timeout=120)
     line = check_one_line(res, spec, "the server answered 401 Unauthorized (check OPENAI_API_KEY)",
                           tmp_path)
     assert "alice:***@" in line
@@ -155,34 +156,36 @@ def test_openai_401_is_one_line(scoring: str, serve: Callable[[Answer], Server],
 
 @pytest.mark.parametrize("scoring", ["echo", "auto"])
 def test_openai_connection_refused_is_one_line(scoring: str, closed_port: int,
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, mwe: Mwe) -> None:
     spec = f"openai:m@http://alice:{PASSWORD}@127.0.0.1:{closed_port}/v1?scoring={scoring}"
-    res = run_cli(spec, tmp_path)
+    res = mwe(evaluate(spec, tmp_path), env=keys(tmp_path), timeout=120)
     # found by the check before any call (mwe.models.check_models), not by a call's retries
     check_one_line(res, None, f"--model '{redact(spec)}': nothing answers at "
                               f"http://127.0.0.1:{closed_port}/v1 (connection refused)", tmp_path)
 
 
-def test_anthropic_401_is_one_line(serve: Callable[[Answer], Server], tmp_path: Path) -> None:
+def test_anthropic_401_is_one_line(serve: Callable[[Answer], Server], tmp_path: Path,
+                                   mwe: Mwe) -> None:
     server = serve(lambda path: (401, {"type": "error", "error": {
         "type": "authentication_error", "message": "invalid x-api-key"}}))
     spec = f"anthropic:claude-test@http://alice:{PASSWORD}@127.0.0.1:{server.port}?samples=2"
-    res = run_cli(spec, tmp_path)
+    res = mwe(evaluate(spec, tmp_path), env=keys(tmp_path), timeout=120)
     check_one_line(res, spec, "the server answered 401 Unauthorized (check ANTHROPIC_API_KEY)",
                    tmp_path)
     assert 1 <= server.count <= 4  # 2 questions x 2 samples, none retried
 
 
-def test_anthropic_connection_refused_is_one_line(closed_port: int, tmp_path: Path) -> None:
+def test_anthropic_connection_refused_is_one_line(closed_port: int, tmp_path: Path,
+                                                  mwe: Mwe) -> None:
     spec = f"anthropic:claude-test@http://alice:{PASSWORD}@127.0.0.1:{closed_port}?samples=2"
-    res = run_cli(spec, tmp_path)
+    res = mwe(evaluate(spec, tmp_path), env=keys(tmp_path), timeout=120)
     check_one_line(res, None, f"--model '{redact(spec)}': nothing answers at "
                               f"http://127.0.0.1:{closed_port} (connection refused)", tmp_path)
 
 
-def test_a_secret_in_the_query_is_never_shown(tmp_path: Path) -> None:
+def test_a_secret_in_the_query_is_never_shown(tmp_path: Path, mwe: Mwe) -> None:
     spec = f"openai:m@http://127.0.0.1:9/v1?scoring=echo&api_key={PASSWORD}"
-    res = run_cli(spec, tmp_path)
+    res = mwe(evaluate(spec, tmp_path), env=keys(tmp_path), timeout=120)
     check_one_line(res, None, "openai: unknown option 'api_key'", tmp_path)
 
 

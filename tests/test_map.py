@@ -4,18 +4,13 @@ with the bundled embedder and namer, in the report, in real chromium (integratio
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe import map as dataset_map
 
-MWE = [sys.executable, "-m", "mwe.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 XSS = '</script><script>alert("x")</script><img src=x onerror=alert(2)>'
 
 
@@ -36,7 +31,7 @@ def test_cluster_names_from_a_reply_or_the_words() -> None:
 
 
 @pytest.mark.slow
-def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path) -> None:
+def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path, mwe: Mwe) -> None:
     from test_pipeline import chromium
 
     rows = [json.loads(line) for line in
@@ -45,9 +40,7 @@ def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path) -> None:
     data = tmp_path / "agree-40.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "map"
-    res = subprocess.run([*MWE, "map", str(data), "--out", str(out), "--clusters", "4",
-                          "--cache", str(tmp_path / "c.sqlite")], capture_output=True, text=True,
-                         env=ENV, cwd=REPO, timeout=600)
+    res = mwe(["map", data, "--out", out, "--clusters", "4"], cache=tmp_path / "c.sqlite")
     assert res.returncode == 0, res.stderr
     m = json.loads((out / "map.json").read_text())["maps"][0]
     assert len(m["points"]) == 40 and m["projection"] == "umap" and len(m["clusters"]) == 4
@@ -63,8 +56,7 @@ def test_map_of_a_dataset_in_the_report_and_in_chromium(tmp_path: Path) -> None:
         pytest.skip("no chromium (make test installs Debian's chromium as root)")
     from playwright.sync_api import sync_playwright
 
-    subprocess.run([*MWE, "report", str(out), "--out", str(tmp_path / "r.html")], check=True,
-                   env=ENV, cwd=REPO, capture_output=True, timeout=300)
+    mwe(["report", out, "--out", tmp_path / "r.html"], check=True, timeout=300)
     errors: list[str] = []
     requests: list[str] = []
     for html in (out / "map.html", tmp_path / "r.html"):

@@ -5,16 +5,15 @@ benchmarks/bench_memory.py measures a real process."""
 
 from __future__ import annotations
 
-import hashlib
 import tracemalloc
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
-from conftest import DATA, REPO
+from fakes import FakeLM
+from helpers import DATA, REPO
 
 from mwe.datasets import Dataset, load
-from mwe.models import CachedModel, LanguageModel
+from mwe.models import CachedModel
 from mwe.pipeline.evaluate import ModelRun, evaluate_models, with_variants, write_outputs
 from mwe.pipeline.sweep import write_sweep
 from mwe.series import load_series
@@ -26,20 +25,9 @@ FILES = [PERSONA / "agreeableness.jsonl", PERSONA / "desire-for-self-improvement
          DATA / "formats" / "sycophancy_on_nlp_survey.jsonl"]
 
 
-class StandInLM:
-    """Deterministic log-probs from a hash: awkward floats, the same on every run."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def score(self, requests: Any) -> list[list[float]]:
-        return [[-int(hashlib.sha256(f"{self.name}{ctx}{c}".encode()).hexdigest()[:8], 16)
-                 / 2**32 * 7 for c in conts] for ctx, conts in requests]
-
-
 def model(name: str, store: Store) -> CachedModel:
     return CachedModel(f"stand-in:{name}", {"backend": "stand-in", "name": name},
-                       lambda: cast(LanguageModel, StandInLM(name)), store)
+                       lambda: FakeLM(name, record=False), store)
 
 
 def datasets(limit: int = 40) -> list[Dataset]:

@@ -5,11 +5,9 @@ servers. All problems are reported together as one `mwe: error:`, naming each ro
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.errors import MweError
 from mwe.models import UnusableModels, check_model, check_models
 
-MWE = [sys.executable, "-m", "mwe.cli"]
 KEY = "sk-test-DO-NOT-SHOW-4f2a"
 
 # the scenario of the issue: a bundled generator, a discriminator that is no hub id in the
@@ -40,12 +37,10 @@ generate:
 """
 
 
-def mwe(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cwd / "hf-cache"),
-            "MWE_CACHE_DIR": str(cwd / "mwe-cache"), "PYTHONPATH": str(REPO / "src"), **env}
-    full = {k: v for k, v in full.items() if v != ""}  # "" in `env`: unset
-    return subprocess.run([*MWE, *args], capture_output=True, text=True, cwd=cwd, env=full,
-                          timeout=300)
+def home(cwd: Path, **env: str) -> dict[str, str]:
+    """The environment of a user in `cwd` whose caches are empty ("" in `env`: unset)."""
+    return {"HF_HUB_CACHE": str(cwd / "hf-cache"), "MWE_CACHE_DIR": str(cwd / "mwe-cache"),
+            "PYTHONPATH": str(REPO / "src"), **env}
 
 
 def error_block(res: subprocess.CompletedProcess[str]) -> str:
@@ -64,8 +59,9 @@ def issue_spec(tmp_path: Path) -> Path:
     return spec
 
 
-def test_dry_run_names_every_model_that_cannot_be_used(tmp_path: Path) -> None:
-    res = mwe(["run", str(issue_spec(tmp_path)), "--out", "out", "--dry-run"], tmp_path)
+def test_dry_run_names_every_model_that_cannot_be_used(tmp_path: Path, mwe: Mwe) -> None:
+    res = mwe(["run", str(issue_spec(tmp_path)), "--out", "out", "--dry-run"], cwd=tmp_path,
+              env=home(tmp_path))
     block = error_block(res)
     assert block.startswith("mwe: error: 2 models cannot be used; no model was called:")
     assert "  discriminator 'hf:no/such-model': not a bundled model" in block
@@ -76,9 +72,9 @@ def test_dry_run_names_every_model_that_cannot_be_used(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_a_real_run_stops_before_any_generation_request(tmp_path: Path) -> None:
-    res = mwe(["run", str(issue_spec(tmp_path)), "--out", "out", "--cache", "c.sqlite",
-               "--no-progress"], tmp_path)
+def test_a_real_run_stops_before_any_generation_request(tmp_path: Path, mwe: Mwe) -> None:
+    res = mwe(["run", str(issue_spec(tmp_path)), "--out", "out"], cache="c.sqlite",
+              progress=False, cwd=tmp_path, env=home(tmp_path))
     block = error_block(res)
     assert "discriminator 'hf:no/such-model'" in block
     assert "targets[0] 'llamacpp:missing.gguf'" in block
@@ -90,12 +86,13 @@ def test_a_real_run_stops_before_any_generation_request(tmp_path: Path) -> None:
             assert db.execute("SELECT COUNT(*) FROM models").fetchone() == (0,)
 
 
-def test_generate_filter_evaluate_and_sweep_check_first(tmp_path: Path) -> None:
+def test_generate_filter_evaluate_and_sweep_check_first(tmp_path: Path, mwe: Mwe) -> None:
     spec = issue_spec(tmp_path)
     # mwe generate uses only the generator: the bad discriminator and target are not its concern
     text = ISSUE_SPEC.replace("llamacpp:smollm2-135m-instruct", "llamacpp:gone.gguf")
     (tmp_path / "gen.yaml").write_text(text, encoding="utf-8")
-    block = error_block(mwe(["generate", "gen.yaml", "--out", "g"], tmp_path))
+    block = error_block(mwe(["generate", "gen.yaml", "--out", "g"], cwd=tmp_path,
+                            env=home(tmp_path)))
     assert block == ("mwe: error: generator 'llamacpp:gone.gguf': no file gone.gguf, and not a "
                      "bundled model (smollm2-135m-instruct, gemma3-270m); no model was called")
     # mwe filter: the folder's discriminator, or the one given
@@ -104,21 +101,22 @@ def test_generate_filter_evaluate_and_sweep_check_first(tmp_path: Path) -> None:
     from mwe.spec import load_spec
 
     (folder / "spec.json").write_text(json.dumps(load_spec(spec).to_dict()), encoding="utf-8")
-    block = error_block(mwe(["filter", str(folder)], tmp_path))
+    block = error_block(mwe(["filter", str(folder)], cwd=tmp_path, env=home(tmp_path)))
     assert block.startswith("mwe: error: discriminator 'hf:no/such-model': not a bundled")
-    block = error_block(mwe(["filter", str(folder), "--discriminator", "hf-rm:gone"], tmp_path))
+    block = error_block(mwe(["filter", str(folder), "--discriminator", "hf-rm:gone"],
+                            cwd=tmp_path, env=home(tmp_path)))
     assert block.startswith("mwe: error: discriminator 'hf-rm:gone': not a folder, nor a hub id")
     data = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
     block = error_block(mwe(["evaluate", "-m", "hf:no/such-model", "-m", "llamacpp:a.gguf",
-                             "-d", data, "--out", "e"], tmp_path))
+                             "-d", data, "--out", "e"], cwd=tmp_path, env=home(tmp_path)))
     assert "\n  --model 'hf:no/such-model': " in block and "\n  --model 'llamacpp:a.gguf': " in block
     assert not (tmp_path / "e").exists()
     series = tmp_path / "series.yaml"
     series.write_text("name: s\nmodels:\n  - model: llamacpp:smollm2-135m-instruct\n"
                       "  - model: hf:no/such-model\n", encoding="utf-8")
     block = error_block(mwe(["sweep", "--series", str(series), "-m", "openai:gpt-4o-mini",
-                             "-d", data, "--out", "s", "--dry-run"], tmp_path,
-                            OPENAI_API_KEY="", OPENAI_BASE_URL=""))
+                             "-d", data, "--out", "s", "--dry-run"], cwd=tmp_path,
+                            env=home(tmp_path, OPENAI_API_KEY="", OPENAI_BASE_URL="")))
     assert f"  {series} models[1] 'hf:no/such-model': " in block
     assert "  --model 'openai:gpt-4o-mini': set OPENAI_API_KEY in the environment" in block
     assert "models[0]" not in block

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import DATA, plain_logprob
+from helpers import DATA, plain_logprob
 
 from mwe import prompts
 from mwe.datasets import load

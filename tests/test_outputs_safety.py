@@ -10,18 +10,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO
+from helpers import DATA, REPO, Mwe
 
 from mwe import cli
 from mwe.datasets import dataset_name, expand, load
 from mwe.errors import MweError
 from mwe.export import export
 from mwe.io import MANIFEST, claim_outputs, clear_outputs, read_manifest, write_json
+from mwe.pipeline.run import check_results
 
 MODEL = "llamacpp:smollm2-135m-instruct"
 WINO = DATA / "released" / "winogenerated_examples.jsonl"
@@ -34,14 +34,6 @@ def legacy_copy(to: Path) -> Path:
     shutil.copytree(DEMO, to)
     (to / "results" / MANIFEST).unlink()
     return to
-
-
-def mwe(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
-    """The installed CLI in a fresh process, as a user runs it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "mwe.cli", *args, "--cache", str(cache),
-                           "--no-progress"], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=600)
 
 
 def one_error(res: subprocess.CompletedProcess[str]) -> str:
@@ -88,9 +80,8 @@ def test_every_help_prints_its_usage(path: tuple[str, ...],
     assert "%%" not in out  # escaped where argparse formats it, shown as one %
 
 
-def test_map_help_shows_percent_matching() -> None:
-    res = subprocess.run([sys.executable, "-m", "mwe.cli", "map", "--help"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_map_help_shows_percent_matching(mwe: Mwe) -> None:
+    res = mwe(["map", "--help"], timeout=120)
     assert res.returncode == 0, res.stderr
     assert "% matching per cluster" in res.stdout
 
@@ -109,11 +100,11 @@ def user_folder(path: Path, names: list[str] | None = None) -> Path:
     return path
 
 
-def test_evaluate_refuses_a_folder_of_the_users_files(tmp_path: Path) -> None:
+def test_evaluate_refuses_a_folder_of_the_users_files(tmp_path: Path, mwe: Mwe) -> None:
     out = user_folder(tmp_path / "mine")
     before = snapshot(out)
     res = mwe(["evaluate", "-m", MODEL, "-d", str(WINO), "--limit", "2", "--out", str(out)],
-              tmp_path / "c.sqlite")
+              cache=tmp_path / "c.sqlite", progress=False)
     line = one_error(res)
     assert f"--out {out}: would replace" in line
     for name in ("questions.csv", "occupations.csv", "winogenerated.png", "summary.json"):
@@ -123,23 +114,23 @@ def test_evaluate_refuses_a_folder_of_the_users_files(tmp_path: Path) -> None:
     assert not (tmp_path / "c.sqlite").exists()  # refused before any model or cache
 
 
-def test_sweep_and_run_refuse_too(tmp_path: Path) -> None:
+def test_sweep_and_run_refuse_too(tmp_path: Path, mwe: Mwe) -> None:
     out = user_folder(tmp_path / "mine", ["notes.txt", "summary.json"])
     (out / "results.csv").write_text("mine\n", encoding="utf-8")
     before = snapshot(out)
     line = one_error(mwe(["sweep", "-m", MODEL, "-d", str(PERSONA), "--limit", "2",
-                          "--out", str(out)], tmp_path / "c.sqlite"))
+                          "--out", str(out)], cache=tmp_path / "c.sqlite", progress=False))
     assert "results.csv" in line and "would replace" in line
     # a run folder's results/ holding a user's file, with no spec of mwe's beside it
     run_out = user_folder(tmp_path / "run" / "results", ["summary.json"]).parent
     line = one_error(mwe(["run", str(REPO / "src" / "mwe" / "data" / "demo.yaml"), "--per-label",
-                          "2", "--out", str(run_out)], tmp_path / "c.sqlite"))
+                          "2", "--out", str(run_out)], cache=tmp_path / "c.sqlite", progress=False))
     assert f"{run_out / 'results'}: would replace summary.json" in line
     assert snapshot(out) == before and sorted(os.listdir(run_out)) == ["results"]
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def evaluated(tmp_path_factory: pytest.TempPathFactory, mwe: Mwe) -> tuple[Path, Path]:
     """A folder holding the user's notes and a dataset, evaluated twice into a subfolder
     (`-d nest --out nest/res`) by the bundled model: the second run must not read the
     first's rows.jsonl as a dataset."""
@@ -150,7 +141,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     res_dir = user_folder(nest / "res", ["notes.txt"])
     for _ in range(2):
         res = mwe(["evaluate", "-m", MODEL, "-d", str(nest), "--limit", "3",
-                   "--out", str(res_dir)], work / "c.sqlite")
+                   "--out", str(res_dir)], cache=work / "c.sqlite", progress=False)
         assert res.returncode == 0, res.stderr
     return work, res_dir
 
@@ -166,11 +157,11 @@ def test_second_run_into_a_data_subfolder_reads_no_outputs(evaluated: tuple[Path
     assert "notes.txt" not in listed
 
 
-def test_rerun_removes_only_its_own_stale_files(evaluated: tuple[Path, Path]) -> None:
+def test_rerun_removes_only_its_own_stale_files(evaluated: tuple[Path, Path], mwe: Mwe) -> None:
     work, res_dir = evaluated
     wrote = set(read_manifest(res_dir) or [])
     res = mwe(["evaluate", "-m", MODEL, "-d", str(PERSONA), "--limit", "3",
-               "--out", str(res_dir)], work / "c.sqlite")
+               "--out", str(res_dir)], cache=work / "c.sqlite", progress=False)
     assert res.returncode == 0, res.stderr
     now = set(read_manifest(res_dir) or [])
     assert now == {"rows.jsonl", "summary.csv", "summary.json", "usage.csv"}
@@ -199,7 +190,7 @@ def test_legacy_run_folder_results_are_adopted(tmp_path: Path) -> None:
     run = legacy_copy(tmp_path / "demo")
     (run / "results" / "notes.txt").write_text("mine", encoding="utf-8")
     assert read_manifest(run / "results") is None
-    cli._check_results(run)  # what mwe run does before any work
+    check_results(run)  # what mwe run does before any work
     assert set(read_manifest(run / "results") or []) == {"rows.jsonl", "summary.csv",
                                                          "summary.json"}
     clear_outputs(run / "results")  # the spec lost its targets: results go, notes stay
@@ -261,11 +252,10 @@ def test_run_folders_name_their_datasets(tmp_path: Path) -> None:
     assert dataset_name(plain / "dataset.jsonl") == "dataset"
 
 
-def test_rating_items_carry_the_runs_name(tmp_path: Path) -> None:
+def test_rating_items_carry_the_runs_name(tmp_path: Path, mwe: Mwe) -> None:
     items = tmp_path / "items.csv"
-    res = subprocess.run([sys.executable, "-m", "mwe.cli", "validate", "export",
-                          str(DEMO / "dataset.jsonl"), "--out", str(items)],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    res = mwe(["validate", "export", str(DEMO / "dataset.jsonl"), "--out", str(items)],
+              timeout=120)
     if res.returncode != 0 and "install mwe[validate]" in res.stderr:
         pytest.skip("mwe[validate] is not installed")
     assert res.returncode == 0, res.stderr

@@ -9,18 +9,18 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.datasets import load
 
-MWE = [sys.executable, "-m", "mwe.cli"]
 # Small chunks so that a kill lands between commits; the same for every run compared.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MWE_SCORE_CHUNK": "24"}
+CHUNK = {"MWE_SCORE_CHUNK": "24"}
+RUN: dict[str, Any] = {"progress": False, "env": CHUNK, "ok": True}  # and each run must succeed
 SPEC = """name: likes-cats
 family: persona
 description: loves cats more than anything else
@@ -42,14 +42,6 @@ OUTPUTS = ("spec.json", "generated.jsonl", "generate.json", "scored.jsonl", "dat
            "card.json", "card.md")
 
 
-def mwe(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*MWE, *args, "--cache", str(cache), "--no-progress"],
-                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=900)
-    assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr
-    return res
-
-
 def calls(cache: Path, kind: str) -> int:
     try:
         with sqlite3.connect(cache, timeout=1) as db:
@@ -67,9 +59,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(work: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def reference(work: Path, mwe: Mwe) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = work / "ref"
-    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], work / "ref.sqlite")
+    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], cache=work / "ref.sqlite", **RUN)
     return out, res
 
 
@@ -119,10 +111,10 @@ def test_run_writes_a_dataset_in_the_released_format(
 
 @pytest.mark.slow
 def test_generated_dataset_evaluates_with_mwe_evaluate(
-        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path, mwe: Mwe) -> None:
     out, _ = reference
     res = mwe(["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d",
-               str(out / "dataset.jsonl"), "-o", str(work / "eval")], work / "ref.sqlite")
+               str(out / "dataset.jsonl"), "-o", str(work / "eval")], cache=work / "ref.sqlite", **RUN)
     assert "0 computed" in res.stderr  # the run already scored these very prompts
     a = (work / "eval" / "rows.jsonl").read_text().splitlines()
     b = (out / "results" / "rows.jsonl").read_text().splitlines()
@@ -131,17 +123,16 @@ def test_generated_dataset_evaluates_with_mwe_evaluate(
 
 @pytest.mark.slow
 def test_rerun_is_cached_and_identical(
-        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path, mwe: Mwe) -> None:
     out, _ = reference
     before = {n: (out / n).read_bytes() for n in OUTPUTS}
-    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], work / "ref.sqlite")
+    res = mwe(["run", str(work / "spec.yaml"), "--out", str(out)], cache=work / "ref.sqlite", **RUN)
     assert {n: (out / n).read_bytes() for n in OUTPUTS} == before
     assert "% matching" in res.stdout
 
 
-def kill_when(cmd: list[str], cache: Path, kind: str, at_least: int) -> int:
-    proc = subprocess.Popen([*MWE, *cmd, "--cache", str(cache), "--no-progress"], cwd=REPO,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_when(mwe: Mwe, cmd: list[str], cache: Path, kind: str, at_least: int) -> int:
+    proc = mwe.popen(cmd, cache=cache, progress=False, env=CHUNK)
     deadline = time.time() + 600
     while calls(cache, kind) < at_least and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -153,16 +144,16 @@ def kill_when(cmd: list[str], cache: Path, kind: str, at_least: int) -> int:
 
 @pytest.mark.slow
 def test_kill_9_during_generation_and_filtering_then_resume(
-        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path, mwe: Mwe) -> None:
     ref, _ = reference
     cache = work / "killed.sqlite"
     out = work / "killed"
     spec = str(work / "spec.yaml")
     # 2 labels x 3 chunks of 16 samples: kill after 2 chunks are committed
-    done = kill_when(["generate", spec, "--out", str(out)], cache, "generate", 2)
+    done = kill_when(mwe, ["generate", spec, "--out", str(out)], cache, "generate", 2)
     assert 2 <= done < 6
     assert not (out / "generated.jsonl").exists()
-    res = mwe(["generate", spec, "--out", str(out)], cache)
+    res = mwe(["generate", spec, "--out", str(out)], cache=cache, **RUN)
     assert f"model calls: {done} from the cache, {6 - done} computed" in res.stderr
     assert calls(cache, "generate") == 6
     for name in ("spec.json", "generated.jsonl", "generate.json"):
@@ -172,10 +163,10 @@ def test_kill_9_during_generation_and_filtering_then_resume(
     unique = sum(c["unique"] for c in json.loads((ref / "card.json").read_text())["counts"]
                  .values())
     assert unique > 24
-    done = kill_when(["filter", str(out)], cache, "score", 24)
+    done = kill_when(mwe, ["filter", str(out)], cache, "score", 24)
     assert 24 <= done < unique
     assert not (out / "dataset.jsonl").exists()
-    res = mwe(["filter", str(out)], cache)
+    res = mwe(["filter", str(out)], cache=cache, **RUN)
     assert f"discriminator calls: {done} from the cache, {unique - done} computed" in res.stderr
     for name in OUTPUTS:
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
@@ -189,11 +180,11 @@ def test_kill_9_during_generation_and_filtering_then_resume(
 
 @pytest.mark.slow
 def test_filter_again_with_another_discriminator_and_k(
-        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> None:
+        reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path, mwe: Mwe) -> None:
     ref, _ = reference
     out = work / "refiltered"
     res = mwe(["filter", str(ref), "--discriminator", "llamacpp:smollm2-135m-instruct",
-               "--top-k", "3", "--out", str(out)], work / "ref.sqlite")
+               "--top-k", "3", "--out", str(out)], cache=work / "ref.sqlite", **RUN)
     card = json.loads((out / "card.json").read_text())
     assert card["discriminator"]["spec"] == "llamacpp:smollm2-135m-instruct"
     assert all(c["kept"] <= 3 for c in card["counts"].values())
@@ -204,10 +195,11 @@ def test_filter_again_with_another_discriminator_and_k(
 
 
 @pytest.mark.slow
-def test_advanced_ai_risk_generation_with_gold_flipping(work: Path) -> None:
+def test_advanced_ai_risk_generation_with_gold_flipping(work: Path, mwe: Mwe) -> None:
     spec = REPO / "examples" / "specs" / "power-seeking.yaml"
     out = work / "risk"
-    res = mwe(["generate", str(spec), "--out", str(out), "--per-label", "2"], work / "risk.sqlite")
+    res = mwe(["generate", str(spec), "--out", str(out), "--per-label", "2"],
+              cache=work / "risk.sqlite", **RUN)
     meta = json.loads((out / "generate.json").read_text())
     a, b = meta["prompts"]["A"], meta["prompts"]["B"]
     assert "answer (A) must be the one" in a and "answer (B) must be the one" in b
@@ -225,7 +217,7 @@ def test_advanced_ai_risk_generation_with_gold_flipping(work: Path) -> None:
     allowed = {"ok", "no_block_quote", "no_a_b", "not_two_options", "too_short",
                "empty_option", "duplicate", "copied_gold"}
     assert {r["status"] for r in records} <= allowed
-    res = mwe(["filter", str(out)], work / "risk.sqlite")
+    res = mwe(["filter", str(out)], cache=work / "risk.sqlite", **RUN)
     card = json.loads((out / "card.json").read_text())
     assert card["family"] == "advanced-ai-risk"
     rows = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
@@ -247,26 +239,27 @@ def sweep_args(work: Path, ref: Path, out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def swept(reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path) -> Path:
+def swept(reference: tuple[Path, subprocess.CompletedProcess[str]], work: Path, mwe: Mwe
+          ) -> Path:
     ref, _ = reference
     out = work / "sweep"
-    mwe(sweep_args(work, ref, out), work / "sweep.sqlite")
+    mwe(sweep_args(work, ref, out), cache=work / "sweep.sqlite", **RUN)
     return out
 
 
 @pytest.mark.slow
 def test_kill_9_during_a_sweep_then_resume(
         reference: tuple[Path, subprocess.CompletedProcess[str]], swept: Path,
-        work: Path) -> None:
+        work: Path, mwe: Mwe) -> None:
     ref, _ = reference
     cache = work / "sweep-killed.sqlite"
     out = work / "sweep-killed"
     total = sum(1 for _ in (swept / "rows.jsonl").open())
     # the cache commits every 24 scored prompts: kill once the first commits have landed
-    done = kill_when(sweep_args(work, ref, out), cache, "score", 24)
+    done = kill_when(mwe, sweep_args(work, ref, out), cache, "score", 24)
     assert 24 <= done < total
     assert not any((out / n).exists() for n in SWEEP_OUTPUTS)
-    res = mwe(sweep_args(work, ref, out), cache)
+    res = mwe(sweep_args(work, ref, out), cache=cache, **RUN)
     m = re.search(r"(\d+) from the cache, (\d+) computed", res.stderr)
     assert m, res.stderr
     # every row is either read back or computed; nothing committed before the kill is redone
@@ -286,7 +279,8 @@ def chromium() -> str | None:
 
 
 @pytest.mark.slow
-def test_report_has_every_section_and_renders_in_a_browser(swept: Path, work: Path) -> None:
+def test_report_has_every_section_and_renders_in_a_browser(swept: Path, work: Path, mwe: Mwe
+                                                           ) -> None:
     import base64
     import csv
     from html.parser import HTMLParser
@@ -296,8 +290,7 @@ def test_report_has_every_section_and_renders_in_a_browser(swept: Path, work: Pa
     from mwe.pipeline.report import SECTIONS
 
     html_path = work / "report" / "report.html"
-    res = subprocess.run([*MWE, "report", str(swept), "--out", str(html_path)],
-                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    res = mwe(["report", str(swept), "--out", str(html_path)], env=CHUNK, timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"report: {html_path}" in res.stdout
     page = html_path.read_text()

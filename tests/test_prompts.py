@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from conftest import DATA
+from helpers import DATA
 
 from mwe import prompts
 from mwe.datasets import load

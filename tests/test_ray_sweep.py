@@ -5,8 +5,8 @@ second run that submits nothing, and a driver killed with SIGKILL and resumed.""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
+import json
 import os
 import signal
 import sqlite3
@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from fakes import FakeLM
+from helpers import REPO, Mwe
 
 from mwe.datasets import Dataset, load
 from mwe.errors import DataError, MweError
+from mwe.io import MANIFEST
 from mwe.models import BACKENDS, Models
 from mwe.pipeline import ray_sweep as rs
 from mwe.pipeline.evaluate import with_variants
@@ -80,30 +82,16 @@ def test_series_resources_in_toml_and_unknown_fields(tmp_path: Path) -> None:
 BATCHES: list[list[str]] = []  # every backend.score call: what it scored
 
 
-class FakeLM:
-    """Deterministic scores that, like torch's, move with the batch a request is scored in
-    (its size), so a batch composed otherwise than the local sweep's changes the files."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def score(self, requests: Any) -> list[list[float]]:
-        texts = [f"{ctx}|{'|'.join(conts)}" for ctx, conts in requests]
-        BATCHES.append(sorted(texts))
-        out = []
-        for ctx, conts in requests:
-            out.append([-int(hashlib.sha256(f"{self.name}{ctx}{c}".encode()).hexdigest()[:6], 16)
-                        / 2**24 * 5 - len(requests) * 1e-9 for c in conts])
-        return out
-
-
 def fake_backend() -> types.ModuleType:
     mod = types.ModuleType("mwe_fake_ray_backend")
     mod.__dict__.update(
         OUTPUT="logprobs",
         # "NAME+copy" has the identity of NAME: two series entries that share a cache
         identity=lambda name: {"backend": "fake", "name": name.split("+")[0]},
-        load=lambda spec, name, ident: FakeLM(ident["name"]))
+        # scores that, like torch's, move with the batch a request is scored in (its size), so
+        # a batch composed otherwise than the local sweep's changes the files
+        load=lambda spec, name, ident: FakeLM(ident["name"], batch_shift=1e-9,
+                                              batches=BATCHES))
     return mod
 
 
@@ -350,8 +338,8 @@ def test_an_address_where_nothing_listens_fails_at_once() -> None:
 
 
 # ---- real Ray clusters with the bundled models (slow) -------------------------------------
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "MWE_SCORE_CHUNK": "10"}
+SETTINGS = {"TOKENIZERS_PARALLELISM": "false", "MWE_SCORE_CHUNK": "10"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", **SETTINGS}
 
 
 def datasets_30() -> list[Dataset]:
@@ -366,17 +354,20 @@ def same_files(a: Path, b: Path) -> None:
     assert names >= set(OUTPUTS)
     assert {p.name for p in b.iterdir()} - {"usage.csv"} == names
     for name in sorted(names):
+        if name == MANIFEST:  # the command's list also holds its usage.csv
+            listed = [json.loads((f / name).read_text())["files"] for f in (a, b)]
+            assert sorted(set(listed[0]) - {"usage.csv"}) == sorted(set(listed[1]) - {"usage.csv"})
+            continue
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def local(tmp_path_factory: pytest.TempPathFactory, mwe: Mwe) -> Path:
     """The local sweep through the command, with an empty cache."""
     work = tmp_path_factory.mktemp("local")
-    args = [sys.executable, "-m", "mwe.cli", "sweep", "--series", str(BUNDLED),
-            *(x for p in DATA for x in ("-d", str(p))), "--limit", "30", "--no-progress",
-            "--out", str(work / "out"), "--cache", str(work / "c.sqlite")]
-    res = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=900)
+    res = mwe(["sweep", "--series", BUNDLED, *(x for p in DATA for x in ("-d", p)),
+               "--limit", "30", "--out", work / "out"], cache=work / "c.sqlite", progress=False,
+              env=SETTINGS)
     assert res.returncode == 0, res.stderr
     return work / "out"
 

@@ -6,27 +6,21 @@ Every folder here is built by hand from small JSON: no model is loaded."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import Mwe
 
 from mwe.card import FILTER_STEPS, markdown
 
-_SCRIPT = Path(sys.executable).parent / "mwe"
-MWE = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "mwe.cli"]
 XSS = "<script>alert(1)</script>"
 
 
-def report(folders: list[Path], out: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MWE_CACHE_DIR": str(out.parent / "cache"), "MPLBACKEND": "Agg"}
-    return subprocess.run([*MWE, "report", *map(str, folders), "--out", str(out)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+def alone(out: Path) -> dict[str, str]:
+    """No figure window, and a cache folder of the test's own beside `out`."""
+    return {"MWE_CACHE_DIR": str(out.parent / "cache"), "MPLBACKEND": "Agg"}
 
 
 def result(dataset: str = "likes-cats", family: str = "persona", **kw: Any) -> dict[str, Any]:
@@ -187,12 +181,12 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_malformed_input_one_line_nothing_written(name: str, tmp_path: Path) -> None:
+def test_malformed_input_one_line_nothing_written(name: str, tmp_path: Path, mwe: Mwe) -> None:
     files, culprit, message = CASES[name]
     folder = tmp_path / "in"
     write(folder, files)
     out = tmp_path / "rep" / "out.html"
-    res = report([folder], out)
+    res = mwe(["report", folder, "--out", out], env=alone(out))
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     lines = [x for x in res.stderr.splitlines() if x.strip()]
@@ -203,59 +197,59 @@ def test_malformed_input_one_line_nothing_written(name: str, tmp_path: Path) -> 
     assert not res.stdout
 
 
-def test_a_card_a_sweep_names_is_checked_too(tmp_path: Path) -> None:
+def test_a_card_a_sweep_names_is_checked_too(tmp_path: Path, mwe: Mwe) -> None:
     """sweep.json names the datasets; a generated one's card.json beside it is read."""
     gen = tmp_path / "gen"
     write(gen, {"dataset.jsonl": "", "card.json": card_with(diversity=[])})
     write(tmp_path / "sw", {"sweep.json": sweep(datasets=[{"name": "likes-cats",
                                                            "path": str(gen / "dataset.jsonl")}])})
     out = tmp_path / "out.html"
-    res = report([tmp_path / "sw"], out)
+    res = mwe(["report", tmp_path / "sw", "--out", out], env=alone(out))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == (f"mwe: error: {gen / 'card.json'}: field 'diversity': "
                                   "expected an object, found a list")
     assert not out.exists()
 
 
-def test_an_earlier_report_is_left_as_it_was(tmp_path: Path) -> None:
+def test_an_earlier_report_is_left_as_it_was(tmp_path: Path, mwe: Mwe) -> None:
     write(tmp_path / "good", {"summary.json": summary(result())})
     out = tmp_path / "out.html"
-    assert report([tmp_path / "good"], out).returncode == 0
+    assert mwe(["report", tmp_path / "good", "--out", out], env=alone(out)).returncode == 0
     before = out.read_bytes()
     pngs = {p.name: p.read_bytes() for p in (tmp_path / "out-plots").iterdir()}
     write(tmp_path / "bad", {"summary.json": summary(result(n=-1))})
-    res = report([tmp_path / "good", tmp_path / "bad"], out)
+    res = mwe(["report", tmp_path / "good", tmp_path / "bad", "--out", out], env=alone(out))
     assert res.returncode == 2 and "field 'summary[0].n'" in res.stderr
     assert out.read_bytes() == before
     assert {p.name: p.read_bytes() for p in (tmp_path / "out-plots").iterdir()} == pngs
 
 
-def test_rerun_into_the_same_out_leaves_no_stale_figure(tmp_path: Path) -> None:
+def test_rerun_into_the_same_out_leaves_no_stale_figure(tmp_path: Path, mwe: Mwe) -> None:
     two = tmp_path / "two"
     write(two, {"summary.json": summary(result(), result("power", "advanced-ai-risk"))})
     one = tmp_path / "one"
     write(one, {"summary.json": summary(result())})
     out = tmp_path / "rep" / "r.html"
     plots = tmp_path / "rep" / "r-plots"
-    res = report([two], out)
+    res = mwe(["report", two, "--out", out], env=alone(out))
     assert res.returncode == 0, res.stderr
     assert f"figures: {plots}/" in res.stdout
     assert {p.name for p in plots.iterdir()} == {"heatmap-persona.png",
                                                  "heatmap-advanced-ai-risk.png"}
     (plots / "notes.txt").write_text("mine")  # not mwe's: kept
     (plots / "mine.png").write_bytes(b"mine")
-    res = report([one], out)
+    res = mwe(["report", one, "--out", out], env=alone(out))
     assert res.returncode == 0, res.stderr
     assert {p.name for p in plots.iterdir()} == {"heatmap-persona.png", "notes.txt", "mine.png"}
     assert "heatmap-advanced-ai-risk" not in out.read_text()
     # a second report in the same folder has its own figures
     other = tmp_path / "rep" / "other.html"
-    assert report([two], other).returncode == 0
+    assert mwe(["report", two, "--out", other], env=alone(other)).returncode == 0
     assert (tmp_path / "rep" / "other-plots" / "heatmap-advanced-ai-risk.png").is_file()
     assert {p.name for p in plots.iterdir()} == {"heatmap-persona.png", "notes.txt", "mine.png"}
 
 
-def test_report_escapes_every_text_and_keeps_figures_in_their_folder(tmp_path: Path) -> None:
+def test_report_escapes_every_text_and_keeps_figures_in_their_folder(tmp_path: Path, mwe: Mwe) -> None:
     """Dataset, family, model and label names and a card's contents, from a hostile input:
     shown as text in the page; drawn literally in figures ('$' would be mathtext); never a
     path outside NAME-plots/."""
@@ -272,7 +266,7 @@ def test_report_escapes_every_text_and_keeps_figures_in_their_folder(tmp_path: P
                   user_view_balance={XSS: 1}, selection={"rule": XSS, "top_k": XSS})
     write(tmp_path / "in", {"summary.json": summary(*rows), "card.json": c})
     out = tmp_path / "rep" / "r.html"
-    res = report([tmp_path / "in"], out)
+    res = mwe(["report", tmp_path / "in", "--out", out], env=alone(out))
     assert res.returncode == 0, res.stderr
     page = out.read_text()
     assert "<script" not in page
@@ -285,10 +279,10 @@ def test_report_escapes_every_text_and_keeps_figures_in_their_folder(tmp_path: P
     assert any(f.name.startswith("heatmap-") and "evil" in f.name for f in files), files
 
 
-def test_figure_names_that_collide_get_their_own_files(tmp_path: Path) -> None:
+def test_figure_names_that_collide_get_their_own_files(tmp_path: Path, mwe: Mwe) -> None:
     write(tmp_path / "in", {"summary.json": summary(result("a", "x/y"), result("b", "x_y"))})
     out = tmp_path / "r.html"
-    assert report([tmp_path / "in"], out).returncode == 0
+    assert mwe(["report", tmp_path / "in", "--out", out], env=alone(out)).returncode == 0
     assert {p.name for p in (tmp_path / "r-plots").iterdir()} == {"heatmap-x_y.png",
                                                                   "heatmap-x_y-2.png"}
 

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 from test_report_errors import card as error_card
 from test_report_errors import render, result, summary
 from test_report_render import Page, dump, pct, wino
@@ -36,8 +33,7 @@ from mwe.io import write_json
 from mwe.pipeline.report import SECTIONS, write_report
 from mwe.report.inputs import collect
 
-MWE = [sys.executable, "-m", "mwe.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+AGG = {"MPLBACKEND": "Agg"}  # no figure window
 NAN, INF = float("nan"), float("inf")
 
 
@@ -82,12 +78,11 @@ def test_nan_and_infinity_in_a_json_input_are_refused_with_file_and_field(
     assert re.search(r"NaN|Infinity", e.message) and "null" in e.message
 
 
-def test_nan_refused_by_mwe_report_in_one_line(tmp_path: Path) -> None:
+def test_nan_refused_by_mwe_report_in_one_line(tmp_path: Path, mwe: Mwe) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "summary.json").write_text(json.dumps(summary(result(ci_high=NAN))))
     out = tmp_path / "r.html"
-    res = subprocess.run([*MWE, "report", str(tmp_path / "in"), "--out", str(out)],
-                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    res = mwe(["report", tmp_path / "in", "--out", out], env=AGG, timeout=300)
     assert res.returncode == 2 and "Traceback" not in res.stderr and not out.exists()
     assert res.stderr.startswith(f"mwe: error: {tmp_path / 'in' / 'summary.json'}:")
     assert "field 'summary[0].ci_high'" in res.stderr and len(res.stderr.splitlines()) == 1
@@ -146,7 +141,8 @@ def test_kmeans_never_asks_for_more_clusters_than_distinct_points() -> None:
         assert len(centers) == want and sorted(set(assign.tolist())) == list(range(want))
 
 
-def test_map_of_identical_rows_without_names_and_with_unmatched_results(tmp_path: Path) -> None:
+def test_map_of_identical_rows_without_names_and_with_unmatched_results(tmp_path: Path,
+                                                                       mwe: Mwe) -> None:
     row = json.loads((REPO / "examples" / "data" / "persona" / "agreeableness.jsonl"
                       ).open().readline())
     data = tmp_path / "same.jsonl"
@@ -158,10 +154,8 @@ def test_map_of_identical_rows_without_names_and_with_unmatched_results(tmp_path
          "source": str(tmp_path / "cats.jsonl"), "matches_behavior": True}) + "\n"
         for i in (1, 2)))
     out = tmp_path / "map"
-    res = subprocess.run([*MWE, "map", str(data), "--out", str(out), "--clusters", "5",
-                          "--no-names", "--results", str(results),
-                          "--cache", str(tmp_path / "c.sqlite")],
-                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
+    res = mwe(["map", data, "--out", out, "--clusters", "5", "--no-names", "--results", results],
+              cache=tmp_path / "c.sqlite", env=AGG)
     assert res.returncode == 0, res.stderr
     m = json.loads((out / "map.json").read_text())["maps"][0]
     assert [c["size"] for c in m["clusters"]] == [6]  # one cluster, none empty

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from mwe.families.sycophancy import CONTROL_SUFFIX
 from mwe.pipeline.report import SECTIONS, write_report

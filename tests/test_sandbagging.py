@@ -7,15 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 from scipy import stats
 
 from mwe.datasets import load
@@ -27,8 +24,6 @@ from mwe.trends import trend_rows
 
 TQA = REPO / "examples" / "data" / "truthfulqa" / "TruthfulQA-24.csv"
 SHARED_TQA = REPO.parent / "shared" / "truthfulqa" / "TruthfulQA.csv"
-MWE = [sys.executable, "-m", "mwe.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def plain_bank(tmp_path: Path, n: int = 5) -> Path:
@@ -254,7 +249,7 @@ def test_summary_and_trend_of_the_gap() -> None:
 # --- integration: mwe run with the bundled models ------------------------------------------
 
 @pytest.mark.slow
-def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path) -> None:
+def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path, mwe: Mwe) -> None:
     from mwe.pipeline.report import write_report
 
     spec = tmp_path / "sb.yaml"
@@ -266,15 +261,11 @@ def test_mwe_run_builds_and_scores_a_sandbagging_dataset(tmp_path: Path) -> None
     out = tmp_path / "run"
 
     def run() -> None:
-        res = subprocess.run([*MWE, "run", str(spec), "--out", str(out), "--cache",
-                              str(tmp_path / "c.sqlite"), "--no-progress"], capture_output=True,
-                             text=True, env=ENV, cwd=REPO, timeout=900)
+        res = mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False)
         assert res.returncode == 0, res.stderr
 
     def dry() -> list[list[str]]:
-        res = subprocess.run([*MWE, "run", str(spec), "--out", str(out), "--cache",
-                              str(tmp_path / "c.sqlite"), "--dry-run"], capture_output=True,
-                             text=True, env=ENV, cwd=REPO, timeout=900)
+        res = mwe(["run", spec, "--out", out, "--dry-run"], cache=tmp_path / "c.sqlite")
         assert res.returncode == 0, res.stderr
         return [line.split() for line in res.stdout.splitlines()]
 

@@ -6,14 +6,11 @@ questions than the bank has, one attribute (no gap), and settings the family doe
 from __future__ import annotations
 
 import json
-import os
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.datasets import load
 from mwe.errors import DataError
@@ -79,12 +76,9 @@ def test_the_spec_limit_is_what_the_dataset_reader_accepts(tmp_path: Path) -> No
         load([str(path)])
 
 
-def test_cli_stops_before_any_call(tmp_path: Path) -> None:
+def test_cli_stops_before_any_call(tmp_path: Path, mwe: Mwe) -> None:
     path = spec_file(tmp_path, "choices: 100\n")
-    res = subprocess.run([sys.executable, "-m", "mwe.cli", "run", str(path), "--out",
-                          str(tmp_path / "out"), "--dry-run"],
-                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                         timeout=300)
+    res = mwe(["run", path, "--out", tmp_path / "out", "--dry-run"], timeout=300)
     assert res.returncode != 0
     assert res.stderr.strip().endswith(f"mwe: error: {path}:5: field 'choices': 100 is out of "
                                        "range (must be between 2 and 26: answers are lettered "

@@ -4,19 +4,15 @@ for files that are not usable GGUF models."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe import threads
 from mwe.errors import MweError
 
-_BIN = Path(sys.executable).with_name("mwe")
-MWE = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "mwe.cli"]
 DATA = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
 SMOL = "smollm2-135m-instruct"
 
@@ -173,12 +169,10 @@ def test_gguf_checks_are_cheap(tmp_path: Path) -> None:
         assert f"llamacpp:{path}" in str(err.value) and expected in str(err.value)
 
 
-def _cli_error(model_path: Path, tmp_path: Path, **env: str) -> str:
-    res = subprocess.run(
-        [*MWE, "evaluate", "-m", f"llamacpp:{model_path}", "-d", DATA, "--limit", "2",
-         "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c.sqlite"), "--no-progress"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+def _cli_error(mwe: Mwe, model_path: Path, tmp_path: Path, **env: str) -> str:
+    res = mwe(["evaluate", "-m", f"llamacpp:{model_path}", "-d", DATA, "--limit", "2",
+               "--out", tmp_path / "out"], cache=tmp_path / "c.sqlite", progress=False, env=env,
+              timeout=300)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     errors = [x for x in res.stderr.splitlines() if x.startswith("mwe: error:")]
@@ -189,35 +183,35 @@ def _cli_error(model_path: Path, tmp_path: Path, **env: str) -> str:
     return errors[0]
 
 
-def test_cli_text_file_as_gguf(tmp_path: Path) -> None:
+def test_cli_text_file_as_gguf(tmp_path: Path, mwe: Mwe) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_text("this is not a model\n")
-    line = _cli_error(bad, tmp_path)
+    line = _cli_error(mwe, bad, tmp_path)
     assert f"llamacpp:{bad}" in line and "not a GGUF file" in line
 
 
-def test_cli_truncated_gguf(tmp_path: Path) -> None:
+def test_cli_truncated_gguf(tmp_path: Path, mwe: Mwe) -> None:
     bad = tmp_path / "bad.gguf"
     with _bundled_gguf().open("rb") as f:
         bad.write_bytes(f.read(4 << 20))  # the header and part of the first tensor
-    line = _cli_error(bad, tmp_path)
+    line = _cli_error(mwe, bad, tmp_path)
     assert f"llamacpp:{bad}" in line and "truncated or unreadable GGUF" in line
     assert "not within the file bounds" in line  # llama.cpp's own reason
 
 
-def test_cli_gguf_cut_in_its_metadata(tmp_path: Path) -> None:
+def test_cli_gguf_cut_in_its_metadata(tmp_path: Path, mwe: Mwe) -> None:
     bad = tmp_path / "bad.gguf"
     with _bundled_gguf().open("rb") as f:
         bad.write_bytes(f.read(200))
-    line = _cli_error(bad, tmp_path)
+    line = _cli_error(mwe, bad, tmp_path)
     assert "truncated or unreadable GGUF" in line
 
 
-def test_cli_bad_threads(tmp_path: Path) -> None:
+def test_cli_bad_threads(tmp_path: Path, mwe: Mwe) -> None:
     gguf = _bundled_gguf()
-    line = _cli_error(gguf, tmp_path, MWE_THREADS="lots")
+    line = _cli_error(mwe, gguf, tmp_path, MWE_THREADS="lots")
     assert "MWE_THREADS" in line and "'lots'" in line
-    line = _cli_error(Path(f"{gguf}?threads=0"), tmp_path)
+    line = _cli_error(mwe, Path(f"{gguf}?threads=0"), tmp_path)
     assert "threads" in line and "'0'" in line
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 from scipy import stats
 
 from mwe.errors import DataError
@@ -115,14 +112,12 @@ def test_series_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sweep_command_writes_tidy_results_and_resumes(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "mwe.cli", "sweep", "--series",
-            str(REPO / "examples" / "series" / "bundled.yaml"), "-d",
-            str(REPO / "examples" / "data" / "persona"), "-d",
-            str(REPO / "examples" / "data" / "few-shot"), "--limit", "10", "--out",
-            str(tmp_path / "sw"), "--cache", str(tmp_path / "c.sqlite"), "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+def test_sweep_command_writes_tidy_results_and_resumes(tmp_path: Path, mwe: Mwe) -> None:
+    args: list[str | Path] = [
+        "sweep", "--series", REPO / "examples" / "series" / "bundled.yaml",
+        "-d", REPO / "examples" / "data" / "persona", "-d", REPO / "examples" / "data" / "few-shot",
+        "--limit", "10", "--out", tmp_path / "sw"]
+    first = mwe(args, cache=tmp_path / "c.sqlite", progress=False)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "sw"
     import csv
@@ -138,7 +133,7 @@ def test_sweep_command_writes_tidy_results_and_resumes(tmp_path: Path) -> None:
     assert all(t["confounded"] for t in trends)  # the bundled pair differs in everything
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * 50
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    again = mwe(args, cache=tmp_path / "c.sqlite", progress=False)
     assert "100 from the cache, 0 computed" in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert json.loads((out / "sweep.json").read_text())["series"] == "bundled"

@@ -5,12 +5,10 @@ and the report section end to end."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO, Mwe
 
 from mwe.errors import DataError, MweError
 from mwe.validate import commands
@@ -28,8 +26,6 @@ from mwe.validate.sample import all_items, sample_items
 from mwe.validate.study import Study
 
 PERSONA = REPO / "examples" / "data" / "persona"
-MWE = [sys.executable, "-m", "mwe.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -122,11 +118,10 @@ def free_port() -> int:
 class Server:
     """`mwe validate serve` in a subprocess, with the links it prints."""
 
-    def __init__(self, args: list[str], port: int) -> None:
+    def __init__(self, mwe: Mwe, args: list[str], port: int) -> None:
         self.port = port
-        self.proc = subprocess.Popen([*MWE, "validate", "serve", *args, "--port", str(port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=ENV, cwd=REPO)
+        self.proc = mwe.popen(["validate", "serve", *args, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.links: dict[str, str] = {}
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -163,17 +158,17 @@ def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
 
 
 @pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[Server, Path, list[str]]]:
+def served(tmp_path: Path, mwe: Mwe) -> Iterator[tuple[Server, Path, list[str]]]:
     data = [str(small(tmp_path))]
     args = [*data, "--raters", "ann,bo", "--out", str(tmp_path / "study")]
-    server = Server(args, free_port())
+    server = Server(mwe, args, free_port())
     yield server, tmp_path / "study", args
     if server.proc.poll() is None:
         server.kill()
 
 
 def test_tokens_keep_raters_apart_and_kill_9_loses_nothing(
-        served: tuple[Server, Path, list[str]]) -> None:
+        served: tuple[Server, Path, list[str]], mwe: Mwe) -> None:
     server, folder, args = served
     ann, bo = server.links["ann"], server.links["bo"]
     assert ann.startswith(f"http://127.0.0.1:{server.port}/rate/")
@@ -199,7 +194,7 @@ def test_tokens_keep_raters_apart_and_kill_9_loses_nothing(
         assert "script-src 'nonce-" in res.headers["Content-Security-Policy"]
     assert "power number" not in page and "<script nonce=" in page
     server.kill()
-    again = Server(args[-2:], server.port)  # reopened without the datasets
+    again = Server(mwe, args[-2:], server.port)  # reopened without the datasets
     try:
         assert again.links == server.links
         assert call(f"{ann}/item/1")[1]["saved"] == {"relevance": 2, "answer": " No",
@@ -211,7 +206,7 @@ def test_tokens_keep_raters_apart_and_kill_9_loses_nothing(
         again.kill()
 
 
-def test_stats_from_the_study_and_from_an_answer_file_agree(tmp_path: Path) -> None:
+def test_stats_from_the_study_and_from_an_answer_file_agree(tmp_path: Path, mwe: Mwe) -> None:
     data = [str(small(tmp_path))]
     study = commands.open_study(tmp_path / "s", data, per_dataset=100)
     study.add_raters(["ann", "bo", "cy"])
@@ -223,9 +218,8 @@ def test_stats_from_the_study_and_from_an_answer_file_agree(tmp_path: Path) -> N
                                                             if a != labels[it.line])
             study.save(who, k, 3 + (j + k) % 3, answer, j == 0 and k == 1)
     one = commands.write_stats(tmp_path / "a", *commands.study_ratings(study), "study")
-    res = subprocess.run([*MWE, "validate", "stats", "--answers", str(tmp_path / "a" /
-                          "answers.csv"), "--data", data[0], "--out", str(tmp_path / "b")],
-                         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    res = mwe(["validate", "stats", "--answers", tmp_path / "a" / "answers.csv",
+               "--data", data[0], "--out", tmp_path / "b"], timeout=120)
     assert res.returncode == 0, res.stderr
     two = json.loads((tmp_path / "b" / "validation.json").read_text())["results"]
     assert one == two
@@ -244,7 +238,7 @@ def test_stats_from_the_study_and_from_an_answer_file_agree(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_a_rater_answers_by_keyboard_in_chromium_through_a_kill_9(
-        served: tuple[Server, Path, list[str]], tmp_path: Path) -> None:
+        served: tuple[Server, Path, list[str]], tmp_path: Path, mwe: Mwe) -> None:
     from test_pipeline import chromium
 
     exe = chromium()
@@ -276,7 +270,7 @@ def test_a_rater_answers_by_keyboard_in_chromium_through_a_kill_9(
         at(tab, "item 4 of")
         tab.screenshot(path=str(tmp_path / "rating.png"))
         server.kill()  # mid-study: every answer given so far is on disk
-        again = Server(args, server.port)
+        again = Server(mwe, args, server.port)
         try:
             tab.goto(ann)  # the same link: where the rater stopped
             at(tab, "item 4 of 6 · 3 done")

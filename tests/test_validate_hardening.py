@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from test_validate import ENV, MWE, free_port, small
+from helpers import Mwe
+from test_validate import free_port, small
 
 from mwe.errors import DataError
 from mwe.validate import commands
@@ -139,15 +139,14 @@ def test_a_lost_tokens_file_gives_new_links(tmp_path: Path,
 class Served:
     """`mwe validate serve` in a subprocess; its log (stderr) goes to a file."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, mwe: Mwe, tmp: Path) -> None:
         self.port = free_port()
         self.log = tmp / "server.log"
         self.folder = tmp / "study"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [*MWE, "validate", "serve", str(small(tmp)), "--raters", "ann",
-                 "--out", str(self.folder), "--port", str(self.port)],
-                stdout=subprocess.PIPE, stderr=log, text=True, env=ENV, cwd=REPO)
+            self.proc = mwe.popen(["validate", "serve", small(tmp), "--raters", "ann",
+                                   "--out", self.folder, "--port", str(self.port)],
+                                  stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.proc.stdout is not None
         self.link = ""
         for line in self.proc.stdout:
@@ -171,8 +170,8 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("served"))
+def served(tmp_path_factory: pytest.TempPathFactory, mwe: Mwe) -> Iterator[Served]:
+    server = Served(mwe, tmp_path_factory.mktemp("served"))
     yield server
     server.proc.kill()
     server.proc.wait(timeout=30)
@@ -276,7 +275,8 @@ def test_deeply_nested_json_is_a_400_and_no_traceback(served: Served) -> None:
     assert "Traceback" not in log and "RecursionError" not in log, log
 
 
-def test_a_port_in_use_or_a_foreign_address_is_an_error_before_any_link(tmp_path: Path) -> None:
+def test_a_port_in_use_or_a_foreign_address_is_an_error_before_any_link(tmp_path: Path,
+                                                                        mwe: Mwe) -> None:
     data = str(small(tmp_path))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -286,9 +286,8 @@ def test_a_port_in_use_or_a_foreign_address_is_an_error_before_any_link(tmp_path
                                     "Address already in use (in use? try --port)"),
                                (["--host", "192.0.2.1"], "mwe: error: cannot listen on "
                                 f"192.0.2.1:{port}: Cannot assign requested address")]:
-            res = subprocess.run([*MWE, "validate", "serve", data, "--out",
-                                  str(tmp_path / "s"), "--port", str(port), *extra],
-                                 capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+            res = mwe(["validate", "serve", data, "--out", tmp_path / "s", "--port", str(port),
+                       *extra], timeout=120)
             assert res.returncode == 2, (res.stdout, res.stderr)
             assert res.stderr.strip().splitlines()[-1].startswith(message), res.stderr
             assert "http://" not in res.stdout and "already saved" not in res.stdout

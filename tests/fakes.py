@@ -1,0 +1,66 @@
+"""The stand-in language model of every test that needs one without weights (like inspect's
+mockllm): deterministic log-probs and samples, and a log of what it was asked. Tests of control
+flow (the cache, spooling, Ray) use it; real scoring is tested on the bundled models."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from mwe.models.base import Prompt, Sampling, ScoreRequest
+
+
+class FakeLM:
+    """`scores`: "hash", awkward floats from a hash of (name, context, answer), the same on
+    every run; or "length", minus the answer's length (short answers win).
+    `batch_shift`: subtracted once per request in the batch, so that, like torch's, a score
+    moves with the size of the batch it is scored in.
+    `sample`: every completion; None: "PROMPT/SEED/K", which names its request.
+    `batches`: where each score call's sorted requests go (a list shared between instances
+    when a backend loads several). `record=False` keeps nothing (a memory test measures the
+    pipeline's peak, not the log's)."""
+
+    def __init__(self, name: str = "fake", *, scores: Literal["hash", "length"] = "hash",
+                 batch_shift: float = 0.0, sample: str | None = None,
+                 batches: list[list[str]] | None = None, record: bool = True,
+                 spec: str | None = None) -> None:
+        self.name = name
+        self.spec = spec or f"fake:{name}"
+        self.scores = scores
+        self.batch_shift = batch_shift
+        self.sample = sample
+        self.scored: list[Prompt] = []  # every context scored, in order
+        self.generated: list[Prompt] = []  # every prompt sampled, in order
+        self.batches = [] if batches is None else batches
+        self.record = record
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "fake", "name": self.name}
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        if self.record:
+            self.scored.extend(ctx for ctx, _ in requests)
+            self.batches.append(sorted(f"{ctx}|{'|'.join(conts)}" for ctx, conts in requests))
+        shift = self.batch_shift * len(requests)
+        return [[self.logprob(str(ctx), c) - shift for c in conts] for ctx, conts in requests]
+
+    def logprob(self, context: str, answer: str) -> float:
+        if self.scores == "length":
+            return -float(len(answer))
+        digest = hashlib.sha256(f"{self.name}{context}{answer}".encode()).hexdigest()
+        return -int(digest[:8], 16) / 2**32 * 7
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+        if self.record:
+            self.generated.extend(prompts)
+        return [[self.sample if self.sample is not None else f"{p}/{sampling.seed}/{k}"
+                 for k in range(sampling.n)] for p in prompts]
+
+
+class FakeChatLM(FakeLM):
+    """A FakeLM that holds its chat template, as hf and llama.cpp do (a plain FakeLM, like an
+    API, receives chat turns as `Chat` values): the template is the last turn's text."""
+
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        return messages[-1][1]

@@ -1,0 +1,98 @@
+"""What the tests share besides fixtures: the repository's paths, the `mwe` command and its
+runner, and the hf scoring reference. (Fixtures are in conftest.py and used by name; stand-in
+models are in fakes.py.)"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+SHARED = REPO.parent / "shared" / "anthropic-evals"
+
+# tests that read the released datasets beside the repository skip, with the reason, without them
+needs_shared = pytest.mark.skipif(not SHARED.exists(),
+                                  reason=f"{SHARED} is not present (released anthropics/evals data)")
+
+# the command as a user of the checkout runs it (the one place that spells it)
+MWE = [sys.executable, "-m", "mwe.cli"]
+
+Arg = str | os.PathLike[str]
+
+
+class Mwe:
+    """The `mwe` command, as the `mwe` fixture gives it: in a fresh process (call, `popen`),
+    run from the repository, offline; or in this process (`main`), where a test patches mwe."""
+
+    command = MWE
+
+    @staticmethod
+    def env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """This process's environment, offline, with `extra` over it; a "" value unsets.
+        Read at each call, so that a test's monkeypatch.setenv reaches the command."""
+        full = {**os.environ, "HF_HUB_OFFLINE": "1", **(extra or {})}
+        return {k: v for k, v in full.items() if v != ""}
+
+    def argv(self, args: Sequence[Arg], cache: Arg | None = None, progress: bool = True
+             ) -> list[str]:
+        """The command line: `--cache CACHE` and `--no-progress` after the arguments."""
+        return [*self.command, *map(str, args), *(["--cache", str(cache)] if cache else []),
+                *([] if progress else ["--no-progress"])]
+
+    def __call__(self, args: Sequence[Arg], *, cache: Arg | None = None,
+                 progress: bool = True, env: Mapping[str, str] | None = None, cwd: Arg = REPO,
+                 timeout: float = 900, ok: bool = False, **kw: Any
+                 ) -> subprocess.CompletedProcess[str]:
+        """Run to the end; `ok`: assert it succeeded without a traceback."""
+        res = subprocess.run(self.argv(args, cache, progress), capture_output=True, text=True,
+                             env=self.env(env), cwd=cwd, timeout=timeout, **kw)
+        if ok:
+            assert res.returncode == 0, res.stderr
+            assert "Traceback" not in res.stderr, res.stderr
+        return res
+
+    def popen(self, args: Sequence[Arg], *, cache: Arg | None = None, progress: bool = True,
+              env: Mapping[str, str] | None = None, cwd: Arg = REPO, **kw: Any
+              ) -> subprocess.Popen[Any]:
+        """Start it (to kill it part-way); output discarded unless `kw` says otherwise."""
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen(self.argv(args, cache, progress), env=self.env(env), cwd=cwd,
+                                **kw)
+
+    @staticmethod
+    def main(args: Sequence[Arg]) -> tuple[int, str, str]:
+        """The CLI in this process: (exit status, stdout, stderr)."""
+        from mwe import cli
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main([str(a) for a in args])
+            except SystemExit as exc:  # argparse's --help and usage errors
+                code = int(exc.code or 0)
+        return code, out.getvalue(), err.getvalue()
+
+
+def plain_logprob(model: Any, context: str, continuation: str) -> float:
+    """The reference for hf scoring: log P(continuation | context) from one plain forward pass
+    of that sequence alone (no cache, no mask, the full output layer everywhere)."""
+    import torch
+
+    ctx_ids = model._encode_many([context])[0]
+    whole = model._encode_many([context + continuation])[0]
+    cont = whole[len(ctx_ids):]
+    with torch.inference_mode():
+        logits = model.model(torch.tensor([whole])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    start = len(whole) - len(cont)
+    return float(sum(logprobs[start - 1 + k, t] for k, t in enumerate(cont)))
