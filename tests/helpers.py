@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +99,30 @@ def plain_logprob(model: Any, context: str, continuation: str) -> float:
     logprobs = torch.log_softmax(logits, dim=-1)
     start = len(whole) - len(cont)
     return float(sum(logprobs[start - 1 + k, t] for k, t in enumerate(cont)))
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A stand-in HTTP server's handler: keep-alive, silent, answering JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server for `handler` on a free loopback port, in a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

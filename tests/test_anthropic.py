@@ -8,11 +8,11 @@ import json
 import math
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import JsonHandler, serve
 
 from mwe.errors import MweError
 from mwe.models import Sampling, open_model
@@ -33,12 +33,7 @@ class StandIn:
         self.fail_first = 2  # two 429s with Retry-After before answering
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with owner.lock:
@@ -46,7 +41,7 @@ class StandIn:
                         "authorization", "").removeprefix("Bearer "))
                     if owner.fail_first > 0:
                         owner.fail_first -= 1
-                        self._send(429, {"type": "error", "error": {
+                        self.send_json(429, {"type": "error", "error": {
                             "type": "rate_limit_error", "message": "slow"}}, {"retry-after": "0"})
                         return
                     owner.bodies.append(body)
@@ -57,26 +52,14 @@ class StandIn:
                     text = ["Yes, it is.", "Yes", "Yes!", "No."][n % 4]
                 else:
                     text = f"sample {n} for: {user[:20]}\nsecond line"
-                self._send(200, {"id": f"msg_{n}", "type": "message", "role": "assistant",
+                self.send_json(200, {"id": f"msg_{n}", "type": "message", "role": "assistant",
                                  "model": body["model"], "content": [{"type": "text", "text": text}],
                                  "stop_reason": "end_turn", "stop_sequence": None,
                                  "usage": {"input_tokens": 1, "output_tokens": 1}})
 
-            def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None
-                      ) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture()

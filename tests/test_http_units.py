@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import JsonHandler, serve
 
 from mwe.errors import MweError
 from mwe.models import Sampling, anthropic_api, open_model, openai_compat
@@ -256,43 +254,26 @@ class Throttled:
         self.times: list[float] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.times.append(time.monotonic())
                 if len(owner.times) == 1:
-                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+                    self.send_json(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
                 elif self.path.endswith("/messages"):
-                    self._send(200, {"id": "m", "type": "message", "role": "assistant",
+                    self.send_json(200, {"id": "m", "type": "message", "role": "assistant",
                                      "model": "c", "content": [{"type": "text", "text": "hi"}],
                                      "stop_reason": "end_turn", "stop_sequence": None,
                                      "usage": {"input_tokens": 1, "output_tokens": 1}})
                 else:
-                    self._send(200, {"id": "x", "object": "text_completion", "created": 0,
+                    self.send_json(200, {"id": "x", "object": "text_completion", "created": 0,
                                      "model": "m", "choices": [{"text": "hi", "index": 0,
                                                                 "logprobs": None,
                                                                 "finish_reason": "length"}]})
 
-            def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None
-                      ) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture()
