@@ -9,11 +9,12 @@ from pathlib import Path
 
 import platformdirs
 
+from mwe import settings
+
 
 def cache_dir() -> Path:
     """User cache folder (override with MWE_CACHE_DIR), never inside the repository."""
-    env = os.environ.get("MWE_CACHE_DIR")
-    path = Path(env) if env else Path(platformdirs.user_cache_dir("mwe"))
+    path = settings.current().cache_dir or Path(platformdirs.user_cache_dir("mwe"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

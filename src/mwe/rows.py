@@ -7,24 +7,13 @@ Every malformed line stops the run with its file, line and field.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from mwe.errors import DataError, MweError
+from mwe import settings
+from mwe.errors import DataError
 from mwe.family import Row
-
-# A question longer than this is a mistake (the longest released one has ~9,000 characters),
-# and it is cheaper to say so here than after a model is loaded and the text tokenized.
-MAX_CHARS = 100_000
-
-
-def max_chars() -> int:
-    value = os.environ.get("MWE_MAX_CHARS", str(MAX_CHARS))
-    if not value.isdigit() or int(value) < 1:
-        raise MweError(f"MWE_MAX_CHARS must be a positive whole number, got {value!r}")
-    return int(value)
 
 
 class _Duplicate(ValueError):
@@ -102,7 +91,7 @@ def read_rows(path: Path) -> list[Row]:
         raise DataError(name, None, None, f"cannot read: {exc.strerror}") from None
     if not data.strip():
         raise DataError(name, None, None, "file is empty")
-    limit = max_chars()
+    limit = settings.current().max_chars
     if data.lstrip()[:1] == b"[":
         try:
             array = json.loads(data.decode("utf-8"))

@@ -37,9 +37,10 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from mwe import settings
 from mwe.errors import MweError
 
-ENV = "MWE_THREADS"
+ENV = settings.env_name("threads")
 OPTION = "threads"
 
 
@@ -76,10 +77,7 @@ def split_name(backend: str, name: str) -> tuple[str, int | None]:
 
 def from_env() -> int | None:
     """MWE_THREADS as a number, None when unset or empty; anything else is an error."""
-    value = os.environ.get(ENV, "")
-    if not value.strip():
-        return None
-    return _positive(value, ENV)
+    return settings.current().threads
 
 
 def _cgroup_cpus() -> float | None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mwe.errors import MweError
+from mwe import settings
 from mwe.models.base import (
     Chat,
     ChatTemplate,
@@ -47,18 +46,6 @@ class Tokens:
                 self.computed_in += t_in
                 self.computed_out += t_out
             self.counted.add(how)
-
-
-def score_chunk() -> int:
-    """Questions scored and committed together (MWE_SCORE_CHUNK, default 256).
-
-    Smaller chunks lose less work to a kill; larger ones give the backend bigger batches.
-    Keep it fixed between a killed run and its resumption for bit-identical results.
-    """
-    value = os.environ.get("MWE_SCORE_CHUNK", "256")
-    if not value.isdigit() or int(value) < 1:
-        raise MweError(f"MWE_SCORE_CHUNK must be a positive whole number, got {value!r}")
-    return int(value)
 
 
 class CachedModel:
@@ -176,7 +163,7 @@ class CachedModel:
         and writes bit-identical results.
         """
         if chunk_size is None:
-            chunk_size = score_chunk()
+            chunk_size = settings.current().score_chunk  # MWE_SCORE_CHUNK
         inputs = [{"context": prompt_json(c), "continuations": list(conts)}
                   for c, conts in requests]
         keys = [digest(i) for i in inputs]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mwe import threads
+from mwe import settings, threads
 from mwe.errors import MweError
 from mwe.models.base import (
     Job,
@@ -318,7 +318,7 @@ def identity(name: str) -> dict[str, Any]:
     from mwe.models import bundled
     from mwe.paths import file_sha256
 
-    wanted = os.environ.get("MWE_DEVICE", "auto")
+    wanted = settings.current().device
     device = "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
     if wanted == "cuda" and device != "cuda":
         raise MweError("MWE_DEVICE=cuda, but torch sees no CUDA GPU")

@@ -16,7 +16,7 @@ import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,6 +32,8 @@ from mwe.models.retry import (
     with_retries,
 )
 from mwe.redact import redact
+from mwe.settings import HttpSettings, http_variables
+from mwe.settings import current as current_settings
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
@@ -79,40 +81,24 @@ def check_server(base: str, key_env: str, key_needed: bool) -> None:
                        "or check the URL") from None
 
 
-@dataclass
-class HttpSettings:
-    """Throughput and fault tolerance; none of these change a call's result."""
-
-    concurrency: int = 8
-    rpm: float = 0.0  # requests per minute, 0 = no limit
-    tpm: float = 0.0  # tokens per minute (prompt estimate + max tokens), 0 = no limit
-    timeout: float = 60.0  # seconds per attempt
-    max_attempts: int = 8
-    backoff: float = 0.5  # first backoff in seconds, doubled per attempt
-    max_backoff: float = 30.0
-    poll: float = 30.0  # batch mode: longest wait between status checks, in seconds
-    batch_retries: int = 3  # batch mode: new batches for lines that failed or expired
-
-
 def settings_from(options: dict[str, str]) -> HttpSettings:
-    """Settings from a model spec's options (`?concurrency=16&rpm=600`) or the environment."""
-    s = HttpSettings()
-    names = {"concurrency": int, "rpm": float, "tpm": float, "timeout": float,
-             "max_attempts": int, "backoff": float, "max_backoff": float, "poll": float,
-             "batch_retries": int}
-    for name, kind in names.items():
-        raw = options.get(name, os.environ.get(f"MWE_HTTP_{name.upper()}"))
+    """Settings from a model spec's options (`?concurrency=16&rpm=600`), else the
+    environment (MWE_HTTP_CONCURRENCY, ...: mwe.settings), else the defaults."""
+    chosen: dict[str, Any] = {}
+    for variable in http_variables():
+        raw = options.get(variable.field)
         if raw is None:
             continue
         try:
-            value = kind(raw)
-        except ValueError:
-            raise MweError(f"'{name}' must be a number, got {raw!r}") from None
-        if value < 0 or (name in ("concurrency", "max_attempts", "timeout", "poll")
-                         and value <= 0):
-            raise MweError(f"'{name}' must be positive, got {raw!r}")
-        setattr(s, name, value)
-    return s
+            chosen[variable.field] = variable.kind.convert(raw)
+        except ValueError:  # an option's own messages: not a number, or not positive
+            try:
+                sign = float(raw)
+            except ValueError:
+                sign = 1.0
+            why = "positive" if sign <= 0 else "a number"
+            raise MweError(f"'{variable.field}' must be {why}, got {raw!r}") from None
+    return replace(current_settings().http, **chosen)
 
 
 class RateLimiter:

@@ -49,12 +49,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mwe import prompts
+from mwe import prompts, settings
 from mwe.datasets import Dataset
 from mwe.errors import MweError
 from mwe.models import CachedModel, LanguageModel, Models, open_model
 from mwe.models.base import Prompt, prompt_json
-from mwe.models.cached import score_chunk
 from mwe.pipeline.evaluate import evaluate_model
 from mwe.pipeline.sweep import Swept, write_sweep
 from mwe.series import Series, SeriesModel
@@ -78,8 +77,9 @@ def ray_module() -> Any:
 
 
 def forwarded_env() -> dict[str, str]:
+    mine = settings.env_name("cache_dir")  # the driver's cache folder is no worker's
     return {k: v for k, v in os.environ.items()
-            if (k.startswith("MWE_") and k != "MWE_CACHE_DIR") or k in FORWARDED}
+            if (k.startswith(settings.PREFIX) and k != mine) or k in FORWARDED}
 
 
 # ---- the worker's side ------------------------------------------------------------------
@@ -172,9 +172,8 @@ def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: st
                        f"  expected: {identity}\ninstall the same versions on every node, "
                        "and give a model that runs on GPUs num_gpus in the series file")
     # one chunk: everything the unit scores is one batch, as in the local sweep
-    chunk = os.environ.get("MWE_SCORE_CHUNK")
-    os.environ["MWE_SCORE_CHUNK"] = str(max(1, len(dataset.items)))
-    with tempfile.TemporaryDirectory(prefix="mwe-ray-unit-") as tmp:
+    with (settings.overriding(score_chunk=max(1, len(dataset.items))),
+          tempfile.TemporaryDirectory(prefix="mwe-ray-unit-") as tmp):
         store = RecordingStore(Path(tmp) / "calls.sqlite")
         try:
             model.store = store
@@ -187,10 +186,6 @@ def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: st
                         store.preload(model.model_id, calls)
             run = evaluate_model(model, [dataset], fmt)
         finally:
-            if chunk is None:
-                os.environ.pop("MWE_SCORE_CHUNK", None)
-            else:
-                os.environ["MWE_SCORE_CHUNK"] = chunk
             assert WORKER is not None
             model.store = WORKER.scratch
             store.close()
@@ -380,7 +375,7 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
              models: Models, progress: bool, retries: int,
              on_unit: Callable[[Unit, UnitResult], None] | None) -> Swept:
     env = forwarded_env()
-    chunk = score_chunk()
+    chunk = settings.current().score_chunk
     start = time.perf_counter()
     stored = identities(series, fmt, models, datasets, env, ray, retries)
     # the models that read the answers back are the sweep's models for the usage ledger
