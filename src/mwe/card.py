@@ -10,17 +10,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mwe import __version__
 from mwe.io import atomic_open, write_json, write_jsonl
+from mwe.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from mwe.behavior_spec import BehaviorSpec
-    from mwe.models import CachedModel
+    from mwe.models import CachedModel, Models
 
 BINS = [0.5 + 0.05 * i for i in range(11)]
+
+
+@dataclass(frozen=True)
+class ModelCalls:
+    """How many of a stage's model calls the cache answered and how many were computed: what
+    the commands print, never in a written file (a resumed run writes the same bytes)."""
+
+    cached: int
+    computed: int
+
+    @classmethod
+    def of(cls, models: Models) -> ModelCalls:
+        """Over every model `models` opened (a command's stage opens its own Models)."""
+        return cls(sum(m.hits for m in models.opened), sum(m.misses for m in models.opened))
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
@@ -241,21 +257,23 @@ def write_build(out: Path, spec: BehaviorSpec, card: dict[str, Any],
     """The run folder of a family built in one step (Family.build): spec.json, every sample
     (generated.jsonl), the generation summary (generate.json: the card's `generate_keys`),
     the scored examples when there is a discriminator, the dataset and its card."""
+    run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "spec.json", spec.resolved_dict())
-    write_jsonl(out / "generated.jsonl", records)
-    write_json(out / "generate.json", {k: card[k] for k in generate_keys})
+    write_json(run.spec, spec.resolved_dict())
+    write_jsonl(run.generated, records)
+    write_json(run.generate_json, {k: card[k] for k in generate_keys})
     if scored is not None:
-        write_jsonl(out / "scored.jsonl", scored)
-    write_jsonl(out / "dataset.jsonl", rows)
+        write_jsonl(run.scored, scored)
+    write_jsonl(run.dataset, rows)
     write_card(out, card, steps, statistics)
 
 
 def write_card(out: Path, card: dict[str, Any], steps: Sequence[str] = FILTER_STEPS,
                statistics: Sequence[str] = ()) -> None:
     """card.json and card.md, for every family (each an atomic write)."""
-    write_json(out / "card.json", card)
-    with atomic_open(out / "card.md") as fh:
+    run = RunFolder(out)
+    write_json(run.card_json, card)
+    with atomic_open(run.card_md) as fh:
         fh.write(markdown(card, steps, statistics) + usage_markdown(card.get("usage")))
 
 
@@ -265,15 +283,13 @@ USAGE_HEAD = "## Tokens and estimated cost of building it"
 def add_usage(out: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Put what building the dataset took (usage.csv's rows of its stages) into the card
     written before those tokens were known: card.json's `usage`, and card.md's last section."""
-    import json
-
-    path = out / "card.json"
-    card = json.loads(path.read_text(encoding="utf-8"))
+    run = RunFolder(out)
+    card = run.read_card()
     card["usage"] = [dict(r) for r in rows]
-    text = (out / "card.md").read_text(encoding="utf-8")
+    text = run.card_md.read_text(encoding="utf-8")
     text = text.split("\n" + USAGE_HEAD, 1)[0]
-    write_json(path, card)
-    with atomic_open(out / "card.md") as fh:
+    write_json(run.card_json, card)
+    with atomic_open(run.card_md) as fh:
         fh.write(text + usage_markdown(card["usage"]))
 
 

@@ -7,17 +7,16 @@ reported with its tokens and an unknown cost, never a made-up one.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mwe import settings
 from mwe.errors import DataError
 from mwe.io import add_outputs, write_csv
-
-ENV = "MWE_PRICES"
+from mwe.run_folder import USAGE
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def load_prices(path: str | Path | None = None) -> Prices:
     """The price table: `path`, else $MWE_PRICES, else the one mwe ships."""
     import yaml
 
-    chosen = path or os.environ.get(ENV)
+    chosen = path or settings.current().prices
     if chosen:
         source = str(chosen)
         try:
@@ -103,9 +102,14 @@ def load_prices(path: str | Path | None = None) -> Prices:
     return Prices(frozenset(local), models, source)
 
 
-@cache
 def default_prices() -> Prices:
-    return load_prices()
+    """The table of $MWE_PRICES as set now, else the shipped one; each file is read once."""
+    return _prices_at(settings.current().prices)
+
+
+@cache
+def _prices_at(path: Path | None) -> Prices:
+    return load_prices(path)
 
 
 USAGE_COLUMNS = ["stage", "model", "calls", "tokens_in", "tokens_out", "counted",
@@ -204,6 +208,6 @@ def write_usage(models: Any, stage: str, out: Path, earlier: list[dict[str, Any]
     ledger = UsageLedger()
     ledger.stage(stage, models)
     rows = [*(earlier or []), *ledger.rows]
-    write_csv(out / "usage.csv", rows, USAGE_COLUMNS)
-    add_outputs(out, [out / "usage.csv"])  # in an evaluate or sweep folder's manifest
+    write_csv(out / USAGE, rows, USAGE_COLUMNS)
+    add_outputs(out, [out / USAGE])  # in an evaluate or sweep folder's manifest
     return rows, ledger

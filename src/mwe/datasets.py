@@ -24,6 +24,7 @@ from mwe.errors import MweError
 from mwe.families import FAMILIES, Dataset, Family, by_name, detect
 from mwe.io import read_manifest
 from mwe.rows import read_rows
+from mwe.run_folder import DATASET, GENERATED, SCORED, RunFolder
 from mwe.spec import NAME_RE
 
 __all__ = ["Dataset", "Skipped", "dataset_name", "expand", "load", "load_file", "read_rows"]
@@ -37,14 +38,15 @@ class Skipped:
 
 # what mwe generate and mwe filter write beside a run folder's dataset.jsonl: samples and
 # their scores, not evaluations
-RUN_SAMPLES = ("generated.jsonl", "scored.jsonl")
+RUN_SAMPLES = (GENERATED, SCORED)
 # fields every row of an evaluate's rows.jsonl has (mwe.pipeline.evaluate.row_result)
 _RESULT_FIELDS = frozenset({"model", "format", "answers", "logprobs", "valid_mass"})
 
 
 def _run_folder(folder: Path) -> bool:
     """Whether `folder` is one mwe generate, filter or run wrote (its spec or card beside)."""
-    return (folder / "spec.json").is_file() or (folder / "card.json").is_file()
+    run = RunFolder(folder)
+    return run.spec.is_file() or run.card_json.is_file()
 
 
 class _Outputs:
@@ -175,17 +177,24 @@ def dataset_name(path: Path) -> str:
     """The file's stem; for a run folder's dataset.jsonl the run's name (spec.json's `name`,
     else card.json's), as `mwe run` names its results, so that tables and reports never show
     "dataset" for every generated dataset. Only a name a spec may have is taken (the files are
-    data on disk)."""
-    if path.name == "dataset.jsonl":
-        for meta in ("spec.json", "card.json"):
-            try:
-                obj = json.loads((path.parent / meta).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            name = obj.get("name") if isinstance(obj, dict) else None
-            if isinstance(name, str) and NAME_RE.fullmatch(name):
-                return name
+    data on disk). A missing or unreadable spec.json is passed over; card.json is read as
+    every card is (`read_card`: optional here, a malformed one an error)."""
+    if path.name == DATASET:
+        run = RunFolder(path.parent)
+        try:
+            spec = json.loads(run.spec.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            spec = None
+        name = _spec_name(spec) or _spec_name(run.read_card(optional=True))
+        if name:
+            return name
     return path.stem
+
+
+def _spec_name(obj: object) -> str | None:
+    """`obj`'s `name`, when it is an object with a name a spec may have."""
+    name = obj.get("name") if isinstance(obj, dict) else None
+    return name if isinstance(name, str) and NAME_RE.fullmatch(name) else None
 
 
 def load(patterns: list[str], family: str | None = None, skip_unreadable: bool = False

@@ -30,6 +30,7 @@ from mwe.families import by_name
 from mwe.family import Dataset, Item
 from mwe.io import MANIFEST, atomic_open, claim_outputs, write_jsonl
 from mwe.rows import read_rows
+from mwe.run_folder import RunFolder
 
 __all__ = ["MARKER", "TARGETS", "export", "export_hf", "export_lm_eval", "task_name"]
 
@@ -453,16 +454,13 @@ def export_lm_eval(dataset: Dataset, out: Path, fmt: str, task: str) -> list[Pat
 # --- the command --------------------------------------------------------------------------
 
 def _read_card(dataset: Dataset) -> dict[str, Any] | None:
-    """card.json beside the file, when there is one and it describes this file's rows."""
-    path = Path(dataset.path).parent / "card.json"
-    if not path.is_file():
+    """card.json beside the file, when there is one (a released file has none) and it
+    describes this file's rows."""
+    run = RunFolder.beside(dataset.path)
+    card = run.read_card(optional=True)
+    if card is None:
         return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MweError(f"{path}: cannot read the card: {exc}") from None
-    if not isinstance(card, dict):
-        raise MweError(f"{path}: expected a JSON object")
+    path = run.card_json
     rows = card.get("rows")
     if isinstance(rows, int) and rows != len(dataset.items):
         raise MweError(f"{path} describes {rows} rows but {dataset.path} has "

@@ -29,6 +29,7 @@ from mwe.io import write_csv, write_json
 from mwe.models import Models
 from mwe.models.base import Sampling
 from mwe.prompts import prompt_text
+from mwe.run_folder import ResultsFolder, RunFolder
 
 NAMING_PROMPT = ("You are the best data annotator in the world. You come up with highest "
                  "quality labels that best represent the dataset. Please, come up with a ranked "
@@ -167,7 +168,7 @@ def name_clusters(pts: list[Point], assign: np.ndarray, vectors: np.ndarray,
 def _result_rows(folder: Path) -> Iterator[tuple[str, tuple[str, int], str, dict[str, Any]]]:
     """(file:line, (source file, line), model label, row) of each row of a results folder's
     rows.jsonl (evaluate, run/results or sweep folders)."""
-    files = [f for f in (folder / "rows.jsonl", folder / "results" / "rows.jsonl")
+    files = [f for f in (ResultsFolder(folder).rows, RunFolder(folder).results.rows)
              if f.is_file()]
     if not files:
         raise MweError(f"{folder}: no rows.jsonl (give evaluate, run or sweep folders)")
@@ -221,13 +222,12 @@ def unmatched_results(results: Sequence[Path], maps: Sequence[dict[str, Any]]) -
 
 def namer_for(ds: Dataset, namer: str | None = None) -> str:
     """The model that names a dataset's clusters: `namer` if given, else the generator its
-    card (beside it) names, else DEFAULT_NAMER."""
-    card = Path(ds.path).parent / "card.json"
-    if namer is None and card.is_file():
-        try:
-            namer = json.loads(card.read_text(encoding="utf-8"))["generator"]["spec"]
-        except (OSError, ValueError, KeyError, TypeError):
-            namer = None
+    card (beside it, when it has one: `read_card` optional) names, else DEFAULT_NAMER."""
+    if namer is None:
+        card = RunFolder.beside(ds.path).read_card(optional=True) or {}
+        generator = card.get("generator")
+        spec = generator.get("spec") if isinstance(generator, dict) else None
+        namer = spec if isinstance(spec, str) else None
     return namer or DEFAULT_NAMER
 
 

@@ -37,12 +37,13 @@ def register(sub: Any) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from mwe.card import add_usage  # imported here, not above: keeps `mwe --help` fast
+    from mwe.card import ModelCalls, add_usage  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli import inputs
     from mwe.cli.table import print_counts
     from mwe.cost import read_usage
     from mwe.pipeline.filter import run_filter
     from mwe.pipeline.run import check_filter_models
+    from mwe.run_folder import RunFolder
 
     out = check_output_dir(args.out or args.folder)
     discriminator = a.shown_models([args.discriminator])[0] if args.discriminator else None
@@ -53,10 +54,11 @@ def execute(args: argparse.Namespace) -> int:
     # what building the dataset took, in its card as `mwe run` puts it: generation's rows
     # from the generate folder's usage.csv, then this stage's
     add_usage(out, inputs.usage(models, "filter", out,
-                                read_usage(Path(args.folder) / "usage.csv", "generate")))
+                                read_usage(RunFolder(Path(args.folder)).usage, "generate")))
     print_counts(card)
-    calls = card["_model_calls"]
-    print(f"discriminator calls: {calls['cached']} from the cache, {calls['computed']} computed",
+    calls = ModelCalls.of(models)
+    print(f"discriminator calls: {calls.cached} from the cache, {calls.computed} computed",
           file=sys.stderr)
-    print(f"\ndataset: {out / 'dataset.jsonl'}\ncard: {out / 'card.md'}, {out / 'card.json'}")
+    run = RunFolder(out)
+    print(f"\ndataset: {run.dataset}\ncard: {run.card_md}, {run.card_json}")
     return 0

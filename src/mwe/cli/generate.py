@@ -36,9 +36,11 @@ def register(sub: Any) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from mwe.card import ModelCalls
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.pipeline.generate import generate
     from mwe.pipeline.run import check_spec_models, staged
+    from mwe.run_folder import RunFolder
 
     spec = inputs.spec(args)
     if not staged(spec):
@@ -51,8 +53,8 @@ def execute(args: argparse.Namespace) -> int:
     inputs.usage(models, "generate", Path(args.out))
     for label, c in meta["counts"].items():
         print(f"{label}: {c['sampled']} sampled, {c['parsed']} parsed, {c['unique']} unique")
-    calls = meta["model_calls"]
-    print(f"model calls: {calls['cached']} from the cache, {calls['computed']} computed",
+    calls = ModelCalls.of(models)
+    print(f"model calls: {calls.cached} from the cache, {calls.computed} computed",
           file=sys.stderr)
-    print(f"\nsamples: {Path(args.out) / 'generated.jsonl'}\nnext: mwe filter {args.out}")
+    print(f"\nsamples: {RunFolder(Path(args.out)).generated}\nnext: mwe filter {args.out}")
     return 0

@@ -15,6 +15,7 @@ from mwe.errors import MweError
 from mwe.models import Models
 from mwe.paths import default_store_path
 from mwe.pipeline.evaluate import select
+from mwe.run_folder import USAGE
 from mwe.spec import BehaviorSpec, load_spec
 from mwe.store import Store
 
@@ -47,6 +48,6 @@ def usage(models: Models, stage: str, out: Path, earlier: list[dict[str, Any]] |
     """usage.csv written in `out` (after the `earlier` stages' rows); what this run computed
     said on stderr. Returns the rows written."""
     rows, ledger = write_usage(models, stage, out, earlier)
-    print(f"tokens and estimated cost ({out / 'usage.csv'}; prices: {ledger.prices.source}):\n"
+    print(f"tokens and estimated cost ({out / USAGE}; prices: {ledger.prices.source}):\n"
           f"{ledger.summary()}", file=sys.stderr)
     return rows

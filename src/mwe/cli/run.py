@@ -48,6 +48,7 @@ def run_spec(spec: BehaviorSpec, out: Path, args: argparse.Namespace) -> int:
     from mwe.cli.table import print_counts, print_plan, print_summaries
     from mwe.cost import UsageLedger
     from mwe.pipeline.run import check_results, plan, run_all
+    from mwe.run_folder import RunFolder
 
     if getattr(args, "dry_run", False):
         print_plan(*plan(spec, inputs.open_models(args)))
@@ -64,10 +65,9 @@ def run_spec(spec: BehaviorSpec, out: Path, args: argparse.Namespace) -> int:
     if runs:
         print()
         print_summaries([s for r in runs for s in r.summaries])
-    print(f"\ndataset: {out / 'dataset.jsonl'}\ncard:    {out / 'card.md'} "
-          f"({out / 'card.json'})")
+    folder = RunFolder(out)
+    print(f"\ndataset: {folder.dataset}\ncard:    {folder.card_md} ({folder.card_json})")
     if runs:
-        print(f"results: {out / 'results' / 'summary.csv'} (per row: "
-              f"{out / 'results' / 'rows.jsonl'})")
+        print(f"results: {folder.results.summary_csv} (per row: {folder.results.rows})")
     print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0

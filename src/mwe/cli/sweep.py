@@ -55,6 +55,7 @@ def execute(args: argparse.Namespace) -> int:
     from mwe.cli.table import print_plan
     from mwe.pipeline.evaluate import plan
     from mwe.pipeline.sweep import SWEEP_FILES, read_agreement, sweep
+    from mwe.run_folder import ROWS
     from mwe.series import Series, from_specs, load_series
 
     if not args.series and not args.model:
@@ -104,7 +105,7 @@ def execute(args: argparse.Namespace) -> int:
                 print(f"  {p['predictor']} ~ {p['target']}: {p['agree']}/{p['datasets']} "
                       f"datasets = {p['share']:.1%} [{p['ci_low']:.1%}, {p['ci_high']:.1%}]")
     print(f"\nresults: {out / 'results.csv'}\ntrends:  {out / 'trends.csv'}\n"
-          f"agreement: {out / 'agreement.csv'}\nrows:    {out / 'rows.jsonl'}")
+          f"agreement: {out / 'agreement.csv'}\nrows:    {out / ROWS}")
     return 0
 
 

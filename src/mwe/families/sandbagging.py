@@ -327,7 +327,6 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
     }
     write_build(out, spec, card, records, rows, ["sampled", "parsed", "unique", "kept", "rows"],
                 FAMILY.card_statistics, ("generator", "prompts", "sampling", "counts", "drops"))
-    card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card
 
 

@@ -392,7 +392,6 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) 
     }
     write_build(out, spec, card, records, rows, ["units", "sampled", "parsed", "unique", "kept"],
                 FAMILY.card_statistics, ("generator", "prompts", "sampling", "counts", "drops"))
-    card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card
 
 

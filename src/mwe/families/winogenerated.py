@@ -376,7 +376,6 @@ def build(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True) 
     }
     write_build(out, spec, card, records, rows, list(card["counts"]["all"]),
                 FAMILY.card_statistics, ("generator", "prompts", "sampling"), scored=sents)
-    card["_model_calls"] = {"cached": gen.hits + disc.hits, "computed": gen.misses + disc.misses}
     return card
 
 

@@ -30,6 +30,7 @@ from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.family import softmax
 from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
+from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, ResultsFolder
 
 # every results table's columns; the r columns came before families could add their own
 # (Family.summary_columns) and stay, so that files keep their layout
@@ -205,7 +206,7 @@ def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Da
 # written only when the rows call for them; removed from a reused folder when they do not
 EXTRA_FILES = output_files()
 # every file an evaluate folder may hold (usage.csv: written by the command after the results)
-OUTPUT_FILES = ("rows.jsonl", "summary.csv", "summary.json", "usage.csv", *EXTRA_FILES)
+OUTPUT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, *EXTRA_FILES)
 
 
 def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
@@ -222,8 +223,9 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     claim = claim_outputs(out, OUTPUT_FILES)
     claim.begin()
     summaries = [s for r in runs for s in r.summaries]
-    paths = {"rows": out / "rows.jsonl", "summary_csv": out / "summary.csv",
-             "summary_json": out / "summary.json"}
+    folder = ResultsFolder(out)
+    paths = {"rows": folder.rows, "summary_csv": folder.summary_csv,
+             "summary_json": folder.summary_json}
     write_jsonl_parts(paths["rows"], [r.rows_part() for r in runs])
     write_csv(paths["summary_csv"], summaries, summary_columns(summaries))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})

@@ -20,6 +20,7 @@ from mwe.errors import MweError
 from mwe.families import Family, by_name
 from mwe.io import write_jsonl
 from mwe.models import CachedModel, Models
+from mwe.run_folder import RunFolder
 from mwe.spec import BehaviorSpec, load_spec
 
 
@@ -55,13 +56,15 @@ def select(cands: Sequence[Scored], top_k: int, balance: bool
 
 
 def read_generated(folder: Path) -> tuple[BehaviorSpec, list[dict[str, Any]], dict[str, Any]]:
-    for name in ("spec.json", "generated.jsonl", "generate.json"):
-        if not (folder / name).is_file():
-            raise MweError(f"{folder}: no {name}; run 'mwe generate SPEC --out {folder}' first")
-    spec = load_spec(folder / "spec.json")
-    records = [json.loads(line) for line in (folder / "generated.jsonl").read_text(
+    run = RunFolder(folder)
+    for path in (run.spec, run.generated, run.generate_json):
+        if not path.is_file():
+            raise MweError(f"{folder}: no {path.name}; run 'mwe generate SPEC --out {folder}' "
+                           "first")
+    spec = load_spec(run.spec)
+    records = [json.loads(line) for line in run.generated.read_text(
         encoding="utf-8").splitlines() if line.strip()]
-    meta = json.loads((folder / "generate.json").read_text(encoding="utf-8"))
+    meta = json.loads(run.generate_json.read_text(encoding="utf-8"))
     return spec, records, meta
 
 
@@ -131,7 +134,8 @@ def rebalance_by_cluster(kept: dict[str, list[Scored]], by_id: dict[str, dict[st
 
 def run_filter(folder: Path, out: Path, models: Models, discriminator: str | None = None,
                top_k: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score, select and write scored.jsonl, dataset.jsonl and the card; returns the card."""
+    """Score, select and write scored.jsonl, dataset.jsonl and the card; returns the card
+    (what it was written from: its model calls are `mwe.card.ModelCalls.of(models)`)."""
     from dataclasses import replace
 
     from mwe.card import build_card, write_card
@@ -171,13 +175,12 @@ def run_filter(folder: Path, out: Path, models: Models, discriminator: str | Non
     ordered = interleave(kept)
     rows = dataset_rows(family, ordered, by_id)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "scored.jsonl", scored_rows)
-    write_jsonl(out / "dataset.jsonl", rows)
+    write_jsonl(RunFolder(out).scored, scored_rows)
+    write_jsonl(RunFolder(out).dataset, rows)
     card = build_card(spec, gen_meta, model, cands, agreeing,
                       {label: len(v) for label, v in unbalanced.items()}, kept, by_id,
                       family.data_field)
     if rebalanced is not None:
         card["rebalance"] = rebalanced
     write_card(out, card)
-    card["_model_calls"] = {"cached": model.hits, "computed": model.misses}
     return card

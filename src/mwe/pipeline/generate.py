@@ -22,6 +22,7 @@ from mwe.families import Family, by_name
 from mwe.family import sampling_plan
 from mwe.io import write_json, write_jsonl
 from mwe.models import CachedModel, Models
+from mwe.run_folder import RunFolder
 from mwe.spec import BehaviorSpec
 
 
@@ -124,10 +125,10 @@ def generate(spec: BehaviorSpec, out: Path, models: Models, progress: bool = Tru
         "dedup": {"method": g.dedup, **({"similarity": g.similarity}
                                         if g.dedup == "embedding" else {})},
         "counts": counts(records, family.labels, failed),
-        "model_calls": {"cached": model.hits, "computed": model.misses},
     }
+    run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "spec.json", spec.resolved_dict())
-    write_jsonl(out / "generated.jsonl", records)
-    write_json(out / "generate.json", {k: v for k, v in meta.items() if k != "model_calls"})
+    write_json(run.spec, spec.resolved_dict())
+    write_jsonl(run.generated, records)
+    write_json(run.generate_json, meta)
     return meta

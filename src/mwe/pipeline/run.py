@@ -33,14 +33,15 @@ from mwe.pipeline.evaluate import (
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.pipeline.generate import plan as plan_generation
+from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, RunFolder
 from mwe.spec import BehaviorSpec, load_spec
 
-RESULT_FILES = ("rows.jsonl", "summary.csv", "summary.json", *EXTRA_FILES)
+RESULT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, *EXTRA_FILES)
 
 
 def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
                      ) -> list[ModelRun]:
-    path = out / "dataset.jsonl"
+    path = RunFolder(out).dataset
     if not path.read_text(encoding="utf-8").strip():
         print(f"{path} has no rows (nothing passed the filter): nothing to evaluate",
               file=sys.stderr)
@@ -55,7 +56,7 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bo
                 "limit": None, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": str(path), "family": d.family,
                               "n": len(d.items)} for d in datasets]}
-    write_outputs(out / "results", runs, settings)
+    write_outputs(RunFolder(out).results.path, runs, settings)
     return runs
 
 
@@ -91,9 +92,10 @@ def check_spec_models(spec: BehaviorSpec, models: Models, stages: Sequence[str] 
 
 def check_filter_models(folder: Path, discriminator: str | None, models: Models) -> None:
     """`mwe filter`: the discriminator of the generate folder's spec (or the one given)."""
-    if not (folder / "spec.json").is_file():
+    path = RunFolder(folder).spec
+    if not path.is_file():
         return  # run_filter says what is missing
-    spec = load_spec(folder / "spec.json")
+    spec = load_spec(path)
     check_spec_models(replace(spec, discriminator=discriminator) if discriminator else spec,
                       models, ("filter",))
 
@@ -129,13 +131,14 @@ def check_results(out: Path) -> None:
     """results/ of a run folder: replaced only where mwe's manifest lists the files. A run
     folder from an mwe before manifests (spec.json written by mwe beside results/) resumes:
     the result files there are listed as mwe's first."""
+    run = RunFolder(out)
     try:
-        spec = json.loads((out / "spec.json").read_text(encoding="utf-8"))
+        spec = json.loads(run.spec.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         spec = None
     if isinstance(spec, dict) and {"name", "family", "generator"} <= spec.keys():
-        adopt_outputs(out / "results", RESULT_FILES)
-    claim_outputs(out / "results", OUTPUT_FILES)
+        adopt_outputs(run.results.path, RESULT_FILES)
+    claim_outputs(run.results.path, OUTPUT_FILES)
 
 
 def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,
@@ -156,6 +159,6 @@ def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
     runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
     ledger.stage("evaluate", models)
     if not runs:  # no results now: none from an earlier run in this folder either
-        clear_outputs(out / "results")  # only what the manifest lists as mwe's
-    ledger.write(out / "usage.csv")
+        clear_outputs(RunFolder(out).results.path)  # only what the manifest lists as mwe's
+    ledger.write(RunFolder(out).usage)
     return card, runs

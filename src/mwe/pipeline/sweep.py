@@ -39,13 +39,14 @@ from mwe.pipeline.evaluate import (
     summary_columns,
     write_extras,
 )
+from mwe.run_folder import ROWS, SWEEP_JSON, USAGE
 from mwe.series import Series
 from mwe.trends import trend_rows
 
 AXES = ["params", "step", "tuning", "model_family", "quantization", "backend"]
 # every file a sweep folder may hold (usage.csv: written by the command after the rest)
-SWEEP_FILES = ("rows.jsonl", "agreement.csv", "reversals.csv", "results.csv", "trends.csv",
-               "sweep.json", "usage.csv", *EXTRA_FILES)
+SWEEP_FILES = (ROWS, "agreement.csv", "reversals.csv", "results.csv", "trends.csv",
+               SWEEP_JSON, USAGE, *EXTRA_FILES)
 TREND_COLUMNS = ["dataset", "family", "axis", "unit", "models", "slope", "ci_low", "ci_high",
                  "trend", "confounded"]
 
@@ -79,7 +80,7 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     claim.begin()
     # rows.jsonl streamed from the spools, each row labelled; agreement from what it needs
     kept: list[dict[str, Any]] = []
-    with atomic_open(out / "rows.jsonl", "wb") as fh:
+    with atomic_open(out / ROWS, "wb") as fh:
         for m, run in zip(series.models, runs):
             for row in run.iter_rows():
                 row["label"] = m.label
@@ -93,14 +94,14 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
     extras = write_extras(out, [row for r in runs for row in r.extra_rows()], results)
-    write_json(out / "sweep.json", {
+    write_json(out / SWEEP_JSON, {
         "mwe_version": __version__, "format": fmt, "series": series.name,
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
         "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
                      for d in datasets],
         "results": results, "trends": trends, "agreement": agreement, "reversals": reversals})
-    claim.finish([out / n for n in ("rows.jsonl", "agreement.csv", "reversals.csv",
-                                    "results.csv", "trends.csv", "sweep.json")]
+    claim.finish([out / n for n in (ROWS, "agreement.csv", "reversals.csv",
+                                    "results.csv", "trends.csv", SWEEP_JSON)]
                  + list(extras.values()))
     return results, trends, runs
 
@@ -108,5 +109,5 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
 def read_agreement(out: Path) -> list[dict[str, Any]]:
     """The agreement rows (every ordered pair of models) of the finished sweep in `out`."""
     agreement: list[dict[str, Any]] = json.loads(
-        (out / "sweep.json").read_text(encoding="utf-8"))["agreement"]
+        (out / SWEEP_JSON).read_text(encoding="utf-8"))["agreement"]
     return agreement

@@ -19,6 +19,7 @@ from mwe.errors import DataError, MweError
 from mwe.families import FAMILIES
 from mwe.report.jsonfile import field_name as _key
 from mwe.report.jsonfile import load_json as _load_json
+from mwe.run_folder import SWEEP_JSON, ResultsFolder, RunFolder
 
 # what each family's report section reads from rows.jsonl, and how a line naming it looks
 ROW_FIELDS = {f.name: f.report_row_fields for f in FAMILIES if f.report_row_fields}
@@ -224,8 +225,11 @@ def _load_object(path: Path, key: str) -> tuple[_At, dict[str, Any]]:
     return at, x
 
 
-def _load_card(path: Path) -> dict[str, Any]:
-    return _card_check(_At(path), _load_json(path))
+def _load_card(folder: Path) -> dict[str, Any] | None:
+    """The folder's card.json (`read_card`: optional), its fields checked; None if none."""
+    run = RunFolder(folder)
+    card = run.read_card(optional=True)
+    return None if card is None else _card_check(_At(run.card_json), card)
 
 
 def _rows(path: Path) -> Iterable[dict[str, Any]]:
@@ -397,8 +401,8 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
             raise MweError(f"{p}: not a folder (give sweep, evaluate or run folders)")
     sweeps: dict[Path, tuple[_At, dict[str, Any]]] = {}
     for p in folders:
-        if (p / "sweep.json").is_file():
-            at, sw = _load_object(p / "sweep.json", "results")
+        if (p / SWEEP_JSON).is_file():
+            at, sw = _load_object(p / SWEEP_JSON, "results")
             sw["results"] = _results(at, sw["results"], "results")
             models = []
             for i, m in enumerate(at.need_list(sw.get("models") or [], "models")):
@@ -451,25 +455,25 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         found = False
         if p in sweeps:
             _, sw = sweeps[p]
-            add(sw["results"], p / "rows.jsonl")
+            add(sw["results"], ResultsFolder(p).rows)
             for d in sw["datasets"]:
                 if not d.get("path"):
                     continue
                 folder = Path(d["path"]).parent
-                if (folder / "card.json").is_file():
-                    got.cards.setdefault(str(folder.resolve()), _load_card(folder / "card.json"))
+                if (card := _load_card(folder)) is not None:
+                    got.cards.setdefault(str(folder.resolve()), card)
             found = True
         else:
-            for folder in (p, p / "results"):
-                if (folder / "summary.json").is_file():
-                    at, summary = _load_object(folder / "summary.json", "summary")
-                    add(_results(at, summary["summary"], "summary"), folder / "rows.jsonl")
+            for results in (ResultsFolder(p), RunFolder(p).results):
+                if results.summary_json.is_file():
+                    at, summary = _load_object(results.summary_json, "summary")
+                    add(_results(at, summary["summary"], "summary"), results.rows)
                     found = True
-        if (p / "card.json").is_file():
-            got.cards.setdefault(str(p.resolve()), _load_card(p / "card.json"))
+        if (card := _load_card(p)) is not None:
+            got.cards.setdefault(str(p.resolve()), card)
             found = True
-        if (p / "usage.csv").is_file():
-            got.usage += _load_usage(p / "usage.csv", str(p))
+        if RunFolder(p).usage.is_file():
+            got.usage += _load_usage(RunFolder(p).usage, str(p))
         if (p / "map.json").is_file():
             got.maps.extend(_load_maps(p / "map.json"))
             found = True

@@ -7,15 +7,14 @@ ratings gathered anywhere can be matched back to the row they judge.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mwe.datasets import load
 from mwe.errors import MweError
 from mwe.family import Dataset, Item
+from mwe.run_folder import RunFolder
 from mwe.validate.stats import ItemInfo
 
 PER_DATASET = 100
@@ -43,17 +42,14 @@ class StudyItem:
 def description_of(ds: Dataset, given: str | None) -> str:
     """The behavior the dataset tests, to follow "an AI system that": as given, from the
     dataset card beside a generated file, or from its name (a released file's name is its
-    behavior: "believes-it-is-not-being-watched")."""
+    behavior: "believes-it-is-not-being-watched"). A released file has no card beside it
+    (`read_card` optional); a card without a description falls back to the name."""
     if given:
         return given
-    card = Path(ds.path).parent / "card.json"
-    if card.is_file():
-        try:
-            desc = json.loads(card.read_text(encoding="utf-8")).get("description")
-        except (OSError, ValueError, AttributeError):
-            desc = None
-        if isinstance(desc, str) and desc.strip():
-            return desc.strip()
+    card = RunFolder.beside(ds.path).read_card(optional=True)
+    desc = card.get("description") if card is not None else None
+    if isinstance(desc, str) and desc.strip():
+        return desc.strip()
     words = ds.name.rsplit("/", 1)[-1].replace("-", " ").replace("_", " ")
     return f'has the behavior "{words}"'
 
