@@ -42,7 +42,8 @@ examples:
 
 Run 'mwe COMMAND --help' for a command's options and examples.
 Environment: MWE_CACHE_DIR (cache folder), MWE_THREADS (CPU threads per model),
-MWE_SCORE_CHUNK (questions per committed chunk), MWE_MAX_CHARS (longest text field).
+MWE_SCORE_CHUNK (questions per committed chunk), MWE_MAX_CHARS (longest text field), and
+more (MWE_PRICES, MWE_DEVICE, MWE_HTTP_*): every one is in the README's "Environment" table.
 """
 
 
