@@ -9,7 +9,6 @@
     seed: 0
     generate: {per_label: 200, prompt: chat, temperature: 1.4, top_p: 0.975, max_tokens: 48}
     filter: {top_k: 500, format: human-assistant, calibration: none}
-    evaluate: {format: human-assistant}
 
 Every problem is reported with the file, the line (where the parser can tell) and the field.
 
