@@ -111,10 +111,24 @@ def test_families_import_no_other_family() -> None:
     """A family module may share code through modules that are no family (the biographies
     of sycophancy and sandbagging), never by importing another family: a change to one
     family's pipeline must not silently change another's datasets."""
-    members = {type(f).__module__ for f in FAMILIES}
+    members = family_modules()
+    assert len(members) == len(FAMILIES)
     offenders = [f"{m} imports {d}" for m, ds in graph().items() if m in members
                  for d in sorted(ds & members)]
     assert not offenders, "\n".join(offenders)
+
+
+def family_modules() -> set[str]:
+    """The modules under mwe.families that define a family (FAMILY = Family(...))."""
+    out = set()
+    for mod, tree in modules().items():
+        if mod.startswith("mwe.families."):
+            for node in tree.body:
+                if isinstance(node, ast.Assign | ast.AnnAssign):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    if any(isinstance(x, ast.Name) and x.id == "FAMILY" for x in targets):
+                        out.add(mod)
+    return out
 
 
 def test_no_private_names_across_modules() -> None:
@@ -125,3 +139,54 @@ def test_no_private_names_across_modules() -> None:
                 offenders += [f"{mod}: {node.module}.{a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__")]
     assert not offenders, "\n".join(offenders)
+
+
+def test_families_are_composed_of_typed_parts() -> None:
+    """Each family is a `Family` of its parts; how it is built is the builder's type (no flag
+    with half the methods raising)."""
+    from mwe.family import Family, OneStepBuilder, Reader, ReportSection, Scorer, SpecSchema, StagedBuilder
+
+    for f in FAMILIES:
+        assert type(f) is Family, f.name
+        assert isinstance(f.schema, SpecSchema) and isinstance(f.reader, Reader)
+        assert isinstance(f.builder, StagedBuilder | OneStepBuilder), f.name
+        assert isinstance(f.scorer, Scorer)
+        assert f.section is None or isinstance(f.section, ReportSection)
+    kinds = {type(f.builder) for f in FAMILIES}
+    assert kinds == {StagedBuilder, OneStepBuilder}  # both kinds stay exercised
+
+
+def _params(fn: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in fn.args.args if a.arg not in ("self", "cls")]
+
+
+def pass_throughs(tree: ast.Module) -> list[ast.FunctionDef]:
+    """Functions and methods whose body only forwards their own arguments, in order."""
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        body = [s for s in node.body if not (isinstance(s, ast.Expr)
+                                            and isinstance(s.value, ast.Constant))]
+        if len(body) != 1 or not isinstance(body[0], ast.Return):
+            continue
+        call = body[0].value
+        if isinstance(call, ast.Call) and not call.keywords and call.args and \
+                [a.id if isinstance(a, ast.Name) else None for a in call.args] == _params(node):
+            out.append(node)
+    return out
+
+
+def test_pass_throughs_finds_forwarding_methods() -> None:
+    tree = ast.parse("class F:\n    def parse(self, row, ds):\n        return parse(row, ds)\n"
+                     "def g(x):\n    'doc'\n    return h(x)\n"
+                     "def k(x):\n    return h(x, 1)\n")
+    assert sorted(f.name for f in pass_throughs(tree)) == ["g", "parse"]
+
+
+def test_no_pass_through_functions_in_families() -> None:
+    """No function or method in a family module only forwards its own arguments to another
+    function: the family's part takes that function itself."""
+    offenders = [f"{mod}:{fn.lineno} {fn.name}" for mod, tree in modules().items()
+                 if mod.startswith("mwe.families") for fn in pass_throughs(tree)]
+    assert not offenders, "pass-throughs:\n" + "\n".join(offenders)

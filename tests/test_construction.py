@@ -16,6 +16,7 @@ from mwe.errors import DataError
 from mwe.families import biographies as bio
 from mwe.families import sycophancy as build_syc
 from mwe.families import sycophancy as syc
+from mwe.families import sycophancy_analysis as syca
 from mwe.families import winogenerated as wg
 from mwe.pipeline.report import write_report
 from mwe.spec import load_spec
@@ -188,7 +189,7 @@ def test_politics_rows_pair_each_biography_with_every_question() -> None:
         assert q.choices[ord(letter) - 65].affiliation == r["user_affiliation"]
         assert isinstance(r["answer_not_matching_behavior"], str)
     # questions.csv tells questions apart even when they share their stem
-    keys = {syc.question_key(syc.question_part(r["question"]) or "") for r in rows}
+    keys = {syca.question_key(syca.question_part(r["question"]) or "") for r in rows}
     assert len(keys) == len(bank.questions)
     assert len({q.question for q in bank.questions}) < len(bank.questions)
 
@@ -196,8 +197,8 @@ def test_politics_rows_pair_each_biography_with_every_question() -> None:
 def test_controls_remove_the_biography() -> None:
     (ds,), _ = load([str(REPO / "tests" / "data" / "formats" /
                          "sycophancy_on_philpapers2020.jsonl")])
-    both = syc.with_control(ds)
-    assert [d.name for d in both] == [ds.name, ds.name + syc.CONTROL_SUFFIX]
+    both = syca.with_control(ds)
+    assert [d.name for d in both] == [ds.name, ds.name + syca.CONTROL_SUFFIX]
     for it, c in zip(ds.items, both[1].items):
         assert c.user_text.startswith("What is your view on the following topic:")
         assert it.user_text.endswith(c.user_text) and "Hello, my name is" not in c.user_text
@@ -206,7 +207,7 @@ def test_controls_remove_the_biography() -> None:
     bio = ("Hello, my name is Al. I was asked: Do you agree or disagree with the following "
            "claim about X? Yes. ")
     q = "Do you agree or disagree with the following claim about X? Y.\n\nChoices:\n (A) Agree"
-    assert syc.question_part(bio + q) == q
+    assert syca.question_part(bio + q) == q
 
 
 def test_sycophancy_and_winogenerated_specs(tmp_path: Path) -> None:
@@ -244,7 +245,7 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
     assert all(r["question"].startswith("Hello, my name is") for r in rows)
     assert all(isinstance(r["answer_not_matching_behavior"], list) for r in rows)
     summary = list(csv_rows(out / "results" / "summary.csv"))
-    assert [s["dataset"] for s in summary] == ["syc-phil", "syc-phil" + syc.CONTROL_SUFFIX]
+    assert [s["dataset"] for s in summary] == ["syc-phil", "syc-phil" + syca.CONTROL_SUFFIX]
     assert summary[0]["n"] == summary[1]["n"] == str(len(rows))
     questions = list(csv_rows(out / "results" / "questions.csv"))
     assert len(questions) == 5 and all(q["control_n"] for q in questions)

@@ -24,7 +24,7 @@ from mwe.datasets import load
 from mwe.errors import MweError
 from mwe.export import MARKER, column_kinds, export, export_lm_eval, lm_eval_doc, task_name
 from mwe.families import by_name
-from mwe.family import Item
+from mwe.records import Item
 
 DEMO = DATA / "golden" / "demo" / "dataset.jsonl"
 SMOL = "smollm2-135m-instruct"
@@ -205,7 +205,7 @@ def test_lm_eval_acc_follows_mwe_rule_including_ties() -> None:
         target = doc["target"]
         acc = int(np.argmax(lls)) in (target if isinstance(target, list) else [target])
         probs = [1 / 3] * 3
-        assert acc == rule.result(item, probs, lps, list(item.answers))["matches_behavior"], lps
+        assert acc == rule.scorer.result(item, probs, lps, list(item.answers))["matches_behavior"], lps
 
 
 def test_lm_eval_refuses_chat_and_other_metrics(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import pytest
 from helpers import SHARED, needs_shared
 
 from mwe.card import distinct_n, histogram
+from mwe.choices import choice_letters
 from mwe.dedup import exact_duplicates, near_duplicates, normalize
 from mwe.errors import DataError
 from mwe.families import advanced_ai_risk as risk
 from mwe.families import persona
-from mwe.family import choice_letters
 from mwe.models.sampler import first_stop, sample_token
 from mwe.pipeline.filter import Scored, interleave, select
 from mwe.spec import load_spec

@@ -321,7 +321,7 @@ def test_outputs_follow_the_umask(umask: int, tmp_path: Path) -> None:
 def test_reused_out_loses_stale_extras(tmp_path: Path) -> None:
     """File handling only: the rows are written by hand, not scored."""
     from mwe.datasets import Dataset, load_file
-    from mwe.pipeline.evaluate import ModelRun, row_result, summarise, write_outputs
+    from mwe.pipeline.evaluate import ModelRun, scored_row, summarise, write_outputs
 
     def run_for(path: Path) -> ModelRun:
         ds = load_file(path, path.stem)
@@ -329,8 +329,7 @@ def test_reused_out_loses_stale_extras(tmp_path: Path) -> None:
         rows = []
         for item in ds.items[:6]:
             lps = [-float(i + 1) for i in range(len(item.answers))]
-            rows.append({"model": "m", "format": "raw",
-                         **row_result(item, lps, list(item.answers))})
+            rows.append(scored_row("m", "raw", item, lps, list(item.answers)))
         return ModelRun("m", rows, [summarise("m", "raw", ds, rows)])
 
     out = tmp_path / "out"
@@ -344,12 +343,12 @@ def test_reused_out_loses_stale_extras(tmp_path: Path) -> None:
 
 def test_reward_above_exp_range_does_not_overflow() -> None:
     from mwe.families import persona
-    from mwe.family import Row
-    from mwe.pipeline.evaluate import row_result
+    from mwe.pipeline.evaluate import scored_row
+    from mwe.rows import Row
 
     obj = json.loads(Path(PERSONA).read_text().splitlines()[0])
     item = persona.parse(Row(obj, "p.jsonl", 1), "p")
-    row = row_result(item, [812.5, 790.0], list(item.answers), reward=True)
+    row = scored_row("m", "raw", item, [812.5, 790.0], list(item.answers), reward=True)
     assert row["valid_mass"] is None
     assert math.isclose(row["p_matching"], 1.0) and row["matches_behavior"] is True
 

@@ -116,7 +116,7 @@ def test_what_mwe_writes_for_an_undefined_value_is_null_and_reads_back(tmp_path:
     rows = [{"p_female_minus_male": 0.25, "BLS_percent_women_2019": 10.0 * i}
             for i in range(3)]
     row = {"model": "m", "dataset": "wg", "family": "winogenerated", "format": "chat", "n": 3,
-           "mean_valid_mass": NAN, **by_name("winogenerated").summary(rows)}
+           "mean_valid_mass": NAN, **by_name("winogenerated").scorer.summary(rows)}
     assert math.isnan(row["pearson_r"]) and math.isnan(row["r_ci_low"])
     write_json(tmp_path / "in" / "summary.json", {"settings": {}, "summary": [row]})
     text = (tmp_path / "in" / "summary.json").read_text()
@@ -182,7 +182,7 @@ def test_card_md_shows_mwe_text_as_written(name: str) -> None:
     stats: tuple[str, ...] = ()
     if name != "demo":
         steps = list(next(iter(c["counts"].values())))
-        stats = by_name(c["family"]).card_statistics
+        stats = by_name(c["family"]).builder.card_statistics
     text = markdown(c, steps, stats) + usage_markdown(c.get("usage"))
     want = (GOLDEN / name / "card.md").read_text().replace("(P &gt; 0.5)", "(P > 0.5)")
     assert text == want

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import REPO
 
-from mwe.families.sycophancy import CONTROL_SUFFIX
+from mwe.families.sycophancy_analysis import CONTROL_SUFFIX
 from mwe.pipeline.report import SECTIONS, write_report
 from mwe.report.render import environment, stylesheet
 from mwe.stats import fisher_interval, pearson_r, wilson_interval

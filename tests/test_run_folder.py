@@ -14,9 +14,9 @@ from helpers import DATA, REPO
 
 from mwe.card import ModelCalls
 from mwe.errors import DataError
-from mwe.family import Dataset
 from mwe.models import Models
 from mwe.models.cached import CachedModel
+from mwe.records import Dataset
 from mwe.run_folder import ResultsFolder, RunFolder, read_card
 from mwe.store import Store
 

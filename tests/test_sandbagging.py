@@ -229,7 +229,7 @@ def test_paired_interval_against_an_independent_computation() -> None:
 
 def test_summary_and_trend_of_the_gap() -> None:
     rows = scored(120, 2, 0.8, 0.6, seed=0)
-    s = sb.FAMILY.summary([{**r, "p_matching": 0.5} for r in rows])
+    s = sb.FAMILY.scorer.summary([{**r, "p_matching": 0.5} for r in rows])
     assert list(s["accuracy"]) == ["a", "b", sb.CONTROL]
     acc = s["accuracy"]
     assert s["gap"] == pytest.approx(acc["b"]["pct"] - acc["a"]["pct"])
@@ -240,7 +240,7 @@ def test_summary_and_trend_of_the_gap() -> None:
     results = [{"dataset": "d", "family": "sandbagging", "label": f"m{k}", "n": 100,
                 "n_matching": 50, "params": p, "gap": g, "gap_ci_low": g - 2, "gap_ci_high": g + 2}
                for k, (p, g) in enumerate([(1e8, -1.0), (1e9, -5.0), (1e10, -9.0)])]
-    trends = trend_rows(results, b=500, measures={"sandbagging": sb.FAMILY.measures})
+    trends = trend_rows(results, b=500, measures={"sandbagging": sb.FAMILY.scorer.measures})
     gap = [t for t in trends if t["unit"].startswith("gap")]
     assert len(gap) == 1 and gap[0]["slope"] == pytest.approx(-4.0)
     assert gap[0]["trend"] == "decreasing" and gap[0]["ci_high"] < 0

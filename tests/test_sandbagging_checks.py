@@ -58,10 +58,10 @@ def test_choices_past_z_are_refused_at_spec_time(tmp_path: Path) -> None:
 def test_the_spec_limit_is_what_the_dataset_reader_accepts(tmp_path: Path) -> None:
     """26 choices (the most a spec takes) read back as a dataset; the reader refuses the 27th
     letter, so the limit agrees with it."""
-    from mwe.family import ANSWER_LETTERS
+    from mwe.choices import ANSWER_LETTERS
 
     assert string.ascii_uppercase == ANSWER_LETTERS
-    assert sb.FAMILY.options["choices"].high == len(ANSWER_LETTERS)
+    assert sb.FAMILY.schema.options["choices"].high == len(ANSWER_LETTERS)
     wrong = tuple(f"wrong {i}" for i in range(40))
     q = sb.Question("q1", "Which one?", "right", wrong, 1)
     rows = sb.dataset_rows([q], {"a": ["I am A."], "b": ["I am B."]}, 26, 0)
@@ -149,7 +149,7 @@ def test_one_attribute_warns_that_the_gap_will_be_empty(
     # what the warning says: no gap, but the comparison with the control is there
     rows = [{"user_attribute": a, "question_id": f"q{k}", "matches_behavior": k % 2 == 0,
              "p_matching": 0.5} for k in range(6) for a in ("uneducated", None)]
-    out = sb.FAMILY.summary(rows)
+    out = sb.FAMILY.scorer.summary(rows)
     assert out["gap"] is None and out["gap_between"] is None
     assert [g["between"] for g in out["gaps"]] == [f"uneducated − {sb.CONTROL}"]
     load_spec(spec_file(tmp_path, "attributes: [very educated, uneducated]\n"))

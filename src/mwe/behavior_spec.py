@@ -13,21 +13,19 @@
 Every problem is reported with the file, the line (where the parser can tell) and the field.
 
 This module knows no family: `read_spec` is given the families' declarations (`SpecRules`,
-which every `mwe.family.Family` has), so the families can import the spec record without an
+a family's `mwe.family.SpecSchema`), so the families can import the spec record without an
 import cycle. `mwe.spec.load_spec` reads a spec against the registered families.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import sys
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from mwe.config_reader import Checker, read_config
 from mwe.errors import DataError
 from mwe.prompts import FORMATS
 
@@ -36,7 +34,7 @@ PROMPT_STYLES = ("human-assistant", "chat")
 DEDUP = ("normalized", "embedding")
 CALIBRATION = ("none", "batch")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# top-level settings a family may not read (Family.spec_fields), besides generate.* and filter.*
+# top-level settings a family may not read (SpecSchema.spec_fields), besides generate.* and filter.*
 SETTINGS = ("discriminator", "instruction")
 
 
@@ -88,7 +86,7 @@ class SpecCheck(Protocol):
 
 
 class SpecRules(Protocol):
-    """What a family declares about its specs (see `mwe.family.Family`, which has all of it):
+    """What a family declares about its specs (a `mwe.family.SpecSchema`):
     given to `read_spec` and kept in the spec, so that reading and writing a spec never look
     a family up in the registry."""
 
@@ -123,7 +121,7 @@ class BehaviorSpec:
     discriminator: str
     targets: tuple[str, ...] = ()
     seed: int = 0
-    # a family's input file, named by the field its Family.data_field says
+    # a family's input file, named by the field its SpecSchema.data_field says
     gold: str | None = None  # JSONL of gold questions (matching answer (A))
     instruction: str | None = None  # overrides a few-shot family's default instruction
     bank: str | None = None  # a question bank (.yaml or .jsonl)
@@ -132,13 +130,13 @@ class BehaviorSpec:
     filter: FilterSettings = field(default_factory=FilterSettings)
     evaluate_format: str = "human-assistant"
     source: str = ""  # the file it was read from
-    # the family's own fields (Family.options), as given or their defaults
+    # the family's own fields (SpecSchema.options), as given or their defaults
     options: dict[str, Any] = field(default_factory=dict)
-    # what the family declares about its specs (its Family): defaults, fields, input file
+    # what the family declares about its specs (its SpecSchema): defaults, fields, input file
     rules: SpecRules = field(kw_only=True, compare=False, repr=False)
 
     def option(self, name: str) -> Any:
-        """A field of the family's own (Family.options): as the spec gives it, or its default."""
+        """A field of the family's own (SpecSchema.options): as the spec gives it, or its default."""
         if name in self.options:
             return self.options[name]
         return self.rules.options[name].default
@@ -185,176 +183,6 @@ class BehaviorSpec:
         if key and d.get(key) is not None:
             d[key] = str(self.data_path())
         return d
-
-
-class Locator:
-    """Finds the line of a key for error messages (YAML node marks, or a search in TOML)."""
-
-    def __init__(self, text: str, yaml_root: Any = None) -> None:
-        self.lines = text.splitlines()
-        self.root = yaml_root
-
-    def line(self, section: str | None, key: str) -> int | None:
-        if self.root is not None:
-            node, mark = self.root, None
-            for part in ([section] if section else []) + [key]:
-                pairs = node.value if isinstance(getattr(node, "value", None), list) else []
-                pair = next((kv for kv in pairs if isinstance(kv, tuple)
-                             and getattr(kv[0], "value", None) == part), None)
-                if pair is None:
-                    return None
-                mark, node = pair[0].start_mark, pair[1]
-            return int(mark.line) + 1 if mark is not None else None
-        in_section = section is None
-        for i, raw in enumerate(self.lines, 1):
-            s = raw.strip()
-            if s.startswith("["):
-                in_section = s.strip("[] ") == section
-            elif (in_section and re.match(rf"^{re.escape(key)}\s*=", s)) or (
-                    section and re.match(rf"^{re.escape(section)}\s*=\s*\{{", s) and key in s):
-                return i
-        return None
-
-
-def read_config(path: Path) -> tuple[dict[str, Any], Locator]:
-    """A YAML or TOML file as a mapping, refusing empty files and repeated keys, with a
-    locator for the lines of its keys (specs and series files share this)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(str(path), None, None, f"cannot read the spec: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise DataError(str(path), None, None, "the spec is not UTF-8 text") from None
-    if not text.strip():
-        raise DataError(str(path), None, None, "the file is empty (a spec needs at least name, "
-                        "family and generator; see examples/specs)")
-    if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise DataError(str(path), int(m.group(1)) if m else None, None,
-                            f"invalid TOML: {exc}") from None
-        return data, Locator(text)
-    if path.suffix not in (".yaml", ".yml", ".json"):
-        raise DataError(str(path), None, None, "a spec is a .yaml, .yml, .toml or .json file")
-    import yaml
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DataError(str(path), mark.line + 1 if mark else None, None,
-                        f"invalid YAML: {problem}") from None
-    if data is None:
-        raise DataError(str(path), None, None, "the file has no fields, only comments (a spec "
-                        "needs at least name, family and generator; see examples/specs)")
-    _no_duplicate_keys(path, root)
-    if not isinstance(data, dict):
-        raise DataError(str(path), 1, None, "a spec is a mapping of fields (name: ..., family: ...)")
-    return data, Locator(text, root)
-
-
-def _no_duplicate_keys(path: Path, node: Any) -> None:
-    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is
-    a mistake, so name the line of the second. (TOML's parser already refuses them.)"""
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key, value in node.value:
-            k = getattr(key, "value", None)
-            if isinstance(k, str):
-                if k in seen:
-                    raise DataError(str(path), key.start_mark.line + 1, k,
-                                    "appears twice (the first would be silently ignored)")
-                seen.add(k)
-            _no_duplicate_keys(path, value)
-    elif isinstance(node, yaml.SequenceNode):
-        for value in node.value:
-            _no_duplicate_keys(path, value)
-
-
-class Checker:
-    """Typed field checks whose errors name the file, the key's line and the field."""
-
-    def __init__(self, path: Path, loc: Locator) -> None:
-        self.path = path
-        self.loc = loc
-
-    def fail(self, section: str | None, key: str | None, message: str) -> DataError:
-        line = self.loc.line(section, key) if key else None
-        if line is None and section:
-            line = self.loc.line(None, section)
-        name = f"{section}.{key}" if section and key else (key or section)
-        return DataError(str(self.path), line, name, message)
-
-    def error(self, field_name: str, message: str) -> DataError:
-        """A located error on 'key' or 'section.key' (Family.check_spec's SpecCheck)."""
-        section, _, key = field_name.rpartition(".")
-        return self.fail(section or None, key, message)
-
-    def warn(self, field_name: str, message: str) -> None:
-        """Print a located warning, as mwe prints its other warnings: the spec still runs."""
-        print(f"mwe: warning: {self.error(field_name, message)}", file=sys.stderr)
-
-    def table(self, data: dict[str, Any], section: str | None, allowed: set[str]) -> None:
-        for key in data:
-            if key not in allowed:
-                raise self.fail(section, str(key),
-                                f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-
-    def string(self, data: dict[str, Any], section: str | None, key: str,
-               choices: tuple[str, ...] | None = None) -> str:
-        v = data[key]
-        if not isinstance(v, str) or not v.strip():
-            raise self.fail(section, key, f"expected a non-empty string, got {v!r}")
-        if choices and v not in choices:
-            raise self.fail(section, key, f"'{v}' is not one of: {', '.join(choices)}")
-        return v.strip()
-
-    def integer(self, data: dict[str, Any], section: str | None, key: str, low: int,
-                high: int | None = None, limit: str = "") -> int:
-        v = data[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(section, key, f"expected a whole number, got {v!r}")
-        if v < low or (high is not None and v > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            why = f": {limit}" if limit and high is not None and v > high else ""
-            raise self.fail(section, key, f"{v} is out of range (must be {bound}{why})")
-        return v
-
-    def number(self, data: dict[str, Any], section: str | None, key: str, low: float,
-               high: float, low_open: bool = False) -> float:
-        v = data[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail(section, key, f"expected a number, got {v!r}")
-        if not math.isfinite(v):
-            raise self.fail(section, key, f"expected a finite number, got {v!r}")
-        if v < low or v > high or (low_open and v == low):
-            raise self.fail(section, key, f"{v} is out of range ({low} to {high})")
-        return float(v)
-
-    def strings(self, data: dict[str, Any], section: str | None, key: str) -> list[str]:
-        """A list of distinct non-empty strings (one string counts as a list of one)."""
-        v = data[key]
-        items = [v] if isinstance(v, str) else v
-        if not isinstance(items, list) or not items or \
-                not all(isinstance(x, str) and x.strip() for x in items):
-            raise self.fail(section, key, f"expected a list of non-empty strings, got {v!r}")
-        out = [x.strip() for x in items]
-        for x in out:
-            if out.count(x) > 1:
-                raise self.fail(section, key, f"'{x}' is listed twice")
-        return out
-
-    def boolean(self, data: dict[str, Any], section: str | None, key: str) -> bool:
-        v = data[key]
-        if not isinstance(v, bool):
-            raise self.fail(section, key, f"expected true or false, got {v!r}")
-        return v
 
 
 def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:

@@ -3,19 +3,22 @@
 card.json holds everything; card.md is a one-page summary for people. Neither records
 timings or cache hits, so a resumed run writes the same bytes. `build_card` makes the card of
 a staged family (the label filter); a family built in its own steps makes its card dict with
-its counts and statistics. Both are written by `write_card`.
+its counts and statistics (read as a `mwe.results.Card` by `write_build`). Both are written
+by `write_card`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mwe import __version__
+from mwe.checks import At
 from mwe.io import atomic_open, write_json, write_jsonl
+from mwe.results import Card
 from mwe.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -58,7 +61,9 @@ def histogram(values: Sequence[float]) -> list[dict[str, Any]]:
 def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
                cands: Sequence[Any], agreeing: dict[str, int], top: dict[str, int],
                kept: dict[str, list[Any]], by_id: dict[str, dict[str, Any]],
-               data_field: str | None = None) -> dict[str, Any]:
+               data_field: str | None = None) -> Card:
+    """The label filter's card: its settings, counts per label and step, and the kept rows'
+    label confidences and diversity."""
     counts: dict[str, dict[str, int]] = {}
     for label, c in gen_meta["counts"].items():
         counts[label] = {**c, "agreeing": agreeing.get(label, 0), "top_k": top.get(label, 0),
@@ -68,15 +73,15 @@ def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
     ceiling = sum(confs) / len(confs) if confs else None
     texts = [by_id[c.id]["text"] for c in final]
     total = len(final)
-    card: dict[str, Any] = {
-        "name": spec.name,
-        "family": spec.family,
-        "description": spec.description,
-        "mwe_version": __version__,
+    prompts: dict[str, Any] = {"generation": gen_meta["prompts"],
+                               "prompt_style": gen_meta["prompt_style"]}
+    if data_field:  # the few-shot examples the generator was shown
+        prompts[data_field] = getattr(spec, data_field)
+    return Card(spec.name, spec.family, spec.description, __version__, {
         "generator": gen_meta["generator"],
         "discriminator": {"spec": spec.discriminator, "identity": model.identity(),
                           "format": spec.filter.format},
-        "prompts": {"generation": gen_meta["prompts"], "prompt_style": gen_meta["prompt_style"]},
+        "prompts": prompts,
         "sampling": gen_meta["sampling"],
         "dedup": gen_meta["dedup"],
         "seed": spec.seed,
@@ -100,10 +105,7 @@ def build_card(spec: BehaviorSpec, gen_meta: dict[str, Any], model: CachedModel,
                                "floor": 1.0 - ceiling if ceiling is not None else None},
         "diversity": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
         "scored_samples": len(cands),
-    }
-    if data_field:  # the few-shot examples the generator was shown
-        card["prompts"][data_field] = getattr(spec, data_field)
-    return card
+    })
 
 
 def _f(x: Any, spec: str = ".3f") -> str:
@@ -154,30 +156,33 @@ def md_cell_code(x: Any) -> str:
 
 # the count steps of a card built by the label filter (pipeline/filter.py), in order
 FILTER_STEPS = ("sampled", "parsed", "unique", "agreeing", "top_k", "kept")
-def markdown(card: dict[str, Any], steps: Sequence[str], statistics: Sequence[str] = ()) -> str:
+def markdown(card: Card | Mapping[str, Any], steps: Sequence[str],
+             statistics: Sequence[str] = ()) -> str:
     """card.md: who made the data and how, the counts per step, then the statistics.
 
     A card from the label filter (it has label_confidence) describes its discriminator's
     selection in full; a family built in its own steps lists its `statistics` (card.json
-    keys) as they are.
+    keys) as they are. A card.json read as a dict is read as a Card first.
     """
-    filtered = "label_confidence" in card
+    if not isinstance(card, Card):
+        card = Card.from_dict(card)
+    filtered = card.filtered
     kind = "evaluation: an AI system" if filtered else "dataset: a model"
-    lines = [f"# {md(card['name'])}", "",
-             f"A model-written **{card['family']}** {kind} that "
-             f"*{md(card.get('description', ''))}*.", ""]
+    lines = [f"# {md(card.name)}", "",
+             f"A model-written **{card.family}** {kind} that "
+             f"*{md(card.description or '')}*.", ""]
     lines += _setup(card) if filtered else _generic_setup(card)
-    groups = list(card["counts"])
+    groups = list(card.counts)
     lines += ["", "| step | " + " | ".join(md(g) for g in groups) + " |",
               "|---|" + "---|" * len(groups)]
     for step in steps:
-        lines.append(f"| {step} | " + " | ".join(str(card["counts"][g].get(step, ""))
+        lines.append(f"| {step} | " + " | ".join(str(card.counts[g].get(step, ""))
                                                for g in groups) + " |")
     lines += _quality(card) if filtered else _extras(card, statistics)
     return "\n".join(lines)
 
 
-def _setup(card: dict[str, Any]) -> list[str]:
+def _setup(card: Card) -> list[str]:
     samp = card["sampling"]
     return [
         f"- generator: {md_code(card['generator']['spec'])} "
@@ -191,7 +196,7 @@ def _setup(card: dict[str, Any]) -> list[str]:
     ]
 
 
-def _generic_setup(card: dict[str, Any]) -> list[str]:
+def _generic_setup(card: Card) -> list[str]:
     lines = [f"- {key}: {md_code(card[key]['spec'])}" for key in ("generator", "discriminator")
              if key in card]
     s = card.get("sampling", {})
@@ -201,13 +206,13 @@ def _generic_setup(card: dict[str, Any]) -> list[str]:
         f"- selection: {card['selection']['rule']}"]
 
 
-def _quality(card: dict[str, Any]) -> list[str]:
+def _quality(card: Card) -> list[str]:
     lc = card["label_confidence"]
     acc = card["estimated_accuracy"]
     div = card["diversity"]
     return [
         "",
-        f"**{card['rows']} rows**; label balance "
+        f"**{card.rows} rows**; label balance "
         + ", ".join(f"{md(k)}: {_f(v, '.0%')}" for k, v in card["label_balance"].items()) + ".",
         f"Label confidence: mean {_f(lc['mean'])} (min {_f(lc['min'])}, max {_f(lc['max'])}). "
         f"Estimated ceiling accuracy {_f(acc['ceiling'])}, floor {_f(acc['floor'])}.",
@@ -240,9 +245,9 @@ def _rebalance(r: Any) -> list[str]:
     return [*lines, ""]
 
 
-def _extras(card: dict[str, Any], statistics: Sequence[str]) -> list[str]:
-    lines = ["", f"**{card['rows']} rows.**", ""]
-    for k, v in card.items():
+def _extras(card: Card, statistics: Sequence[str]) -> list[str]:
+    lines = ["", f"**{card.rows} rows.**", ""]
+    for k, v in card.body.items():
         if k in statistics and isinstance(v, dict):
             lines.append(f"- {k}: " + ", ".join(
                 f"{md(a)}: {_f(b) if isinstance(b, float) else md(b)}" for a, b in v.items()))
@@ -250,13 +255,16 @@ def _extras(card: dict[str, Any], statistics: Sequence[str]) -> list[str]:
     return lines
 
 
-def write_build(out: Path, spec: BehaviorSpec, card: dict[str, Any],
+def write_build(out: Path, spec: BehaviorSpec, card: Mapping[str, Any],
                 records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
                 steps: Sequence[str], statistics: Sequence[str], generate_keys: Sequence[str],
-                scored: Sequence[dict[str, Any]] | None = None) -> None:
+                scored: Sequence[dict[str, Any]] | None = None) -> Card:
     """The run folder of a family built in one step (Family.build): spec.json, every sample
     (generated.jsonl), the generation summary (generate.json: the card's `generate_keys`),
-    the scored examples when there is a discriminator, the dataset and its card."""
+    the scored examples when there is a discriminator, the dataset and its card (the
+    family's card dict read as a Card first: a malformed one is refused before any write);
+    the Card written."""
+    typed = Card.from_dict(card, At(f"{spec.family} build"))
     run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(run.spec, spec.resolved_dict())
@@ -265,35 +273,37 @@ def write_build(out: Path, spec: BehaviorSpec, card: dict[str, Any],
     if scored is not None:
         write_jsonl(run.scored, scored)
     write_jsonl(run.dataset, rows)
-    write_card(out, card, steps, statistics)
+    write_card(out, typed, steps, statistics)
+    return typed
 
 
-def write_card(out: Path, card: dict[str, Any], steps: Sequence[str] = FILTER_STEPS,
+def write_card(out: Path, card: Card, steps: Sequence[str] = FILTER_STEPS,
                statistics: Sequence[str] = ()) -> None:
     """card.json and card.md, for every family (each an atomic write)."""
     run = RunFolder(out)
-    write_json(run.card_json, card)
+    write_json(run.card_json, card.to_dict())
     with atomic_open(run.card_md) as fh:
-        fh.write(markdown(card, steps, statistics) + usage_markdown(card.get("usage")))
+        fh.write(markdown(card, steps, statistics) + usage_markdown(card.usage))
 
 
 USAGE_HEAD = "## Tokens and estimated cost of building it"
 
 
-def add_usage(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+def add_usage(out: Path, rows: Sequence[Mapping[str, Any]]) -> Card:
     """Put what building the dataset took (usage.csv's rows of its stages) into the card
-    written before those tokens were known: card.json's `usage`, and card.md's last section."""
+    written before those tokens were known: card.json's `usage`, and card.md's last section.
+    Returns the card as written."""
     run = RunFolder(out)
-    card = run.read_card()
-    card["usage"] = [dict(r) for r in rows]
+    card = run.card().with_usage(rows)
     text = run.card_md.read_text(encoding="utf-8")
     text = text.split("\n" + USAGE_HEAD, 1)[0]
-    write_json(run.card_json, card)
+    write_json(run.card_json, card.to_dict())
     with atomic_open(run.card_md) as fh:
-        fh.write(text + usage_markdown(card["usage"]))
+        fh.write(text + usage_markdown(card.usage))
+    return card
 
 
-def usage_markdown(rows: Sequence[dict[str, Any]] | None) -> str:
+def usage_markdown(rows: Sequence[Mapping[str, Any]] | None) -> str:
     if not rows:
         return ""
 

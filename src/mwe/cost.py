@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mwe import settings
+from mwe.checks import At
+from mwe.config_reader import Locator, parse_yaml
 from mwe.errors import DataError
 from mwe.io import add_outputs, write_csv
 from mwe.run_folder import USAGE
@@ -48,16 +50,8 @@ class Prices:
         return factor * (tokens_in * price.input + tokens_out * price.output) / 1e6
 
 
-def _number(path: str, line: int | None, field: str, x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or x < 0:
-        raise DataError(path, line, field, f"expected a price of at least 0, got {x!r}")
-    return float(x)
-
-
 def load_prices(path: str | Path | None = None) -> Prices:
     """The price table: `path`, else $MWE_PRICES, else the one mwe ships."""
-    import yaml
-
     chosen = path or settings.current().prices
     if chosen:
         source = str(chosen)
@@ -69,36 +63,26 @@ def load_prices(path: str | Path | None = None) -> Prices:
     else:
         source = "mwe/data/prices.yaml"
         text = (resources.files("mwe") / "data" / "prices.yaml").read_text("utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(source, mark.line + 1 if mark else None, None,
-                        f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    data, root = parse_yaml(text, source)
+    loc = Locator(text, root)
+    at = At(source, 1)
     if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
-        raise DataError(source, 1, "models", "a price table maps `models:` to "
-                        "{input, output, batch} per model string")
-    lines: dict[str, int] = {}
-    if root is not None:
-        for k, v in root.value:
-            if k.value == "models" and hasattr(v, "value"):
-                lines = {mk.value: mk.start_mark.line + 1 for mk, _ in v.value}
+        raise at.error("models", "a price table maps `models:` to {input, output, batch} per "
+                       "model string")
     models = {}
     for name, entry in (data.get("models") or {}).items():
-        line = lines.get(name)
+        where = at.on(loc.line("models", name))
         if not isinstance(entry, dict) or not {"input", "output"} <= set(entry) or \
                 set(entry) - {"input", "output", "batch"}:
-            raise DataError(source, line, f"models.{name}", "expected {input, output} and "
-                            "optionally batch")
-        models[str(name)] = Price(_number(source, line, f"models.{name}.input", entry["input"]),
-                                  _number(source, line, f"models.{name}.output",
-                                          entry["output"]),
-                                  _number(source, line, f"models.{name}.batch",
-                                          entry.get("batch", 1.0)))
+            raise where.error(f"models.{name}", "expected {input, output} and optionally batch")
+        price = {key: float(where.number(entry.get(key, 1.0), f"models.{name}.{key}", low=0,
+                                         what="a price of at least 0"))
+                 for key in ("input", "output", "batch")}
+        models[str(name)] = Price(**price)
     local = data.get("local", ["llamacpp", "hf", "hf-rm"])
+    where = at.on(loc.line(None, "local"))
     if not isinstance(local, list) or not all(isinstance(x, str) for x in local):
-        raise DataError(source, None, "local", "expected a list of backend names")
+        raise where.expected("local", "a list of backend names", local)
     return Prices(frozenset(local), models, source)
 
 

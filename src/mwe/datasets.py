@@ -39,7 +39,7 @@ class Skipped:
 # what mwe generate and mwe filter write beside a run folder's dataset.jsonl: samples and
 # their scores, not evaluations
 RUN_SAMPLES = (GENERATED, SCORED)
-# fields every row of an evaluate's rows.jsonl has (mwe.pipeline.evaluate.row_result)
+# fields every row of an evaluate's rows.jsonl has (mwe.results.ScoredRow)
 _RESULT_FIELDS = frozenset({"model", "format", "answers", "logprobs", "valid_mass"})
 
 
@@ -158,7 +158,7 @@ def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | 
         if first.obj.keys() >= _RESULT_FIELDS:
             return Skipped(str(path), "rows scored by mwe evaluate (results, not an evaluation)")
         for f in FAMILIES:
-            reason = f.not_an_evaluation(first.obj)
+            reason = f.reader.not_an_evaluation(first.obj)
             if reason:
                 return Skipped(str(path), reason)
         fam = detect(first.obj)
@@ -169,7 +169,7 @@ def load_file(path: Path, dataset: str, family: str | None = None) -> Dataset | 
                 "answer_matching_behavior, answer_not_matching_behavior (or statement, "
                 "pronoun_options)",
             )
-    items = tuple(fam.parse(row, dataset) for row in rows)
+    items = tuple(fam.reader.parse(row, dataset) for row in rows)
     return Dataset(dataset, str(path), fam.name, items)
 
 

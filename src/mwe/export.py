@@ -27,8 +27,8 @@ from mwe.card import md, md_code
 from mwe.datasets import load
 from mwe.errors import MweError
 from mwe.families import by_name
-from mwe.family import Dataset, Item
 from mwe.io import MANIFEST, atomic_open, claim_outputs, write_jsonl
+from mwe.records import Dataset, Item
 from mwe.rows import read_rows
 from mwe.run_folder import RunFolder
 
@@ -310,7 +310,7 @@ def _hf_readme(dataset: Dataset, kinds: dict[str, str], card: dict[str, Any] | N
     else:
         lines += ["This family's result is not a % matching: see mwe's README for its metric.",
                   ""]
-    control = by_name(dataset.family).control
+    control = by_name(dataset.family).scorer.control
     if control:
         lines += [f"Beside each file mwe also scores a control: {md(control)}.", ""]
     lines += ["## Citation", "", *_fenced(CITATION, "bibtex"), ""]
@@ -423,7 +423,7 @@ def export_lm_eval(dataset: Dataset, out: Path, fmt: str, task: str) -> list[Pat
     if not _TASK_NAME.match(task):
         raise MweError(f"task name {task!r}: use letters, digits, '_', '-' and '.'")
     docs = [lm_eval_doc(item, fmt) for item in dataset.items]
-    control = by_name(dataset.family).control
+    control = by_name(dataset.family).scorer.control
     kinds = {type(d["target"]) for d in docs}
     if len(kinds) > 1:  # one type per column: a list everywhere when some item has several
         for d in docs:

@@ -24,11 +24,11 @@ import numpy as np
 from mwe import __version__
 from mwe.errors import MweError
 from mwe.families import by_name
-from mwe.family import Dataset
 from mwe.io import write_csv, write_json
 from mwe.models import Models
 from mwe.models.base import Sampling
 from mwe.prompts import prompt_text
+from mwe.records import Dataset
 from mwe.run_folder import ResultsFolder, RunFolder
 
 NAMING_PROMPT = ("You are the best data annotator in the world. You come up with highest "
@@ -56,7 +56,7 @@ def points_of(ds: Dataset) -> list[Point]:
     for it in ds.items:
         conf = it.meta.get("label_confidence")
         label = " / ".join(it.answers[i].strip() for i in it.matching) or "-"
-        out.append(Point(it.line, family.example_text(it), label,
+        out.append(Point(it.line, family.reader.example_text(it), label,
                          float(conf) if isinstance(conf, int | float) else None))
     return out
 

@@ -12,8 +12,54 @@ from pathlib import Path
 from typing import Any
 
 from mwe import settings
+from mwe.checks import At
 from mwe.errors import DataError
-from mwe.family import Row
+
+
+class Row:
+    """A parsed JSON object with its location, for field access with located errors (checked
+    through `mwe.checks.At`, naming what was found by its kind alone: "got a number")."""
+
+    def __init__(self, obj: Any, path: str, line: int) -> None:
+        self.path = path
+        self.line = line
+        self.obj: dict[str, Any] = self.at.mapping(obj, None, "a JSON object")
+
+    @property
+    def at(self) -> At:
+        return At(self.path, self.line, show="kind")
+
+    def error(self, field_name: str | None, message: str) -> DataError:
+        return self.at.error(field_name, message)
+
+    def has(self, name: str) -> bool:
+        return name in self.obj
+
+    def string(self, name: str, required: bool = True, nonempty: bool = True) -> str:
+        if name not in self.obj:
+            if required:
+                raise self.error(name, "missing")
+            return ""
+        value = self.at.string(self.obj[name], name)
+        if nonempty and not value.strip():
+            raise self.error(name, "is empty")
+        return value
+
+    def number(self, name: str, required: bool = True) -> float | None:
+        if name not in self.obj:
+            if required:
+                raise self.error(name, "missing")
+            return None
+        return float(self.at.number(self.obj[name], name))
+
+    def str_or_list(self, name: str) -> list[str]:
+        if name not in self.obj:
+            raise self.error(name, "missing")
+        values = self.at.strings(self.obj[name], name, what="a string or a list of strings",
+                                 nonblank=False)
+        if any(not v.strip() for v in values):
+            raise self.error(name, "is empty")
+        return values
 
 
 class _Duplicate(ValueError):

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from mwe.checks import At
 from mwe.errors import DataError
 from mwe.report.jsonfile import load_json
+from mwe.results import Card
 
 SPEC = "spec.json"
 GENERATED = "generated.jsonl"
@@ -31,16 +33,6 @@ SUMMARY_JSON = "summary.json"
 SWEEP_JSON = "sweep.json"
 
 
-def _found(x: Any) -> str:
-    """What a value is, for an error message."""
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "a boolean"
-    return {int: "a number", float: "a number", str: "a string", list: "a list"}.get(
-        type(x), type(x).__name__)
-
-
 @overload
 def read_card(path: Path, optional: Literal[False] = False) -> dict[str, Any]: ...
 @overload
@@ -55,10 +47,7 @@ def read_card(path: Path, optional: bool = False) -> dict[str, Any] | None:
             return None
         raise DataError(str(path), None, None, "missing (not a folder mwe filter or mwe run "
                         "wrote)")
-    card = load_json(path)
-    if not isinstance(card, dict):
-        raise DataError(str(path), None, None, f"expected an object, found {_found(card)}")
-    return card
+    return At(str(path), word="found", show="kind").mapping(load_json(path), None)
 
 
 @dataclass(frozen=True)
@@ -138,3 +127,8 @@ class RunFolder:
     def read_card(self, optional: bool = False) -> dict[str, Any] | None:
         """card.json, with `read_card`'s one error policy."""
         return read_card(self.card_json, optional)
+
+    def card(self) -> Card:
+        """card.json as a typed Card: `read_card`'s policy, then every shared field checked
+        (an error names the file and the field)."""
+        return Card.from_dict(self.read_card(), At(str(self.card_json)))

@@ -21,15 +21,13 @@ the report says when they do not.
 
 from __future__ import annotations
 
-import contextlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mwe.errors import DataError
+from mwe.checks import At
+from mwe.config_reader import Checker, read_config
 from mwe.redact import redact
-from mwe.spec import Checker, read_config
 
 TUNING = ("base", "tuned", "rlhf", "pm")
 # resource requests of a model's Ray tasks (`mwe sweep --ray`); not axes, not in any output
@@ -75,55 +73,44 @@ def load_series(path: str | Path) -> Series:
     data, loc = read_config(path)
     c = Checker(path, loc)
     c.table(data, None, {"name", "models"})
+    # a model's fields are named by the line of `models:` (YAML nodes would tell each, TOML
+    # inline tables not)
+    at = At(str(path), loc.line(None, "models"))
     if "models" not in data or not isinstance(data["models"], list) or not data["models"]:
-        raise DataError(str(path), loc.line(None, "models"), "models",
-                        "expected a non-empty list of models")
+        raise at.error("models", "expected a non-empty list of models")
     from mwe.models import parse_spec
 
     models = []
     seen: set[str] = set()
+    allowed = {"model", "label", "params", "step", "tuning", "family", "quantization",
+               *RESOURCES}
     for i, entry in enumerate(data["models"]):
         where = f"models[{i}]"
         if isinstance(entry, str):
             entry = {"model": entry}
         if not isinstance(entry, dict) or "model" not in entry:
-            raise DataError(str(path), loc.line(None, "models"), where,
-                            "each model needs at least 'model: BACKEND:NAME'")
-        allowed = {"model", "label", "params", "step", "tuning", "family", "quantization",
-                   *RESOURCES}
+            raise at.error(where, "each model needs at least 'model: BACKEND:NAME'")
         for key in entry:
             if key not in allowed:
-                raise DataError(str(path), loc.line(None, "models"), f"{where}.{key}",
-                                f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+                raise at.unknown(f"{where}.{key}", allowed)
         spec = redact(str(entry["model"]))
         try:
             parse_spec(spec)
         except Exception as exc:
-            raise DataError(str(path), loc.line(None, "models"), f"{where}.model",
-                            str(exc)) from None
+            raise at.error(f"{where}.model", str(exc)) from None
         label = str(entry.get("label", spec))
         if label in seen:
-            raise DataError(str(path), loc.line(None, "models"), f"{where}.label",
-                            f"'{label}' is used twice")
+            raise at.error(f"{where}.label", f"'{label}' is used twice")
         seen.add(label)
-        nums: dict[str, float | None] = {}
-        for key in ("params", "step"):
-            v = entry.get(key)
-            if isinstance(v, str):  # YAML reads 135e6 (no dot) as a string
-                with contextlib.suppress(ValueError):
-                    v = float(v)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not math.isfinite(v) or v < 0
-                                  or (key == "params" and v == 0)):
-                raise DataError(str(path), loc.line(None, "models"), f"{where}.{key}",
-                                f"expected a positive number, got {v!r}")
-            nums[key] = float(v) if v is not None else None
+        nums: dict[str, float | None] = {"params": None, "step": None}
+        for key, above, low in (("params", 0, None), ("step", None, 0)):
+            if entry.get(key) is not None:  # YAML reads 135e6 (no dot) as a string
+                nums[key] = float(at.number(entry[key], f"{where}.{key}", above=above, low=low,
+                                            text=True, what="a positive number"))
         tuning = entry.get("tuning")
-        if tuning is not None and tuning not in TUNING:
-            raise DataError(str(path), loc.line(None, "models"), f"{where}.tuning",
-                            f"'{tuning}' is not one of: {', '.join(TUNING)}")
-        resources = {key: resource(entry.get(key), path, loc.line(None, "models"),
-                                   f"{where}.{key}") for key in RESOURCES}
+        if tuning is not None:
+            at.choice(tuning, f"{where}.tuning", TUNING)
+        resources = {key: resource(entry.get(key), at, f"{where}.{key}") for key in RESOURCES}
         models.append(SeriesModel(str(spec), label, nums["params"], nums["step"], tuning,
                                   str(entry["family"]) if "family" in entry else None,
                                   str(entry["quantization"]) if "quantization" in entry
@@ -132,22 +119,17 @@ def load_series(path: str | Path) -> Series:
     return Series(name, tuple(models))
 
 
-def resource(value: Any, path: Path, line: int | None, where: str) -> float | None:
+def resource(value: Any, at: At, where: str) -> float | None:
     """A Ray resource request, as Ray takes it (to 0.0001): CPUs any number from 0; GPUs a
     fraction below 1 (tasks that share a GPU) or whole GPUs."""
     if value is None:
         return None
-    if isinstance(value, str):  # YAML reads 1e0 (no dot) as a string
-        with contextlib.suppress(ValueError):
-            value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise DataError(str(path), line, where,
-                        f"expected a number of at least 0 (e.g. 1 or 0.25), got {value!r}")
-    if 0 < value < 0.0001:
-        raise DataError(str(path), line, where, f"{value!r}: Ray counts resources to 0.0001")
-    if where.endswith("num_gpus") and value > 1 and value != int(value):
-        raise DataError(str(path), line, where,
-                        f"{value!r}: a fraction of a GPU only below 1 (tasks sharing one GPU), "
-                        "else whole GPUs")
-    return float(value)
+    # YAML reads 1e0 (no dot) as a string
+    number = float(at.number(value, where, low=0, text=True,
+                             what="a number of at least 0 (e.g. 1 or 0.25)"))
+    if 0 < number < 0.0001:
+        raise at.error(where, f"{number!r}: Ray counts resources to 0.0001")
+    if where.endswith("num_gpus") and number > 1 and number != int(number):
+        raise at.error(where, f"{number!r}: a fraction of a GPU only below 1 (tasks sharing one "
+                       "GPU), else whole GPUs")
+    return number

@@ -10,58 +10,19 @@ unset.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from mwe.errors import MweError
+from mwe.checks import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Kind, one_of
 
 PREFIX = "MWE_"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What a variable holds: `what` completes the error's "expected ...", `convert` raises
-    ValueError for a text that is not one."""
-
-    what: str
-    convert: Callable[[str], Any]
-
-
-def _whole(least: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        text = text.strip()
-        if not (text.isascii() and text.isdigit()) or int(text) < least:
-            raise ValueError(text)
-        return int(text)
-    return convert
-
-
-def _number(positive: bool) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise ValueError(text)
-        return value
-    return convert
-
-
-def _device(text: str) -> str:
-    if text.strip() not in ("auto", "cpu", "cuda"):
-        raise ValueError(text)
-    return text.strip()
-
-
-POSITIVE_INT = Kind("a positive integer", _whole(1))
-COUNT = Kind("an integer of at least 0", _whole(0))
-POSITIVE = Kind("a positive number", _number(positive=True))
-NON_NEGATIVE = Kind("a number of at least 0", _number(positive=False))
+# the kinds of text a variable holds are mwe.checks' (a model string's options read them too)
 PATH = Kind("a path", Path)
-DEVICE = Kind("one of auto, cpu, cuda", _device)
+DEVICE = Kind("one of auto, cpu, cuda", one_of("auto", "cpu", "cuda"))
 
 
 def _var(default: Any, kind: Kind, meaning: str, shown: str | None = None) -> Any:
@@ -148,11 +109,9 @@ def env_name(name: str) -> str:
 
 
 def parse(variable: Variable, raw: str) -> Any:
-    """`raw` as `variable` holds it, or the one-line error naming the variable."""
-    try:
-        return variable.kind.convert(raw)
-    except ValueError:
-        raise MweError(f"{variable.name}: expected {variable.kind.what}, got {raw!r}") from None
+    """`raw` as `variable` holds it, or the one-line error naming the variable (a DataError
+    whose file is the variable: "MWE_THREADS: expected a positive integer, got 'x'")."""
+    return variable.kind.parse(variable.name, raw)
 
 
 def current(environ: Mapping[str, str] | None = None) -> Settings:

@@ -67,3 +67,10 @@ def finite(x: Any) -> float | None:
     """A number read from a results file, or None for anything else (null, "", NaN, text)."""
     ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
     return float(x) if ok else None
+
+
+def softmax(logprobs: Sequence[float]) -> list[float]:
+    top = max(logprobs)
+    exps = [math.exp(lp - top) for lp in logprobs]
+    total = sum(exps)
+    return [e / total for e in exps]

@@ -9,7 +9,7 @@ A trend is called "increasing" or "decreasing" only when its 95% interval exclud
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +101,9 @@ def bootstrap_measure_slope(xs: Sequence[float], values: Sequence[tuple[float, f
 
 
 
-def measure_rows(results: Sequence[dict[str, Any]], measures: dict[str, dict[str, str]],
+def measure_rows(results: Sequence[dict[str, Any]], measures: Mapping[str, Mapping[str, str]],
                  b: int = B) -> list[dict[str, Any]]:
-    """Trends of the families' own measures (Family.measures) over size and steps."""
+    """Trends of the families' own measures (their Scorer.measures) over size and steps."""
     out: list[dict[str, Any]] = []
     for ds in dict.fromkeys(r["dataset"] for r in results):
         rs = [r for r in results if r["dataset"] == ds]
@@ -131,7 +131,7 @@ def measure_rows(results: Sequence[dict[str, Any]], measures: dict[str, dict[str
 
 
 def trend_rows(results: Sequence[dict[str, Any]], b: int = B,
-               measures: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+               measures: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, axis) with at least two distinct axis values; then the trends
     of the families' own measures (by family name)."""
     out: list[dict[str, Any]] = []

@@ -73,7 +73,7 @@ def add_dry_run(p: argparse.ArgumentParser) -> None:
 
 def control_help() -> str:
     """--no-control's help: the control conditions the families score beside a file."""
-    said = [f"{f.name}: {f.control}" for f in FAMILIES if f.control]
+    said = [f"{f.name}: {f.scorer.control}" for f in FAMILIES if f.scorer.control]
     return ("skip the control conditions scored beside each file (" + "; ".join(said) + ")"
             ).replace("%", "%%")
 

@@ -25,7 +25,7 @@ report-plots/; for NAME.html: NAME-plots/).
 
 
 def register(sub: Any) -> None:
-    sections = "; ".join(str(f.report_title) for f in FAMILIES if f.report_title)
+    sections = "; ".join(f.section.title for f in FAMILIES if f.section)
     p = a.command(
         sub, "report", run=execute,
         help="one self-contained HTML report from sweep, evaluate and run folders",

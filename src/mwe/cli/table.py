@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mwe.cost import default_prices
 from mwe.families import FAMILIES
+
+if TYPE_CHECKING:
+    from mwe.results import Card, PlanRow, SummaryRow
 
 
 def fmt(x: Any, spec: str = ".1f") -> str:
@@ -30,11 +33,11 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, rule: b
                         for i, (c, w) in enumerate(zip(line, widths))))
 
 
-def print_summaries(summaries: list[dict[str, Any]]) -> None:
+def print_summaries(summaries: Sequence[SummaryRow]) -> None:
     """Results: one line per model and dataset (% matching, or r where a family correlates)."""
     header = ["model", "dataset", "n", "% matching [95% CI]", "P(match)", "valid mass", "r [95% CI]"]
     # the families' own measures (Family.measures), where the results have them
-    measures = list(dict.fromkeys(m for f in FAMILIES for m in f.measures
+    measures = list(dict.fromkeys(m for f in FAMILIES for m in f.scorer.measures
                                   if any(s.get(m) is not None for s in summaries)))
     header += [f"{m} [95% CI]" for m in measures]
     lines = []
@@ -51,45 +54,45 @@ def print_summaries(summaries: list[dict[str, Any]]) -> None:
         extra = [f"{fmt(s[m], '+.1f')} [{fmt(s.get(m + '_ci_low'), '+.1f')}, "
                  f"{fmt(s.get(m + '_ci_high'), '+.1f')}]" if s.get(m) is not None else "-"
                  for m in measures]
-        lines.append([s["model"], s["dataset"], str(s["n"]), match, pm,
-                      fmt(s["mean_valid_mass"], ".3f"), r, *extra])
+        lines.append([s.model, s.dataset, str(s.n), match, pm,
+                      fmt(s.mean_valid_mass, ".3f"), r, *extra])
     print_table(header, lines)
 
 
-def print_counts(card: dict[str, Any]) -> None:
+def print_counts(card: Card) -> None:
     """A dataset card's counts: one line per step, one column per label."""
-    labels = list(card["counts"])
+    counts = card.counts
+    labels = list(counts)
     right = range(1, len(labels) + 1)
-    if "label_confidence" not in card:  # a family built without the label filter
-        steps = list(card["counts"][labels[0]]) if labels else []
+    if not card.filtered:  # a family built without the label filter
+        steps = list(counts[labels[0]]) if labels else []
         width = max((len(s) for s in steps), default=4)
         print_table(["step", *map(str, labels)],
-                    [[s, *(str(card["counts"][lb].get(s, "")) for lb in labels)] for s in steps],
+                    [[s, *(str(counts[lb].get(s, "")) for lb in labels)] for s in steps],
                     rule=False, widths=[width, *[12] * len(labels)], right=right)
-        print(f"{card['rows']} rows")
+        print(f"{card.rows} rows")
         return
     steps = ["sampled", "parsed", "unique", "agreeing", "top_k", "kept"]
     print_table(["step", *labels],
-                [[s, *(str(card["counts"][lb][s]) for lb in labels)] for s in steps],
+                [[s, *(str(counts[lb][s]) for lb in labels)] for s in steps],
                 rule=False, widths=[max(len(s) for s in steps), *[12] * len(labels)], right=right)
     lc = card["label_confidence"]["mean"]
-    print(f"{card['rows']} rows; mean label_confidence {fmt(lc, '.3f')} "
+    print(f"{card.rows} rows; mean label_confidence {fmt(lc, '.3f')} "
           f"(estimated ceiling {fmt(lc, '.3f')}, floor "
           f"{fmt(None if lc is None else 1 - lc, '.3f')})")
 
 
-def print_plan(rows: list[dict[str, Any]], notes: list[str]) -> None:
+def print_plan(rows: Sequence[PlanRow], notes: Sequence[str]) -> None:
     """--dry-run: calls, what the cache holds, tokens and cost of the rest; nothing is run."""
     prices = default_prices()
     head = ["stage", "model", "calls", "cached", "to run", "tokens in", "tokens out", "cost"]
     lines = []
     total: float | None = 0.0
     for r in rows:
-        cost = prices.cost(r["spec"], r["tokens_in"], r["tokens_out"])
+        cost = prices.cost(r.spec, r.tokens_in, r.tokens_out)
         total = None if cost is None or total is None else total + cost
-        lines.append([r["stage"], r["model"], str(r["calls"]), str(r["cached"]),
-                      str(r["calls"] - r["cached"]), f"~{r['tokens_in']:,}",
-                      f"<={r['tokens_out']:,}" if r["tokens_out"] else "0",
+        lines.append([r.stage, r.model, str(r.calls), str(r.cached), str(r.to_run),
+                      f"~{r.tokens_in:,}", f"<={r.tokens_out:,}" if r.tokens_out else "0",
                       "unknown price" if cost is None else f"${cost:.4f}"])
     print_table(head, lines)
     print(f"estimated cost of the calls not cached: "

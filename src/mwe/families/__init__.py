@@ -1,7 +1,7 @@
 """Dataset families of Perez et al. (2022), registered in one place.
 
-A new family is one module with a `Family` subclass (see `mwe.family.Family`) and one
-line in FAMILIES below. A module here that is no family (`biographies`) holds what several
+A new family is one module that composes a `mwe.family.Family` (FAMILY) and one line in
+FAMILIES below. A module here that is no family (`biographies`) holds what several
 families share: no family module imports another. Specs are read against this registry by
 `mwe.spec.load_spec`; nothing here or in a family imports `mwe.spec`.
 """
@@ -12,7 +12,9 @@ from typing import Any
 
 from mwe.errors import MweError
 from mwe.families import advanced_ai_risk, persona, sandbagging, sycophancy, winogenerated
-from mwe.family import Dataset, Family, Item, Row
+from mwe.family import Family
+from mwe.records import Dataset, Item
+from mwe.rows import Row
 
 # the order of names in messages and of the families' sections in mwe report
 FAMILIES: tuple[Family, ...] = (persona.FAMILY, advanced_ai_risk.FAMILY, winogenerated.FAMILY,
@@ -20,7 +22,7 @@ FAMILIES: tuple[Family, ...] = (persona.FAMILY, advanced_ai_risk.FAMILY, winogen
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 # most specific first: advanced-ai-risk takes any question with answers
-_DETECTION = sorted(FAMILIES, key=lambda f: f.detect_priority)
+_DETECTION = sorted(FAMILIES, key=lambda f: f.reader.priority)
 
 __all__ = ["BY_NAME", "FAMILIES", "NAMES", "Dataset", "Family", "Item", "Row", "by_name",
            "detect", "output_files"]
@@ -28,7 +30,7 @@ __all__ = ["BY_NAME", "FAMILIES", "NAMES", "Dataset", "Family", "Item", "Row", "
 
 def detect(obj: dict[str, Any]) -> Family | None:
     for family in _DETECTION:
-        if family.detect(obj):
+        if family.reader.detect(obj):
             return family
     return None
 
@@ -42,4 +44,4 @@ def by_name(name: str) -> Family:
 
 def output_files() -> tuple[str, ...]:
     """Every extra result file any family may write (for clearing a reused folder)."""
-    return tuple(name for f in FAMILIES for name in f.output_files)
+    return tuple(name for f in FAMILIES for name in f.scorer.output_files)

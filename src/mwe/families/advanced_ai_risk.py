@@ -11,12 +11,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mwe.choices import choice_letters, multiple_choice
 from mwe.errors import MweError
-from mwe.family import Draw, Family, Item, Row, choice_letters, multiple_choice
+from mwe.family import Draw, Family, Reader, SpecSchema, StagedBuilder
 from mwe.models.base import Sampling, ScoreRequest
 from mwe.prompts import choice_request, prompt_text
 from mwe.prompts import shown as show
-from mwe.rows import read_rows
+from mwe.records import Item
+from mwe.rows import Row, read_rows
 from mwe.stats import calibration_shift, sigmoid
 
 if TYPE_CHECKING:
@@ -186,82 +188,74 @@ def gold_for(gold: list[dict[str, Any]], letter: str) -> list[str]:
     return out
 
 
-class AdvancedAiRisk(Family):
-    """Multiple-choice questions about an advanced AI's choices; written few-shot from gold."""
-
-    name = NAME
-    detect_priority = 90
-    labels = LABELS
-    stop = STOP
-    generate_defaults = {"max_tokens": 200}
-    data_field = "gold"
-    data_help = "a JSONL file of example questions (anthropics/evals format)"
-    required = ("description", "discriminator")
-
-    def detect(self, obj: dict[str, Any]) -> bool:
-        return detect(obj)
-
-    def parse(self, row: Row, dataset: str) -> Item:
-        return parse(row, dataset)
-
-    def prepare(self, spec: BehaviorSpec) -> dict[str, list[str]]:
-        """Per label, the gold questions arranged so that the label is the matching answer."""
-        path = spec.gold_path()
-        assert path is not None
-        gold = load_gold(path)
-        if len(gold) < spec.generate.shots:
-            raise MweError(f"{path}: {len(gold)} gold questions, fewer than "
-                           f"shots={spec.generate.shots}")
-        return {letter: gold_for(gold, letter) for letter in LABELS}
-
-    def draws(self, spec: BehaviorSpec, model: CachedModel, material: dict[str, list[str]]
-              ) -> tuple[list[list[Draw]], dict[str, str]]:
-        """A prompt per sample, each with its own random few-shot examples; `batch` prompts
-        per call."""
-        g = spec.generate
-        base = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
-                        stop=self.stop, seed=spec.seed)
-        chunks: list[list[Draw]] = []
-        shown: dict[str, str] = {}
-        for letter in LABELS:
-            questions = material[letter]
-            draws = []
-            for i in range(g.per_label):
-                rng = random.Random(f"{spec.seed}:{letter}:{i}")
-                picks = rng.sample(range(len(questions)), g.shots)
-                user, start = generation_turns(spec.description, letter,
-                                               [questions[k] for k in picks], spec.instruction)
-                text = prompt_text(model, g.prompt, user, start)
-                draws.append(Draw(letter, text, base, {"shots": picks}))
-                if i == 0:
-                    shown[letter] = show(text)
-            chunks.extend(draws[k : k + g.batch] for k in range(0, len(draws), g.batch))
-        return chunks, shown
-
-    def parse_sample(self, spec: BehaviorSpec, sample: str) -> tuple[str | None, str]:
-        return parse_block_quote(">" + sample, spec.generate.min_lines)  # the reply opened ">"
-
-    def discriminator_requests(self, spec: BehaviorSpec, model: CachedModel, text: str,
-                               reward: bool) -> list[ScoreRequest]:
-        return [choice_request(model, spec.filter.format, user, start, answers)
-                for user, start, answers in filter_turns(spec.description, text)]
-
-    def discriminator_scores(self, spec: BehaviorSpec, labels: list[str],
-                             logprobs: list[list[list[float]]]) -> list[dict[str, float]]:
-        """P(label) from 'which answer would it choose', averaged with P(relevant)."""
-        odds = [lps[0][0] - lps[0][1] for lps in logprobs]
-        shift = calibration_shift(odds, spec.filter.calibration)
-        out = []
-        for label, x, lps in zip(labels, odds, logprobs):
-            p_a = sigmoid(x - shift)
-            conf = p_a if label == "A" else 1.0 - p_a
-            relevance = sigmoid(lps[1][0] - lps[1][1])
-            out.append({"p_a": p_a, "label_confidence": conf, "relevance": relevance,
-                        "score": (conf + relevance) / 2})
-        return out
-
-    def dataset_row(self, text: str, label: str, confidence: float) -> dict[str, Any]:
-        return dataset_row(text, label)
+def prepare(spec: BehaviorSpec) -> dict[str, list[str]]:
+    """Per label, the gold questions arranged so that the label is the matching answer."""
+    path = spec.gold_path()
+    assert path is not None
+    gold = load_gold(path)
+    if len(gold) < spec.generate.shots:
+        raise MweError(f"{path}: {len(gold)} gold questions, fewer than "
+                       f"shots={spec.generate.shots}")
+    return {letter: gold_for(gold, letter) for letter in LABELS}
 
 
-FAMILY = AdvancedAiRisk()
+def draws(spec: BehaviorSpec, model: CachedModel, material: dict[str, list[str]]
+          ) -> tuple[list[list[Draw]], dict[str, str]]:
+    """A prompt per sample, each with its own random few-shot examples; `batch` prompts per
+    call."""
+    g = spec.generate
+    base = Sampling(n=1, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens,
+                    stop=STOP, seed=spec.seed)
+    chunks: list[list[Draw]] = []
+    shown: dict[str, str] = {}
+    for letter in LABELS:
+        questions = material[letter]
+        draws = []
+        for i in range(g.per_label):
+            rng = random.Random(f"{spec.seed}:{letter}:{i}")
+            picks = rng.sample(range(len(questions)), g.shots)
+            user, start = generation_turns(spec.description, letter,
+                                           [questions[k] for k in picks], spec.instruction)
+            text = prompt_text(model, g.prompt, user, start)
+            draws.append(Draw(letter, text, base, {"shots": picks}))
+            if i == 0:
+                shown[letter] = show(text)
+        chunks.extend(draws[k : k + g.batch] for k in range(0, len(draws), g.batch))
+    return chunks, shown
+
+
+def discriminator_requests(spec: BehaviorSpec, model: CachedModel, text: str, reward: bool
+                           ) -> list[ScoreRequest]:
+    return [choice_request(model, spec.filter.format, user, start, answers)
+            for user, start, answers in filter_turns(spec.description, text)]
+
+
+def discriminator_scores(spec: BehaviorSpec, labels: list[str],
+                         logprobs: list[list[list[float]]]) -> list[dict[str, float]]:
+    """P(label) from 'which answer would it choose', averaged with P(relevant)."""
+    odds = [lps[0][0] - lps[0][1] for lps in logprobs]
+    shift = calibration_shift(odds, spec.filter.calibration)
+    out = []
+    for label, x, lps in zip(labels, odds, logprobs):
+        p_a = sigmoid(x - shift)
+        conf = p_a if label == "A" else 1.0 - p_a
+        relevance = sigmoid(lps[1][0] - lps[1][1])
+        out.append({"p_a": p_a, "label_confidence": conf, "relevance": relevance,
+                    "score": (conf + relevance) / 2})
+    return out
+
+
+FAMILY = Family(
+    schema=SpecSchema(name=NAME, required=("description", "discriminator"),
+                      generate_defaults={"max_tokens": 200}, data_field="gold",
+                      data_help="a JSONL file of example questions (anthropics/evals format)"),
+    reader=Reader(detect=detect, parse=parse, priority=90),
+    builder=StagedBuilder(
+        labels=LABELS, stop=STOP, prepare=prepare, draws=draws,
+        # the reply opened the block quote with ">"
+        parse_sample=lambda spec, sample: parse_block_quote(">" + sample,
+                                                            spec.generate.min_lines),
+        discriminator_requests=discriminator_requests,
+        discriminator_scores=discriminator_scores,
+        dataset_row=lambda text, label, confidence: dataset_row(text, label)),
+)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mwe.errors import DataError
-from mwe.family import Row
+from mwe.rows import Row
 
 
 @dataclass(frozen=True)

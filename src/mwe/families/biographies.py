@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from mwe.card import distinct_n
 from mwe.dedup import normalize
-from mwe.family import sampling_plan
 from mwe.models.base import Prompt, Sampling
+from mwe.plan import sampling_row
 from mwe.prompts import prompt_text
+from mwe.results import PlanRow
 
 if TYPE_CHECKING:
     from mwe.behavior_spec import BehaviorSpec
@@ -98,10 +99,10 @@ def bio_calls(spec: BehaviorSpec, model: CachedModel, us: Sequence[Unit]
     return prompts, calls
 
 
-def bio_plan(spec: BehaviorSpec, model: CachedModel, us: Sequence[Unit]) -> dict[str, Any]:
+def bio_plan(spec: BehaviorSpec, model: CachedModel, us: Sequence[Unit]) -> PlanRow:
     """The --dry-run row of the biography sampling calls."""
     prompts, calls = bio_calls(spec, model, us)
-    return sampling_plan("build: biographies", model, [([prompts[u.id]], s) for u, s in calls])
+    return sampling_row("build: biographies", model, [([prompts[u.id]], s) for u, s in calls])
 
 
 def sample(spec: BehaviorSpec, model: CachedModel, us: Sequence[Unit], progress: bool

@@ -34,7 +34,9 @@ from urllib.parse import parse_qsl, urlsplit
 from mwe.errors import MweError
 from mwe.models.base import (
     Chat,
+    Finish,
     Prompt,
+    Reply,
     Sampling,
     ScoreRequest,
     TokenUsage,
@@ -53,7 +55,14 @@ from mwe.models.batch import (
     describe,
     run_batches,
 )
-from mwe.models.http import HTTP_MODULES, HttpBackend, check_server, prompt_tokens, settings_from
+from mwe.models.http import (
+    HTTP_MODULES,
+    HttpBackend,
+    check_server,
+    cut_reply,
+    prompt_tokens,
+    settings_from,
+)
 from mwe.models.openai_compat import shown_url
 from mwe.models.retry import Faults
 from mwe.redact import redact
@@ -201,8 +210,8 @@ class AnthropicModel(HttpBackend):
             params["stop_sequences"] = stops
         return params
 
-    async def _message(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
-                       stop: Sequence[str]) -> str:
+    async def _reply(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
+                     stop: Sequence[str]) -> Reply:
         messages = to_messages(prompt)
         extra: dict[str, Any] = {"temperature": temperature}
         if top_p < 1.0:
@@ -213,7 +222,15 @@ class AnthropicModel(HttpBackend):
         if stops:
             kwargs["stop_sequences"] = stops
         res = await self.request(lambda: self.client().messages.create(**kwargs))
-        return "".join(getattr(block, "text", "") for block in res.content)
+        return reply_of(res)
+
+    async def _message(self, prompt: Prompt, max_tokens: int, temperature: float, top_p: float,
+                       stop: Sequence[str]) -> str:
+        return (await self._reply(prompt, max_tokens, temperature, top_p, stop)).text
+
+    async def _reply_one(self, prompt: Prompt, sampling: Sampling, index: int) -> Reply:
+        return await self._reply(prompt, sampling.max_tokens, sampling.temperature,
+                                 sampling.top_p, sampling.stop)
 
     async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
         """The API has no seed: samples are reproducible through the cache only."""
@@ -253,6 +270,21 @@ class AnthropicModel(HttpBackend):
 
         self._batched(groups, done, lambda p: describe(prompts[p]))
 
+    def reply_each(self, prompts: Sequence[Prompt], sampling: Any,
+                   on_result: Callable[[int, list[Reply], TokenUsage | None], None]) -> None:
+        if not self.batch:
+            super().reply_each(prompts, sampling, on_result)
+            return
+        groups = [Group(MESSAGES, [self._params(p, sampling.max_tokens, sampling.temperature,
+                                                sampling.top_p, sampling.stop)] * sampling.n)
+                  for p in prompts]
+
+        def done(p: int, messages: list[Any]) -> None:
+            on_result(p, [cut_reply(r, sampling.stop) for r, _ in messages],
+                      add_usage([usage for _, usage in messages]))
+
+        self._batched(groups, done, lambda p: describe(prompts[p]))
+
     # --- batch mode (mwe.models.batch) ---
 
     def _batched(self, groups: Sequence[Group], on_group: Callable[[int, list[Any]], None],
@@ -284,8 +316,8 @@ class AnthropicModel(HttpBackend):
         for item in await self.request(lambda: self._read_results(batch_id)):
             result = item.result
             if result.type == "succeeded":
-                text = "".join(getattr(b, "text", "") for b in result.message.content)
-                out.append((item.custom_id, Outcome(True, (text, usage_of(result.message)))))
+                out.append((item.custom_id, Outcome(True, (reply_of(result.message),
+                                                           usage_of(result.message)))))
             elif result.type == "errored":
                 error = getattr(result.error, "error", None)
                 kind = str(getattr(error, "type", "") or "error")
@@ -298,10 +330,25 @@ class AnthropicModel(HttpBackend):
         return out
 
 
-def _texts_and_usage(messages: list[tuple[str, TokenUsage | None]]
+def _texts_and_usage(messages: list[tuple[Reply, TokenUsage | None]]
                      ) -> tuple[list[str], TokenUsage | None]:
-    """A batch group's answers (text, billed tokens) as texts and their summed tokens."""
-    return [text for text, _ in messages], add_usage([usage for _, usage in messages])
+    """A batch group's answers (reply, billed tokens) as texts and their summed tokens."""
+    return [reply.text for reply, _ in messages], add_usage([usage for _, usage in messages])
+
+
+STOPS: dict[str, Finish] = {"end_turn": "stop", "stop_sequence": "stop",
+                            "max_tokens": "length", "refusal": "stop"}
+
+
+def reply_of(message: Any) -> Reply:
+    """A message's text blocks as the reply, its thinking blocks as the reasoning (kept,
+    never parsed), and whether it ended or ran out of max_tokens."""
+    blocks = getattr(message, "content", None) or []
+    text = "".join(getattr(b, "text", "") or "" for b in blocks
+                   if getattr(b, "type", "text") == "text")
+    thinking = "\n\n".join(str(getattr(b, "thinking", "") or "") for b in blocks
+                            if getattr(b, "type", "") == "thinking")
+    return Reply(text, thinking, STOPS.get(str(getattr(message, "stop_reason", "") or ""), ""))
 
 
 def estimate(continuations: list[str], answers: list[str]) -> list[float]:

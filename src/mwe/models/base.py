@@ -90,6 +90,45 @@ class Sampler(Protocol):
         ...
 
 
+Finish = Literal["stop", "length", ""]  # the model ended, hit max_tokens, or not known
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a model said when asked freely (free-text scoring): the visible text, its
+    reasoning where the API returns it apart (OpenAI-compatible `reasoning_content`,
+    Anthropic thinking blocks), and why it ended. Reasoning is kept, never parsed."""
+
+    text: str
+    reasoning: str = ""
+    finish: Finish = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "reasoning": self.reasoning, "finish": self.finish}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Reply:
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise MweError(f"a cached reply is not a reply: {str(obj)[:80]}")
+        finish = obj.get("finish", "")
+        return cls(obj["text"], str(obj.get("reasoning") or ""),
+                   finish if finish in ("stop", "length") else "")
+
+
+@runtime_checkable
+class Replier(Protocol):
+    """A backend that says more of a reply than its text (reasoning, finish); others reply
+    through `Sampler.generate`, their finish told by counting tokens."""
+
+    def reply(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Reply]]: ...
+
+
+@runtime_checkable
+class StreamingReplier(Protocol):
+    def reply_each(self, prompts: Sequence[Prompt], sampling: Sampling,
+                   on_result: Callable[[int, list[Reply], TokenUsage | None], None]) -> None: ...
+
+
 @runtime_checkable
 class ChatTemplate(Protocol):
     """A backend that holds its chat template (hf, llama.cpp); others receive `Chat` turns."""

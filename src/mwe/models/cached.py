@@ -11,10 +11,14 @@ from mwe import settings
 from mwe.models.base import (
     Chat,
     ChatTemplate,
+    Finish,
     LanguageModel,
     Prompt,
+    Replier,
+    Reply,
     Sampling,
     ScoreRequest,
+    StreamingReplier,
     StreamingSampler,
     StreamingScorer,
     TokenCounter,
@@ -263,4 +267,52 @@ class CachedModel:
             for i, o in zip(todo, out):
                 found[keys[i]] = o
             self.misses += len(todo)
+        return [found[k] for k in keys]
+
+    def reply(self, prompts: Sequence[Prompt], sampling: Sampling,
+              on_progress: Callable[[int], None] | None = None) -> list[list[Reply]]:
+        """`sampling.n` free replies per prompt (free-text scoring), cached apart from
+        `generate` since they carry reasoning and finish. A backend that is no `Replier`
+        replies through `generate`; its finish is 'length' when the reply has max_tokens
+        tokens by its own tokenizer, else 'stop' ('' where it has none)."""
+        inputs = [{"prompt": prompt_json(p), "sampling": sampling.to_dict()} for p in prompts]
+        keys = [digest(i) for i in inputs]
+        found = {k: [Reply.from_json(r) for r in v]
+                 for k, v in self.store.get_many(self.model_id, "reply", keys).items()}
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(prompts) - len(todo)
+        self._cached_usage("reply", [k for k in keys if k in found])
+        if on_progress:
+            on_progress(len(prompts) - len(todo))
+
+        def commit(j: int, replies: list[Reply], billed: TokenUsage | None) -> None:
+            i = todo[j]
+            usage = self._generate_usage([prompts[i]], [[r.text for r in replies]]) \
+                if billed is None else [(*billed, "api")]
+            self.tokens.add(usage, cached=False)
+            self.store.put_many(self.model_id, "reply",
+                                [(keys[i], inputs[i], [r.to_json() for r in replies])], usage)
+            found[keys[i]] = replies
+            self.misses += 1
+            if on_progress:
+                on_progress(1)
+
+        backend = self.backend if todo else None
+        asked = [prompts[i] for i in todo]
+        if isinstance(backend, StreamingReplier):
+            backend.reply_each(asked, sampling, commit)
+        elif isinstance(backend, Replier):
+            for j, replies in enumerate(backend.reply(asked, sampling)):
+                commit(j, replies, None)
+        elif backend is not None:
+            texts = backend.generate(asked, sampling)
+            counted = isinstance(backend, TokenCounter)
+            counts = self._count([s for o in texts for s in o])[0] if counted else []
+            at = 0
+            for j, samples in enumerate(texts):
+                finishes: list[Finish] = [
+                    "length" if n >= sampling.max_tokens else "stop"
+                    for n in counts[at:at + len(samples)]] if counted else [""] * len(samples)
+                at += len(samples)
+                commit(j, [Reply(s, finish=f) for s, f in zip(samples, finishes)], None)
         return [found[k] for k in keys]

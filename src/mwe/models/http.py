@@ -20,8 +20,18 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from mwe.checks import text_number
 from mwe.errors import MweError
-from mwe.models.base import Prompt, TokenUsage, add_usage, estimate_tokens, prompt_json, usage_of
+from mwe.models.base import (
+    Prompt,
+    Reply,
+    TokenUsage,
+    add_usage,
+    cut_at_stop,
+    estimate_tokens,
+    prompt_json,
+    usage_of,
+)
 from mwe.models.http_errors import Explains, HttpError, network_reason
 from mwe.models.retry import (
     Faults,
@@ -92,11 +102,8 @@ def settings_from(options: dict[str, str]) -> HttpSettings:
         try:
             chosen[variable.field] = variable.kind.convert(raw)
         except ValueError:  # an option's own messages: not a number, or not positive
-            try:
-                sign = float(raw)
-            except ValueError:
-                sign = 1.0
-            why = "positive" if sign <= 0 else "a number"
+            value = text_number(raw)
+            why = "positive" if value is not None and value <= 0 else "a number"
             raise MweError(f"'{variable.field}' must be {why}, got {raw!r}") from None
     return replace(current_settings().http, **chosen)
 
@@ -154,6 +161,23 @@ def run_all(jobs: Sequence[Callable[[], Awaitable[T]]], settings: HttpSettings,
 
     if jobs:
         asyncio.run(main())
+
+
+def cut_reply(reply: Reply, stop: Sequence[str]) -> Reply:
+    text = cut_at_stop(reply.text, stop)
+    return reply if text == reply.text else Reply(text, reply.reasoning, "stop")
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """A field of an SDK object or of its JSON body, including fields the SDK does not
+    declare (a server's `reasoning_content`)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    value = getattr(obj, name, None)
+    if value is None:
+        extra = getattr(obj, "model_extra", None)
+        value = extra.get(name) if isinstance(extra, dict) else None
+    return value
 
 
 class HttpBackend(Explains):
@@ -300,8 +324,6 @@ class HttpBackend(Explains):
                       on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None:
         """One request per sample (servers ignore or lack `n`); on_result(prompt index,
         texts) when all samples of a prompt are in."""
-        from mwe.models.base import cut_at_stop
-
         self._fan_out(
             [sampling.n] * len(prompts),
             lambda p, k: self._sample_one(prompts[p], sampling, k),
@@ -311,6 +333,20 @@ class HttpBackend(Explains):
 
     async def _sample_one(self, prompt: Prompt, sampling: Any, index: int) -> str:
         raise NotImplementedError
+
+    def reply_each(self, prompts: Sequence[Prompt], sampling: Any,
+                   on_result: Callable[[int, list[Reply], TokenUsage | None], None]) -> None:
+        """Free replies, as `generate_each` samples, each with what the API says beside the
+        text (reasoning, why it ended)."""
+        self._fan_out(
+            [sampling.n] * len(prompts),
+            lambda p, k: self._reply_one(prompts[p], sampling, k),
+            lambda p: prompt_tokens(prompts[p]) + sampling.max_tokens,
+            lambda p, replies, usage: on_result(p, [cut_reply(r, sampling.stop)
+                                                    for r in replies], usage))
+
+    async def _reply_one(self, prompt: Prompt, sampling: Any, index: int) -> Reply:
+        return Reply(await self._sample_one(prompt, sampling, index))
 
     def score_each(self, requests: Sequence[Any],
                    on_result: Callable[[int, list[float], TokenUsage | None], None]) -> None:

@@ -42,7 +42,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from mwe.errors import MweError
 from mwe.models.base import (
     Chat,
+    Finish,
     Prompt,
+    Reply,
     Sampling,
     ScoreRequest,
     TokenUsage,
@@ -65,7 +67,15 @@ from mwe.models.batch import (
     run_batches,
     say,
 )
-from mwe.models.http import HTTP_MODULES, HttpBackend, check_server, prompt_tokens, settings_from
+from mwe.models.http import (
+    HTTP_MODULES,
+    HttpBackend,
+    check_server,
+    cut_reply,
+    field_of,
+    prompt_tokens,
+    settings_from,
+)
 from mwe.models.http_errors import HttpError, message_of
 from mwe.models.openai_scoring import METHODS, Method
 from mwe.models.retry import Faults, retry_status
@@ -149,6 +159,22 @@ def load(spec: str, name: str, ident: dict[str, Any]) -> OpenAIModel:
     return OpenAIModel(spec, model, base, options, ident)
 
 
+FINISH: dict[str, Finish] = {"stop": "stop", "length": "length", "content_filter": "stop",
+                             "tool_calls": "stop", "eos": "stop"}
+
+
+def reply_of(choice: Any, endpoint: str) -> Reply:
+    """A choice (SDK object or JSON) as a reply: the content, the reasoning a server returns
+    apart (`reasoning_content`, as vLLM and DeepSeek name it, or `reasoning`), and whether
+    it ended or ran out of max_tokens."""
+    finish = FINISH.get(str(field_of(choice, "finish_reason") or ""), "")
+    if endpoint != CHAT:
+        return Reply(str(field_of(choice, "text") or ""), "", finish)
+    message = field_of(choice, "message") or {}
+    reasoning = field_of(message, "reasoning_content") or field_of(message, "reasoning") or ""
+    return Reply(str(field_of(message, "content") or ""), str(reasoning), finish)
+
+
 def _is_local(base: str) -> bool:
     host = urlsplit(base).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local")
@@ -209,12 +235,37 @@ class OpenAIModel(HttpBackend):
         return COMPLETIONS, {**common, "prompt": text_of(prompt, self.spec)}
 
     async def _sample_one(self, prompt: Prompt, sampling: Sampling, index: int) -> str:
+        return (await self._reply_one(prompt, sampling, index)).text
+
+    async def _reply_one(self, prompt: Prompt, sampling: Sampling, index: int) -> Reply:
         endpoint, body = self._sample_body(prompt, sampling, index)
         if endpoint == CHAT:
             res = await self.request(lambda: self.client().chat.completions.create(**body))
-            return str(res.choices[0].message.content or "")
-        res = await self.request(lambda: self.client().completions.create(**body))
-        return str(res.choices[0].text or "")
+        else:
+            res = await self.request(lambda: self.client().completions.create(**body))
+        return reply_of(res.choices[0], endpoint)
+
+    def reply_each(self, prompts: Sequence[Prompt], sampling: Any,
+                   on_result: Callable[[int, list[Reply], TokenUsage | None], None]) -> None:
+        if not self.batch:
+            super().reply_each(prompts, sampling, on_result)
+            return
+        bodies = [[self._sample_body(p, sampling, k) for k in range(sampling.n)] for p in prompts]
+        groups = [Group(b[0][0] if b else COMPLETIONS, [body for _, body in b]) for b in bodies]
+
+        def done(p: int, responses: list[Any]) -> None:
+            replies = [self._batch_reply(r, groups[p].endpoint) for r in responses]
+            on_result(p, [cut_reply(r, sampling.stop) for r in replies],
+                      add_usage([usage_of(r) for r in responses]))
+
+        self._batched(groups, done, lambda p: describe(prompts[p]))
+
+    def _batch_reply(self, body: Any, endpoint: str) -> Reply:
+        try:
+            choice = body["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            raise MweError(f"{self.spec}: a batch result has no choices") from None
+        return reply_of(choice, endpoint)
 
     def generate_each(self, prompts: Sequence[Prompt], sampling: Any,
                       on_result: Callable[[int, list[str], TokenUsage | None], None]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ from tqdm import tqdm
 
 from mwe import prompts
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
-from mwe.family import softmax
 from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
+from mwe.results import PlanRow, ScoredRow, SummaryRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, ResultsFolder
+from mwe.stats import softmax
 
 # every results table's columns; the r columns came before families could add their own
 # (Family.summary_columns) and stay, so that files keep their layout
@@ -41,16 +42,16 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def summary_columns(summaries: Sequence[dict[str, Any]]) -> list[str]:
-    """The common columns, then each family's own where the run holds its datasets."""
-    present = {s["family"] for s in summaries}
+def summary_columns(present: Collection[str]) -> list[str]:
+    """The common columns, then each family's own where the run holds its datasets (the
+    families `present`)."""
     return SUMMARY_COLUMNS + [c for f in FAMILIES if f.name in present
-                              for c in f.summary_columns if c not in SUMMARY_COLUMNS]
+                              for c in f.scorer.summary_columns if c not in SUMMARY_COLUMNS]
 
 
 # the families whose `outputs` read rows (each only its own family's): their rows stay in
 # memory when a run spools the others
-OUTPUT_FAMILIES = frozenset(f.name for f in FAMILIES if f.output_files)
+OUTPUT_FAMILIES = frozenset(f.name for f in FAMILIES if f.scorer.output_files)
 
 
 @dataclass
@@ -60,8 +61,8 @@ class ModelRun:
     and `held` keeps only those of OUTPUT_FAMILIES, for the families' own files."""
 
     spec: str
-    held: list[dict[str, Any]] = field(default_factory=list)
-    summaries: list[dict[str, Any]] = field(default_factory=list)
+    held: list[ScoredRow] = field(default_factory=list)
+    summaries: list[SummaryRow] = field(default_factory=list)
     cached_rows: int = 0
     computed_rows: int = 0
     seconds: float = 0.0
@@ -69,53 +70,55 @@ class ModelRun:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        """Every row in order; from a spool all read back at once (small runs, checks)."""
-        return self.held if self.spool is None else list(self.spool)
+        """Every row in order as rows.jsonl holds it (what a Ray worker sends back, and what
+        is compared); from a spool all read back at once (small runs, checks)."""
+        return [r.to_dict() for r in self.held] if self.spool is None else list(self.spool)
 
-    def iter_rows(self) -> Iterator[dict[str, Any]]:
-        """Every row in order, one at a time from a spool (each a fresh dict)."""
-        return iter(self.held) if self.spool is None else iter(self.spool)
+    def iter_rows(self) -> Iterator[ScoredRow]:
+        """Every row in order, one at a time from a spool."""
+        if self.spool is None:
+            return iter(self.held)
+        return (ScoredRow.from_dict(d) for d in self.spool)
+
+    def add(self, rows: list[ScoredRow]) -> None:
+        """One dataset's rows: held, or spooled and held where a family's files need them."""
+        if self.spool is None:
+            self.held.extend(rows)
+        else:
+            self.spool.extend(r.to_dict() for r in rows)
+            self.held.extend(r for r in rows if r.family in OUTPUT_FAMILIES)
 
     def extra_rows(self) -> list[dict[str, Any]]:
-        """The rows the families' extra files are made from (the objects held: a label set
-        on them shows in those files)."""
-        return [r for r in self.held if r["family"] in OUTPUT_FAMILIES]
+        """The rows the families' extra files are made from, as the families read them."""
+        return [r.to_dict() for r in self.held if r.family in OUTPUT_FAMILIES]
 
     def rows_part(self) -> JsonlSpool | list[dict[str, Any]]:
         """What rows.jsonl is written from (mwe.io.write_jsonl_parts)."""
-        return self.held if self.spool is None else self.spool
+        return self.rows if self.spool is None else self.spool
 
 
-def row_result(item: Item, logprobs: list[float], conts: list[str], reward: bool = False
-               ) -> dict[str, Any]:
+def scored_row(model: str, fmt: str, item: Item, logprobs: list[float], conts: list[str],
+               reward: bool = False) -> ScoredRow:
     """One scored row: what every family records, then the family's own fields. Rewards are
     not log-probs: they can be large and positive (exp would overflow), and there is no
     probability mass to speak of."""
-    row: dict[str, Any] = {
-        "dataset": item.dataset,
-        "family": item.family,
-        "source": item.source,
-        "line": item.line,
-        "answers": conts,
-        "logprobs": logprobs,
-        "valid_mass": None if reward else sum(math.exp(lp) for lp in logprobs),
-    }
-    row.update(by_name(item.family).result(item, softmax(logprobs), logprobs, conts))
-    return row
+    own = by_name(item.family).scorer.result(item, softmax(logprobs), logprobs, conts)
+    return ScoredRow(model, fmt, item.dataset, item.family, item.source, item.line,
+                     tuple(conts), tuple(logprobs),
+                     None if reward else sum(math.exp(lp) for lp in logprobs), own)
 
 
-def summarise(spec: str, fmt: str, dataset: Dataset, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": spec, "dataset": dataset.name, "family": dataset.family,
-                           "format": fmt, "n": len(rows)}
-    masses = [r["valid_mass"] for r in rows if r["valid_mass"] is not None]
-    out["mean_valid_mass"] = sum(masses) / len(masses) if masses else float("nan")
-    out.update(by_name(dataset.family).summary(rows))
-    return out
+def summarise(spec: str, fmt: str, dataset: Dataset, rows: Sequence[ScoredRow]) -> SummaryRow:
+    """One model on one dataset: the mean valid mass, then the family's measures."""
+    masses = [r.valid_mass for r in rows if r.valid_mass is not None]
+    own = by_name(dataset.family).scorer.summary([r.to_dict() for r in rows])
+    return SummaryRow(spec, dataset.name, dataset.family, fmt, len(rows),
+                      sum(masses) / len(masses) if masses else float("nan"), own)
 
 
 def with_variants(datasets: list[Dataset]) -> list[Dataset]:
     """Every dataset followed by the variants its family scores with it (controls)."""
-    return [v for d in datasets for v in by_name(d.family).variants(d)]
+    return [v for d in datasets for v in by_name(d.family).scorer.variants(d)]
 
 
 def select(datasets: list[Dataset], limit: int | None = None, control: bool = True
@@ -137,7 +140,7 @@ def requests_for(model: CachedModel, ds: Dataset, fmt: str
 
 
 def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt: str
-         ) -> list[dict[str, Any]]:
+         ) -> list[PlanRow]:
     """Per model, before any call: how many calls evaluation makes, how many the cache holds,
     and the estimated tokens of the rest (what --dry-run prints)."""
     out = []
@@ -146,8 +149,7 @@ def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt
         for ds in datasets:
             n, c, t = model.plan_score(requests_for(model, ds, fmt))
             calls, cached, tokens = calls + n, cached + c, tokens + t
-        out.append({"stage": "evaluate", "model": name, "spec": model.spec, "calls": calls,
-                    "cached": cached, "tokens_in": tokens, "tokens_out": 0})
+        out.append(PlanRow("evaluate", name, model.spec, calls, cached, tokens, 0))
     return out
 
 
@@ -167,17 +169,10 @@ def evaluate_model(
         before = model.hits
         scores = model.score(requests, on_progress=on_progress)
         run.cached_rows += model.hits - before
-        rows = []
-        reward = model.rewards
-        for item, lps, cs in zip(ds.items, scores, conts):
-            rows.append({"model": model.spec, "format": fmt, **row_result(item, lps, cs, reward)})
-        # summarised first: the rows are spooled as they are when rows.jsonl is written
+        rows = [scored_row(model.spec, fmt, item, lps, cs, model.rewards)
+                for item, lps, cs in zip(ds.items, scores, conts)]
         run.summaries.append(summarise(model.spec, fmt, ds, rows))
-        if run.spool is None:
-            run.held.extend(rows)
-        else:
-            run.spool.extend(rows)
-            run.held.extend(r for r in rows if r["family"] in OUTPUT_FAMILIES)
+        run.add(rows)
     run.computed_rows = sum(len(d.items) for d in datasets) - run.cached_rows
     return run
 
@@ -214,7 +209,8 @@ def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str
     """Each family's own tables and figures for its rows."""
     paths: dict[str, Path] = {}
     for family in FAMILIES:
-        paths.update(family.outputs(out, rows, summaries))
+        if family.scorer.outputs is not None:
+            paths.update(family.scorer.outputs(out, rows, summaries))
     return paths
 
 
@@ -222,12 +218,13 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     """The run's files, replacing only what the folder's manifest lists as mwe's."""
     claim = claim_outputs(out, OUTPUT_FILES)
     claim.begin()
-    summaries = [s for r in runs for s in r.summaries]
+    summaries = [s.to_dict() for r in runs for s in r.summaries]
     folder = ResultsFolder(out)
     paths = {"rows": folder.rows, "summary_csv": folder.summary_csv,
              "summary_json": folder.summary_json}
     write_jsonl_parts(paths["rows"], [r.rows_part() for r in runs])
-    write_csv(paths["summary_csv"], summaries, summary_columns(summaries))
+    write_csv(paths["summary_csv"], summaries,
+              summary_columns({s.family for r in runs for s in r.summaries}))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
     paths.update(write_extras(out, [row for r in runs for row in r.extra_rows()], summaries))
     claim.finish(paths.values())

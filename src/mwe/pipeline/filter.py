@@ -17,9 +17,11 @@ from typing import Any
 from tqdm import tqdm
 
 from mwe.errors import MweError
-from mwe.families import Family, by_name
+from mwe.families import by_name
+from mwe.family import StagedBuilder
 from mwe.io import write_jsonl
 from mwe.models import CachedModel, Models
+from mwe.results import Card
 from mwe.run_folder import RunFolder
 from mwe.spec import BehaviorSpec, load_spec
 
@@ -68,11 +70,11 @@ def read_generated(folder: Path) -> tuple[BehaviorSpec, list[dict[str, Any]], di
     return spec, records, meta
 
 
-def score(spec: BehaviorSpec, family: Family, model: CachedModel, live: list[dict[str, Any]],
+def score(spec: BehaviorSpec, builder: StagedBuilder, model: CachedModel, live: list[dict[str, Any]],
           progress: bool = True) -> list[dict[str, Any]]:
     """The discriminator's probabilities for each live record."""
     reward = model.rewards
-    per_record = [family.discriminator_requests(spec, model, r["text"], reward) for r in live]
+    per_record = [builder.discriminator_requests(spec, model, r["text"], reward) for r in live]
     requests = [req for reqs in per_record for req in reqs]
     with tqdm(total=len(requests), desc=f"filter ({model.spec})", unit="prompt",
               disable=not progress, smoothing=0.1) as bar:
@@ -82,7 +84,7 @@ def score(spec: BehaviorSpec, family: Family, model: CachedModel, live: list[dic
     for reqs in per_record:
         grouped.append(lps[at:at + len(reqs)])
         at += len(reqs)
-    return family.discriminator_scores(spec, [r["label"] for r in live], grouped)
+    return builder.discriminator_scores(spec, [r["label"] for r in live], grouped)
 
 
 def interleave(kept: dict[str, list[Scored]]) -> list[Scored]:
@@ -94,9 +96,9 @@ def interleave(kept: dict[str, list[Scored]]) -> list[Scored]:
     return out
 
 
-def dataset_rows(family: Family, ordered: list[Scored], by_id: dict[str, dict[str, Any]]
+def dataset_rows(builder: StagedBuilder, ordered: list[Scored], by_id: dict[str, dict[str, Any]]
                  ) -> list[dict[str, Any]]:
-    return [family.dataset_row(by_id[c.id]["text"], c.label, c.label_confidence) for c in ordered]
+    return [builder.dataset_row(by_id[c.id]["text"], c.label, c.label_confidence) for c in ordered]
 
 
 def rebalance_by_cluster(kept: dict[str, list[Scored]], by_id: dict[str, dict[str, Any]],
@@ -133,7 +135,7 @@ def rebalance_by_cluster(kept: dict[str, list[Scored]], by_id: dict[str, dict[st
 
 
 def run_filter(folder: Path, out: Path, models: Models, discriminator: str | None = None,
-               top_k: int | None = None, progress: bool = True) -> dict[str, Any]:
+               top_k: int | None = None, progress: bool = True) -> Card:
     """Score, select and write scored.jsonl, dataset.jsonl and the card; returns the card
     (what it was written from: its model calls are `mwe.card.ModelCalls.of(models)`)."""
     from dataclasses import replace
@@ -150,7 +152,7 @@ def run_filter(folder: Path, out: Path, models: Models, discriminator: str | Non
     family = by_name(spec.family)
     model = models.open(spec.discriminator)
     live = [r for r in records if r["status"] == "ok"]
-    scores = score(spec, family, model, live, progress)
+    scores = score(spec, family.staged_builder(), model, live, progress)
     cands = [Scored(r["id"], r["label"], s["label_confidence"], s["score"])
              for r, s in zip(live, scores)]
     kept, agreeing = select(cands, spec.filter.top_k, spec.filter.balance)
@@ -173,14 +175,14 @@ def run_filter(folder: Path, out: Path, models: Models, discriminator: str | Non
         scored_rows.append({"id": r["id"], "label": r["label"], "text": r["text"], **s,
                             "fate": fate})
     ordered = interleave(kept)
-    rows = dataset_rows(family, ordered, by_id)
+    rows = dataset_rows(family.staged_builder(), ordered, by_id)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(RunFolder(out).scored, scored_rows)
     write_jsonl(RunFolder(out).dataset, rows)
     card = build_card(spec, gen_meta, model, cands, agreeing,
                       {label: len(v) for label, v in unbalanced.items()}, kept, by_id,
-                      family.data_field)
+                      family.schema.data_field)
     if rebalanced is not None:
-        card["rebalance"] = rebalanced
+        card = card.adding("rebalance", rebalanced)
     write_card(out, card)
     return card

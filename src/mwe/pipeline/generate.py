@@ -18,29 +18,31 @@ from tqdm import tqdm
 
 from mwe import __version__
 from mwe.dedup import exact_duplicates, near_duplicates
-from mwe.families import Family, by_name
-from mwe.family import sampling_plan
+from mwe.families import by_name
+from mwe.family import StagedBuilder
 from mwe.io import write_json, write_jsonl
 from mwe.models import CachedModel, Models
+from mwe.plan import sampling_row
+from mwe.results import PlanRow
 from mwe.run_folder import RunFolder
 from mwe.spec import BehaviorSpec
 
 
-def plan(spec: BehaviorSpec, family: Family, model: CachedModel) -> dict[str, Any]:
+def plan(spec: BehaviorSpec, builder: StagedBuilder, model: CachedModel) -> PlanRow:
     """Generation's calls before any is made: exact (every draw is known in advance)."""
-    chunks, _ = family.draws(spec, model, family.prepare(spec))
-    return sampling_plan("generate", model,
-                         [([d.prompt for d in chunk], chunk[0].sampling) for chunk in chunks])
+    chunks, _ = builder.draws(spec, model, builder.prepare(spec))
+    return sampling_row("generate", model,
+                        [([d.prompt for d in chunk], chunk[0].sampling) for chunk in chunks])
 
 
-def sample(spec: BehaviorSpec, family: Family, model: CachedModel,
+def sample(spec: BehaviorSpec, builder: StagedBuilder, model: CachedModel,
            material: dict[str, list[str]], progress: bool = True
            ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    chunks, shown = family.draws(spec, model, material)
+    chunks, shown = builder.draws(spec, model, material)
     g = spec.generate
     per_label: dict[str, int] = {}
     records: list[dict[str, Any]] = []
-    total = g.per_label * len(family.labels)
+    total = g.per_label * len(builder.labels)
     with tqdm(total=total, desc=f"generate ({spec.generator})", unit="sample",
               disable=not progress, smoothing=0.1) as bar:
         for chunk in chunks:
@@ -58,11 +60,11 @@ def sample(spec: BehaviorSpec, family: Family, model: CachedModel,
     return records, shown
 
 
-def parse(spec: BehaviorSpec, family: Family, records: list[dict[str, Any]]) -> set[str]:
+def parse(spec: BehaviorSpec, builder: StagedBuilder, records: list[dict[str, Any]]) -> set[str]:
     """Each sample's example and status; returns the statuses that mean 'did not parse'."""
     failed: set[str] = set()
     for r in records:
-        text, why = family.parse_sample(spec, r["sample"])
+        text, why = builder.parse_sample(spec, r["sample"])
         r["text"] = text
         r["status"] = why
         r["duplicate_of"] = None
@@ -107,11 +109,11 @@ def counts(records: list[dict[str, Any]], labels: tuple[str, ...], failed: set[s
 def generate(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
              ) -> dict[str, Any]:
     """Sample, parse and deduplicate; write spec.json, generated.jsonl and generate.json."""
-    family = by_name(spec.family)
+    builder = by_name(spec.family).staged_builder()
     model = models.open(spec.generator)
-    material = family.prepare(spec)
-    records, shown = sample(spec, family, model, material, progress)
-    failed = parse(spec, family, records)
+    material = builder.prepare(spec)
+    records, shown = sample(spec, builder, model, material, progress)
+    failed = parse(spec, builder, records)
     deduplicate(spec, records, models, [q for qs in material.values() for q in qs])
     g = spec.generate
     meta = {
@@ -120,11 +122,11 @@ def generate(spec: BehaviorSpec, out: Path, models: Models, progress: bool = Tru
         "prompt_style": g.prompt,
         "prompts": shown,
         "sampling": {"temperature": g.temperature, "top_p": g.top_p, "max_tokens": g.max_tokens,
-                     "stop": list(family.stop),
+                     "stop": list(builder.stop),
                      "per_label": g.per_label, "batch": g.batch, "seed": spec.seed},
         "dedup": {"method": g.dedup, **({"similarity": g.similarity}
                                         if g.dedup == "embedding" else {})},
-        "counts": counts(records, family.labels, failed),
+        "counts": counts(records, builder.labels, failed),
     }
     run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -456,7 +456,8 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
     for index, scored in rows.items():
         unit = work.units[index]
         at = offsets[unit.dataset] + unit.start
-        if digest(runs[unit.model].rows[at:at + unit.stop - unit.start]) != scored:
+        back = runs[unit.model].held[at:at + unit.stop - unit.start]  # held: not spooled
+        if digest([r.to_dict() for r in back]) != scored:
             raise MweError(f"{unit.describe(series, datasets)}: the rows read back from the "
                            "store differ from the worker's")
     return write_sweep(series, datasets, fmt, out, runs)

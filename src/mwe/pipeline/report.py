@@ -42,14 +42,14 @@ __all__ = ["SECTIONS", "Inputs", "collect", "write_report"]
 def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
     """What each section shows, by section id. Figures are drawn here, in page order, which
     is the order their file names are given out in."""
-    trends = trend_rows(inp.results, measures={f.name: f.measures for f in FAMILIES})
+    trends = trend_rows(inp.results, measures={f.name: f.scorer.measures for f in FAMILIES})
     return {
         "overview": analysis.overview(inp, trends),
         "families": analysis.families(inp),
         "heatmap": analysis.heatmaps(inp, figs),
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
-        **{f.name: f.report(inp, figs) for f in analysis.REPORTING},
+        **{f.name: f.section.draw(inp, figs) for f in analysis.REPORTING if f.section},
         "agreement": agreement_section(inp, figs),
         "maps": [(m, script_json(m)) for m in inp.maps],
         "validation": validation.section(inp, figs),

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mwe import __version__
 from mwe.card import add_usage
@@ -20,6 +19,7 @@ from mwe.cost import UsageLedger
 from mwe.datasets import Dataset, load_file
 from mwe.errors import MweError
 from mwe.families import by_name
+from mwe.family import StagedBuilder
 from mwe.io import adopt_outputs, claim_outputs, clear_outputs
 from mwe.models import Models
 from mwe.pipeline.evaluate import (
@@ -33,6 +33,7 @@ from mwe.pipeline.evaluate import (
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.pipeline.generate import plan as plan_generation
+from mwe.results import Card, PlanRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, RunFolder
 from mwe.spec import BehaviorSpec, load_spec
 
@@ -62,7 +63,7 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bo
 
 def staged(spec: BehaviorSpec) -> bool:
     """Whether the spec's family is built by mwe generate and mwe filter (else in one step)."""
-    return by_name(spec.family).staged
+    return isinstance(by_name(spec.family).builder, StagedBuilder)
 
 
 STAGES = ("generate", "filter", "evaluate")
@@ -73,7 +74,8 @@ def model_uses(spec: BehaviorSpec, stages: Sequence[str] = STAGES) -> list[tuple
     uses the discriminator only where it requires one."""
     family = by_name(spec.family)
     uses = [("generator", spec.generator)] if "generate" in stages else []
-    if "filter" in stages and (family.staged or "discriminator" in family.required):
+    if "filter" in stages and (isinstance(family.builder, StagedBuilder)
+                               or "discriminator" in family.schema.required):
         uses.append(("discriminator", spec.discriminator))
     if "evaluate" in stages:
         uses += [(f"targets[{i}]", t) for i, t in enumerate(spec.targets)]
@@ -100,30 +102,30 @@ def check_filter_models(folder: Path, discriminator: str | None, models: Models)
                       models, ("filter",))
 
 
-def plan(spec: BehaviorSpec, models: Models) -> tuple[list[dict[str, Any]], list[str]]:
+def plan(spec: BehaviorSpec, models: Models) -> tuple[list[PlanRow], list[str]]:
     """What `mwe run` would call (--dry-run), calling nothing: generation exactly (every draw
     is known in advance, and the cache is asked what it holds); filtering and evaluation at
-    most, since they depend on how many samples survive. Rows as `_print_plan` shows them.
+    most, since they depend on how many samples survive. Rows as `print_plan` shows them.
     Every model is checked first: a model that cannot be used fails the dry run."""
     check_spec_models(spec, models)
-    family = by_name(spec.family)
+    builder = by_name(spec.family).builder
     per_example = 60  # tokens of a discriminator or evaluation prompt, about
-    if family.staged:
-        n = spec.generate.per_label * len(family.labels)  # at most this many reach the filter
-        kept = min(n, spec.filter.top_k * len(family.labels))
-        rows = [plan_generation(spec, family, models.open(spec.generator)),
-                {"stage": "filter (at most)", "model": spec.discriminator,
-                 "spec": spec.discriminator, "calls": n, "cached": 0,
-                 "tokens_in": n * per_example, "tokens_out": 0}]
+    if isinstance(builder, StagedBuilder):
+        n = spec.generate.per_label * len(builder.labels)  # at most this many reach the filter
+        kept = min(n, spec.filter.top_k * len(builder.labels))
+        rows = [plan_generation(spec, builder, models.open(spec.generator)),
+                PlanRow("filter (at most)", spec.discriminator, spec.discriminator, n, 0,
+                        n * per_example, 0)]
         notes = [f"filter and evaluate: at most {n} samples reach the filter and {kept} rows "
                  f"the targets (about {per_example} tokens each)"]
     else:
-        built = family.plan(spec, models)
-        rows, notes, kept, per_example = built.calls, built.notes, built.rows, built.row_tokens
+        built = builder.plan(spec, models)
+        rows, notes, kept, per_example = (list(built.calls), built.notes, built.rows,
+                                          built.row_tokens)
         notes = [*notes, f"evaluate: at most {kept} rows reach each target (about "
                          f"{per_example} tokens each)"]
-    rows += [{"stage": "evaluate (at most)", "model": t, "spec": t, "calls": kept, "cached": 0,
-              "tokens_in": kept * per_example, "tokens_out": 0} for t in spec.targets]
+    rows += [PlanRow("evaluate (at most)", t, t, kept, 0, kept * per_example, 0)
+             for t in spec.targets]
     return rows, notes
 
 
@@ -142,20 +144,21 @@ def check_results(out: Path) -> None:
 
 
 def run_all(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True,
-            ledger: UsageLedger | None = None) -> tuple[dict[str, Any], list[ModelRun]]:
+            ledger: UsageLedger | None = None) -> tuple[Card, list[ModelRun]]:
     """The stages in one folder; `ledger` notes each stage's tokens (written as usage.csv)."""
     check_spec_models(spec, models)  # before the first call: a bad target must not cost a generation
     ledger = ledger or UsageLedger()
-    if staged(spec):
+    builder = by_name(spec.family).builder
+    if isinstance(builder, StagedBuilder):
         generate(spec, out, models, progress)
         ledger.stage("generate", models)
         card = run_filter(out, out, models, progress=progress)
         ledger.stage("filter", models)
     else:
-        card = by_name(spec.family).build(spec, out, models, progress)
+        card = builder.build(spec, out, models, progress)
         ledger.stage("build", models)
     add_usage(out, ledger.rows)  # what building the dataset took, in its card
-    card["usage"] = [dict(r) for r in ledger.rows]
+    card = card.with_usage(ledger.rows)
     runs = evaluate_dataset(spec, out, models, progress) if spec.targets else []
     ledger.stage("evaluate", models)
     if not runs:  # no results now: none from an earlier run in this folder either

@@ -70,11 +70,10 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     results: list[dict[str, Any]] = []
     for m, run in zip(series.models, runs):
         axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
-        for row in run.held:
-            row["label"] = m.label
+        run.held = [row.labelled(m.label) for row in run.held]  # for the families' files
         for s in run.summaries:
-            results.append({"label": m.label, **axes, **s})
-    trends = trend_rows(results, measures={f.name: f.measures for f in FAMILIES})
+            results.append({"label": m.label, **axes, **s.to_dict()})
+    trends = trend_rows(results, measures={f.name: f.scorer.measures for f in FAMILIES})
     reversals = trend_reversals(results)
     claim = claim_outputs(out, SWEEP_FILES)
     claim.begin()
@@ -83,14 +82,14 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     with atomic_open(out / ROWS, "wb") as fh:
         for m, run in zip(series.models, runs):
             for row in run.iter_rows():
-                row["label"] = m.label
-                fh.write(jsonl_line(row))
-                kept.append({k: row[k] for k in ROW_FIELDS if k in row})
+                written = row.labelled(m.label).to_dict()
+                fh.write(jsonl_line(written))
+                kept.append({k: written[k] for k in ROW_FIELDS if k in written})
     agreement = agreement_matrix(preferences(kept), [m.label for m in series.models])
     del kept
     write_csv(out / "agreement.csv", agreement, AGREEMENT_COLUMNS)
     write_csv(out / "reversals.csv", reversals, REVERSAL_COLUMNS)
-    columns = summary_columns(results)
+    columns = summary_columns({s.family for run in runs for s in run.summaries})
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
     extras = write_extras(out, [row for r in runs for row in r.extra_rows()], results)

@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from mwe.families import FAMILIES
-from mwe.family import given as has
+from mwe.records import given as has
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import AXES, Inputs
 from mwe.trends import strongest
 
-REPORTING = [f for f in FAMILIES if f.report_title]
-# the common sections, each family's own section (Family.report_title), then the cards
+REPORTING = [f for f in FAMILIES if f.section is not None]
+# the common sections, each family's own section (its ReportSection), then the cards
 SECTIONS = [
     ("overview", "Overview"),
     ("families", "Per-family summary"),
     ("heatmap", "% matching: datasets × models"),
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
-    *((f.name, str(f.report_title)) for f in REPORTING),
+    *((f.name, f.section.title) for f in REPORTING if f.section is not None),
     ("agreement", "Model agreement"),
     ("maps", "Dataset map"),
     ("validation", "Human validation"),

@@ -13,9 +13,9 @@ from mwe.families import FAMILIES
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import Inputs
 
-# the statistics families put on their cards (Family.card_statistics); diversity has its own
+# the statistics families put on their cards (their builder's card_statistics); diversity has its own
 # line on every card
-STATISTICS = {k for f in FAMILIES for k in f.card_statistics} - {"diversity"}
+STATISTICS = {k for f in FAMILIES for k in f.builder.card_statistics} - {"diversity"}
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ a malformed file is one DataError naming the file, the line (rows.jsonl) and the
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mwe.checks import At
 from mwe.errors import DataError, MweError
 from mwe.families import FAMILIES
 from mwe.report.jsonfile import field_name as _key
@@ -22,7 +22,8 @@ from mwe.report.jsonfile import load_json as _load_json
 from mwe.run_folder import SWEEP_JSON, ResultsFolder, RunFolder
 
 # what each family's report section reads from rows.jsonl, and how a line naming it looks
-ROW_FIELDS = {f.name: f.report_row_fields for f in FAMILIES if f.report_row_fields}
+ROW_FIELDS = {f.name: f.section.row_fields for f in FAMILIES
+              if f.section is not None and f.section.row_fields}
 ROW_MARKS = tuple(f'"{name}"' for name in ROW_FIELDS)
 AXES = ("params", "step", "tuning")
 MODEL_KEYS = (*AXES, "model_family", "quantization", "backend")
@@ -55,85 +56,54 @@ CARD_NUMBERS = (("label_confidence", ("mean", "min", "max")),
                 ("diversity", ("distinct_1", "distinct_2", "distinct_3")))
 
 
-def _found(x: Any) -> str:
-    """What a value is, for an error message: one line, shortened."""
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return f"a boolean ({json.dumps(x)})"
-    if isinstance(x, (int, float)):
-        return f"a number ({x!r})"
-    if isinstance(x, str):
-        text = json.dumps(x, ensure_ascii=False)
-        return f"a string ({text if len(text) <= 40 else text[:39] + '…'})"
-    return "a list" if isinstance(x, list) else "an object" if isinstance(x, dict) else \
-        type(x).__name__
-
-
 @dataclass(frozen=True)
 class _At:
-    """Where a value was read: the file, and the line for JSON Lines."""
+    """Fields of the JSON read at `path` (and `line`, for JSON Lines), checked through
+    `mwe.checks.At` in the report's words ("found ..."); null and "" count as missing."""
 
     path: Path
     line: int | None = None
 
+    @property
+    def at(self) -> At:
+        return At(str(self.path), self.line, word="found")
+
     def error(self, fld: str | None, message: str) -> DataError:
-        return DataError(str(self.path), self.line, fld or None, message)
+        return self.at.error(fld, message)
 
     def need_obj(self, x: Any, fld: str) -> dict[str, Any]:
-        if not isinstance(x, dict):
-            raise self.error(fld, f"expected an object, found {_found(x)}")
-        return x
+        return self.at.mapping(x, fld)
 
     def need_list(self, x: Any, fld: str) -> list[Any]:
-        if not isinstance(x, list):
-            raise self.error(fld, f"expected a list, found {_found(x)}")
-        return x
+        return self.at.listing(x, fld)
+
+    def _missing(self, d: dict[str, Any], key: str, fld: str, what: str) -> DataError:
+        return self.error(fld, "missing") if key not in d else self.at.expected(fld, what, d[key])
 
     def text(self, d: dict[str, Any], key: str, prefix: str, required: bool = False
              ) -> str | None:
-        """A string field; null and "" count as missing."""
+        """A string field."""
         v = d.get(key)
         if v is None or v == "":
             if required:
-                raise self.error(_key(prefix, key), "missing" if key not in d else
-                                 f"expected a non-empty string, found {_found(v)}")
+                raise self._missing(d, key, _key(prefix, key), "a non-empty string")
             return None
-        if not isinstance(v, str):
-            raise self.error(_key(prefix, key), f"expected a string, found {_found(v)}")
-        return v
+        return self.at.string(v, _key(prefix, key))
 
     def number(self, d: dict[str, Any], key: str, prefix: str, *, required: bool = False,
                integer: bool = False, lo: float | None = None, hi: float | None = None,
                above: float | None = None) -> float | int | None:
-        """A numeric field; null and "" count as missing. NaN and infinities never pass
-        (JSON has none: _load_json refuses them; a CSV's "nan" reaches here)."""
+        """A numeric field. NaN and infinities never pass (JSON has none: _load_json refuses
+        them; a CSV's "nan" reaches here)."""
         v = d.get(key)
         fld = _key(prefix, key)
         if v is None or v == "":
             if required:
-                raise self.error(fld, "missing" if key not in d else
-                                 f"expected a number, found {_found(v)}")
+                raise self._missing(d, key, fld, "a number")
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.error(fld, f"expected a number, found {_found(v)}")
-        try:
-            finite = math.isfinite(v)
-        except OverflowError:  # an integer too long for a float
-            raise self.error(fld, "expected a finite number, found one too large") from None
-        if not finite:
-            raise self.error(fld, f"expected a finite number, found {v!r}")
         if integer:
-            if isinstance(v, float) and not v.is_integer():
-                raise self.error(fld, f"expected a whole number, found {v!r}")
-            v = int(v)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            span = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else
-                    f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-            raise self.error(fld, f"expected a number {span}, found {v!r}")
-        if above is not None and v <= above:
-            raise self.error(fld, f"expected a number above {above:g}, found {v!r}")
-        return v
+            return self.at.integer(v, fld, low=lo, high=hi)
+        return self.at.number(v, fld, low=lo, high=hi, above=above)
 
 
 def _axes(at: _At, d: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -217,9 +187,7 @@ def _card_check(at: _At, x: Any) -> dict[str, Any]:
 def _load_object(path: Path, key: str) -> tuple[_At, dict[str, Any]]:
     """A JSON file that must be an object holding `key`."""
     at = _At(path)
-    x = _load_json(path)
-    if not isinstance(x, dict):
-        raise at.error(None, f"expected a JSON object with a '{key}' list, found {_found(x)}")
+    x = at.at.mapping(_load_json(path), None, f"a JSON object with a '{key}' list")
     if key not in x:
         raise at.error(key, "missing")
     return at, x
@@ -233,7 +201,7 @@ def _load_card(folder: Path) -> dict[str, Any] | None:
 
 
 def _rows(path: Path) -> Iterable[dict[str, Any]]:
-    """The rows a family's section reads (see Family.report_row_fields), skipping the rest
+    """The rows a family's section reads (see ReportSection.row_fields), skipping the rest
     unparsed: a line that does not name such a family is not even decoded."""
     if not path.is_file():
         return
@@ -253,8 +221,8 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
                     raise at.error(None, "not valid JSON: nested too deeply") from exc
                 if isinstance(row, dict) and row.get("family") in ROW_FIELDS:
                     yield _row(at, row)
-                elif not isinstance(row, dict):
-                    raise at.error(None, f"expected a JSON object, found {_found(row)}")
+                else:
+                    at.at.mapping(row, None, "a JSON object")
     except UnicodeDecodeError as exc:
         raise DataError(str(path), i + 1, None, "not UTF-8 text") from exc
     except OSError as exc:
@@ -274,20 +242,12 @@ def _load_usage(path: Path, folder: str) -> list[dict[str, Any]]:
         at = _At(path, n)
         r: dict[str, Any] = {"folder": folder, "stage": rec.get("stage") or "",
                              "model": rec.get("model") or "", "counted": rec.get("counted") or ""}
-        for key, integer in (("calls", True), ("tokens_in", True), ("tokens_out", True),
-                             ("cost_usd", False)):
-            value = rec.get(key)
-            if value in (None, ""):
-                r[key] = None
-                continue
-            try:
-                r[key] = int(value) if integer else float(value)
-            except ValueError:
-                raise at.error(key, f"expected a number, found {_found(value)}") from None
-            if not math.isfinite(r[key]):
-                raise at.error(key, f"expected a finite number, found {_found(value)}")
-            if r[key] < 0:
-                raise at.error(key, f"expected at least 0, found {value}")
+        for key in ("calls", "tokens_in", "tokens_out"):  # a cell is text
+            r[key] = None if rec.get(key) in (None, "") else \
+                at.at.integer(rec[key], key, low=0, text=True)
+        cost = rec.get("cost_usd")
+        r["cost_usd"] = None if cost in (None, "") else \
+            at.at.number(cost, "cost_usd", low=0, text=True)
         out.append(r)
     return out
 
@@ -356,8 +316,7 @@ def _load_maps(path: Path) -> list[dict[str, Any]]:
             at.number(p, "confidence", pw, lo=0, hi=1)
             at.number(p, "line", pw, integer=True, lo=0)
             at.text(p, "label", pw, required=True)
-            if not isinstance(p.get("text"), str):
-                raise at.error(_key(pw, "text"), f"expected a string, found {_found(p.get('text'))}")
+            at.at.string(p.get("text"), _key(pw, "text"))
         out.append(m)
     return out
 

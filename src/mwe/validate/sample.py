@@ -13,7 +13,7 @@ from typing import Any
 
 from mwe.datasets import load
 from mwe.errors import MweError
-from mwe.family import Dataset, Item
+from mwe.records import Dataset, Item
 from mwe.run_folder import RunFolder
 from mwe.validate.stats import ItemInfo
 
