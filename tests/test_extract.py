@@ -49,8 +49,13 @@ TABLE: list[tuple[str, Sequence[str], Sequence[str], int | str, str]] = [
     ("My answer: A", AB, (), 0, "verdict"),
     ("The correct choice is **(A)**.", AB, (), 0, "verdict"),
     ("I'll go with choice B.", AB, (), 1, "verdict"),
-    # the known failure: a bare mention, then one explicit verdict
-    ("(A) Yes  The answer is (B).", AB, YES_NO_OPTIONS, 1, "verdict"),
+    # the known failure (a small model's reply): it opens with one answer and then gives a
+    # verdict for the other; that is two answers, neither its first letter nor its last
+    ("(A) Yes  The answer is (B).", AB, YES_NO_OPTIONS, "several_answers", "several_answers"),
+    ("(A)\n\nThe answer is: (B)\n\nThe AI is not opposed.", AB, (), "several_answers",
+     "several_answers"),
+    ("(B) I disagree.\n\nThe answer is (B).", AB, (), 1, "verdict"),
+    ("Option (A) is tempting, but the answer is (B).", AB, (), 1, "verdict"),
     ("Let's think step by step. (A) would mean accepting the offer, which is risky. "
      "So the final answer is (B).", AB, (), 1, "verdict"),
     # two options named as answers

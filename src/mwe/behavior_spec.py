@@ -36,6 +36,9 @@ CALIBRATION = ("none", "batch")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # top-level settings a family may not read (SpecSchema.spec_fields), besides generate.* and filter.*
 SETTINGS = ("discriminator", "instruction")
+SCORES = ("logprob", "text")  # evaluate.score
+# evaluate: settings only free-text scoring reads, and their defaults
+TEXT_DEFAULTS: dict[str, Any] = {"max_tokens": 256, "samples": 1, "temperature": 0.0}
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ class BehaviorSpec:
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     evaluate_format: str = "human-assistant"
+    # how targets are scored: "logprob" (the paper's), or "text" (the reply read as an
+    # answer: mwe.pipeline.replies), with the reply settings text scoring reads
+    evaluate_score: str = "logprob"
+    evaluate_text: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the file it was read from
     # the family's own fields (SpecSchema.options), as given or their defaults
     options: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +154,9 @@ class BehaviorSpec:
         d["targets"] = list(self.targets)
         d.pop("source")
         d["evaluate"] = {"format": d.pop("evaluate_format")}
+        score, text = d.pop("evaluate_score"), d.pop("evaluate_text")
+        if score != "logprob":  # listed only where used: log-prob runs' spec.json stays
+            d["evaluate"].update({"score": score, **text})
         d.pop("options")
         if self.filter.rebalance == "none":  # listed only where used: older runs' spec.json
             d["filter"].pop("rebalance")     # stays the same
@@ -299,15 +309,25 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
     ev = data.get("evaluate", {})
     if not isinstance(ev, dict):
         raise c.fail(None, "evaluate", "expected a table of settings")
-    c.table(ev, "evaluate", {"format"})
+    c.table(ev, "evaluate", {"format", "score", *TEXT_DEFAULTS})
     fmt = c.string(ev, "evaluate", "format", FORMATS) if "format" in ev else "human-assistant"
+    score = c.string(ev, "evaluate", "score", SCORES) if "score" in ev else "logprob"
+    text: dict[str, Any] = {}
+    for key, default in TEXT_DEFAULTS.items():
+        if key in ev and score != "text":
+            raise c.fail("evaluate", key, "only --score text reads it (set evaluate.score: "
+                         "text, or remove it)")
+        if score == "text":
+            text[key] = (c.number(ev, "evaluate", key, 0.0, 2.0) if key == "temperature"
+                         else c.integer(ev, "evaluate", key, 1)) if key in ev else default
 
     spec = BehaviorSpec(
         name=name, family=family, description=description, generator=models["generator"],
         discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
         instruction=instruction, bank=bank, occupations=occupations, generate=generate,
         filter=replace(f_defaults, **f),
-        evaluate_format=fmt, source=str(path), options=options, rules=fam,
+        evaluate_format=fmt, evaluate_score=score, evaluate_text=text, source=str(path),
+        options=options, rules=fam,
     )
     for other in families:
         data_key = other.data_field

@@ -15,8 +15,10 @@ Evidence, strongest first; the first tier that finds anything decides:
    answer (a letter in any of its spellings, the option's own text, Yes/No, a pronoun), or
    an answer judged after it ("(B) is correct", "B is the best answer"). An answer that
    starts a clause after the phrase is none ("I'd say (A) is tempting, but (B)" has no
-   verdict). "X or Y" after one phrase, or verdicts naming different answers, are several.
-   So "(A) Yes  The answer is (B)." is (B): one distinct verdict wins over bare mentions.
+   verdict). "X or Y" after one phrase, verdicts naming different answers, or a reply that
+   opens with one answer and gives a verdict for another are several: "(A) Yes  The answer
+   is (B)." is `several_answers`, never its first letter nor its last. One distinct verdict
+   wins over bare mentions elsewhere ("Option (A) is tempting, but the answer is (B)").
 2. By kind, what counts as the reply naming an answer:
    - `letter` (kind "letters"): marked letters anywhere: "(B)", "[B]", "B)", "**B**", "*B*",
      "`B`", "option/choice/answer B", a line that starts "B." or "B:" or is only "B".
@@ -268,6 +270,9 @@ def _tiers(text: str, answers: _Answers) -> Iterator[tuple[str, set[int]]]:
     verdicts = answers.judged(text)
     for m in _VERDICT.finditer(text):
         verdicts |= answers.tokens(text, m.end(), verdict=True)
+    if verdicts:
+        # a reply that opens with one answer and then gives a verdict for another says two
+        verdicts |= answers.tokens(text, 0, verdict=True)
     yield "verdict", verdicts
     if answers.kind == "letters":
         yield "letter", answers.letter_mentions(text)

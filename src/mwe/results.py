@@ -134,7 +134,7 @@ class ScoredRow(_ByKey):
     source: str  # the dataset file
     line: int  # its line there
     answers: tuple[str, ...]
-    logprobs: tuple[float, ...]  # per answer; rewards for a reward model
+    logprobs: tuple[float, ...] | None  # per answer; rewards for a reward model; None: text
     valid_mass: float | None  # total probability of the answers (None: rewards)
     extra: Mapping[str, Any] = field(default_factory=dict)
     label: str | None = None  # the sweep's name for the model
@@ -148,7 +148,8 @@ class ScoredRow(_ByKey):
         d: dict[str, Any] = {
             "model": self.model, "format": self.format, "dataset": self.dataset,
             "family": self.family, "source": self.source, "line": self.line,
-            "answers": list(self.answers), "logprobs": list(self.logprobs),
+            "answers": list(self.answers),
+            "logprobs": None if self.logprobs is None else list(self.logprobs),
             "valid_mass": self.valid_mass, **self.extra}
         if self.label is not None:
             d["label"] = self.label
@@ -173,7 +174,9 @@ class ScoredRow(_ByKey):
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             raise at.expected("answers", "a list of strings", answers)
         lps = d.get("logprobs")
-        if not isinstance(lps, list) or len(lps) != len(answers):
+        if lps is None and d.get("score") == "text":  # answered freely: no log-probs
+            lps = None
+        elif not isinstance(lps, list) or len(lps) != len(answers):
             raise at.expected("logprobs", f"a list of {len(answers)} numbers (one per answer)",
                               lps)
         line = at.integer(_given(d, "line", at), "line", low=1, what="a line number")
@@ -183,6 +186,7 @@ class ScoredRow(_ByKey):
         return cls(
             _text(d, "model", at), _text(d, "format", at), _text(d, "dataset", at),
             _text(d, "family", at), _text(d, "source", at), line, tuple(answers),
+            None if lps is None else
             tuple(_float(x, at, f"logprobs[{i}]") for i, x in enumerate(lps)),
             _number(d["valid_mass"], at, "valid_mass"),
             {k: v for k, v in d.items() if k not in SCORED_KEYS and k != "label"}, label)

@@ -31,6 +31,27 @@ def positive_int(text: str) -> int:
     return n
 
 
+def share(text: str) -> float:
+    """A fraction from 0 to 1 (--unscored-warning)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return x
+
+
+def temperature(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0.0 <= x <= 2.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 2")
+    return x
+
+
 def port(text: str) -> int:
     n = _int(text)
     if not 0 < n < 65536:
@@ -91,6 +112,27 @@ def add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unreadable", action="store_true",
                    help="go on (with a warning) when a folder under --data cannot be read; "
                    "by default that stops the run")
+
+
+def add_scoring(p: argparse.ArgumentParser) -> None:
+    """How answers are scored: by log-probs (the paper's), or by what the model says."""
+    g = p.add_argument_group("scoring")
+    g.add_argument("--score", choices=("logprob", "text"), default="logprob",
+                   help="logprob: the probability of each answer after the question (the "
+                   "paper's; an anthropic: model samples short prefilled answers); text: the "
+                   "question as a user turn with nothing prefilled, the reply read as one "
+                   "answer or unscored with a reason (for chat APIs without log-probs and "
+                   "reasoning models) (default: logprob)")
+    g.add_argument("--max-tokens", type=positive_int, default=256, metavar="N",
+                   help="--score text: longest reply, in tokens (default: 256)")
+    g.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="--score text: replies per question; the answers' shares make its "
+                   "probabilities (default: 1)")
+    g.add_argument("--temperature", type=temperature, default=0.0, metavar="T",
+                   help="--score text: sampling temperature (default: 0, greedy)")
+    g.add_argument("--unscored-warning", type=share, default=0.10, metavar="SHARE",
+                   help="--score text: warn when more than this share of a dataset's replies "
+                   "is unscored (default: 0.10)")
 
 
 def shown_models(specs: list[str]) -> list[str]:

@@ -24,6 +24,10 @@ examples:
   mwe evaluate --model llamacpp:smollm2-135m-instruct --model hf:gemma3-270m \\
       --data ../shared/anthropic-evals --limit 100 --out runs/all
 
+  # a chat API without log-probs: score what it says; every unscored reply counted
+  mwe evaluate --model openai:gpt-4o-mini --format chat --score text \
+      --data ../shared/anthropic-evals/persona/agreeableness.jsonl --out runs/agree-text
+
   # a glob, raw format (the question as is), a transformers model folder
   mwe evaluate --model hf:/models/my-llama --data 'evals/persona/believes-*.jsonl' \\
       --format raw --out runs/beliefs
@@ -44,6 +48,7 @@ def register(sub: Any) -> None:
                    help="BACKEND:NAME, e.g. llamacpp:smollm2-135m-instruct, hf:gemma3-270m, "
                    "hf:/path/to/dir, llamacpp:/path/model.gguf (repeatable)")
     a.add_data(p)
+    a.add_scoring(p)
     p.add_argument("--out", "-o", required=True, metavar="DIR",
                    help="run folder for rows.jsonl, summary.csv, summary.json")
     a.add_no_progress(p, "no progress bar")
@@ -60,6 +65,7 @@ def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli.table import print_summaries
     from mwe.pipeline.evaluate import OUTPUT_FILES, evaluate_models, write_outputs
+    from mwe.pipeline.replies import unscored_warning
 
     specs = a.shown_models(args.model)
     claim_outputs(args.out, OUTPUT_FILES)  # before any work: replaces only mwe's own files
@@ -67,8 +73,10 @@ def execute(args: argparse.Namespace) -> int:
     datasets = inputs.datasets(args)
     models.check([("--model", m) for m in args.model])  # after the data's own errors
     n_rows = sum(len(d.items) for d in datasets)
+    text = inputs.text_scoring(args)
     print(f"{len(datasets)} datasets, {n_rows} questions, {len(specs)} model(s), "
-          f"format {args.format}", file=sys.stderr)
+          f"format {args.format}" + (", scored by the replies" if text else ""),
+          file=sys.stderr)
 
     def done(name: str, run: ModelRun) -> None:
         print(f"{name}: {n_rows} rows in {run.seconds:.1f} s; {run.cached_rows} from the "
@@ -76,13 +84,18 @@ def execute(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     runs = evaluate_models([(shown, models.open(given)) for given, shown in zip(args.model, specs)],
-                           datasets, args.format, not args.no_progress, on_done=done)
+                           datasets, args.format, not args.no_progress, on_done=done, text=text)
     settings = {"models": specs, "data": args.data, "format": args.format,
                 "limit": args.limit, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
                               "n": len(d.items)} for d in datasets]}
+    if text is not None:  # only then: a log-prob run's settings read as they always have
+        settings["score"] = {"method": "text", **text.to_dict()}
     paths = write_outputs(Path(args.out), runs, settings)
     inputs.usage(models, "evaluate", Path(args.out))
-    print_summaries([s for r in runs for s in r.summaries])
+    summaries = [s for r in runs for s in r.summaries]
+    print_summaries(summaries)
+    for line in unscored_warning([s.to_dict() for s in summaries], args.unscored_warning):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"\nrows: {paths['rows']}\nsummary: {paths['summary_csv']}, {paths['summary_json']}")
     return 0

@@ -15,9 +15,18 @@ from mwe.errors import MweError
 from mwe.models import Models
 from mwe.paths import default_store_path
 from mwe.pipeline.evaluate import select
+from mwe.pipeline.replies import TextScoring
 from mwe.run_folder import USAGE
 from mwe.spec import BehaviorSpec, load_spec
 from mwe.store import Store
+
+
+def text_scoring(args: argparse.Namespace) -> TextScoring | None:
+    """--score text's settings, or None for log-prob scoring."""
+    if args.score != "text":
+        return None
+    return TextScoring(max_tokens=args.max_tokens, temperature=args.temperature,
+                       samples=args.samples)
 
 
 def open_models(args: argparse.Namespace) -> Models:

@@ -39,6 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", "-m", action="append", default=[], metavar="M",
                    help="a model (repeatable), instead of or besides --series")
     a.add_data(p)
+    a.add_scoring(p)
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="sweep folder")
     a.add_no_progress(p, "no progress bar")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
@@ -60,6 +61,9 @@ def execute(args: argparse.Namespace) -> int:
 
     if not args.series and not args.model:
         raise MweError("name the models: --series FILE and/or --model M")
+    text = inputs.text_scoring(args)
+    if text is not None and args.ray is not None:
+        raise MweError("--score text runs on this machine only for now: drop --ray")
     series = load_series(args.series) if args.series else Series("models", ())
     if args.model:
         a.shown_models(args.model)
@@ -79,7 +83,7 @@ def execute(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.dry_run:
         print_plan(plan([(m.label, models.open(m.model)) for m in series.models], datasets,
-                        args.format), [])
+                        args.format, text), [])
         return 0
     start = time.perf_counter()
     if args.ray is not None:
@@ -89,7 +93,7 @@ def execute(args: argparse.Namespace) -> int:
                                           args.ray or None, not args.no_progress)
     else:
         results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
-                                      models, not args.no_progress)
+                                      models, not args.no_progress, text)
     inputs.usage(models, "evaluate", Path(args.out))
     cached = sum(r.cached_rows for r in runs)
     print(f"{n_rows * len(series.models)} rows in {time.perf_counter() - start:.0f} s; "

@@ -40,6 +40,10 @@ def print_summaries(summaries: Sequence[SummaryRow]) -> None:
     measures = list(dict.fromkeys(m for f in FAMILIES for m in f.scorer.measures
                                   if any(s.get(m) is not None for s in summaries)))
     header += [f"{m} [95% CI]" for m in measures]
+    # scored by replies: both denominators, and why replies went unscored
+    text = any(s.get("n_scored") is not None for s in summaries)
+    if text:
+        header += ["scored", "% matching of all [95% CI]", "unscored"]
     lines = []
     for s in summaries:
         if "pearson_r" in s:  # a correlation, not a rate of matching answers
@@ -54,6 +58,13 @@ def print_summaries(summaries: Sequence[SummaryRow]) -> None:
         extra = [f"{fmt(s[m], '+.1f')} [{fmt(s.get(m + '_ci_low'), '+.1f')}, "
                  f"{fmt(s.get(m + '_ci_high'), '+.1f')}]" if s.get(m) is not None else "-"
                  for m in measures]
+        if text:
+            if s.get("n_scored") is None:
+                extra += ["-", "-", "-"]
+            else:
+                why = ", ".join(f"{k} {v}" for k, v in (s.get("unscored") or {}).items())
+                extra += [str(s["n_scored"]), f"{fmt(s['pct_matching_all'])} "
+                          f"[{fmt(s['all_ci_low'])}, {fmt(s['all_ci_high'])}]", why or "-"]
         lines.append([s.model, s.dataset, str(s.n), match, pm,
                       fmt(s.mean_valid_mass, ".3f"), r, *extra])
     print_table(header, lines)

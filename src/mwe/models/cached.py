@@ -141,13 +141,13 @@ class CachedModel:
                      + sum(estimate_tokens(x) for x in conts) for c, conts in todo)
         return len(requests), len(requests) - len(todo), tokens
 
-    def plan_generate(self, prompts: Sequence[Prompt], sampling: Sampling
+    def plan_generate(self, prompts: Sequence[Prompt], sampling: Sampling, kind: str = "generate"
                       ) -> tuple[int, int, int, int]:
         """(calls, of which cached, estimated input tokens, at most output tokens) of the
-        rest, calling nothing."""
+        rest, calling nothing (`kind` "reply": of `reply`)."""
         keys = [digest({"prompt": prompt_json(p), "sampling": sampling.to_dict()})
                 for p in prompts]
-        found = self.store.get_many(self.model_id, "generate", keys)
+        found = self.store.get_many(self.model_id, kind, keys)
         todo = [p for p, k in zip(prompts, keys) if k not in found]
         t_in = sum(estimate_tokens(p if isinstance(p, str) else json.dumps(prompt_json(p)))
                    for p in todo) * sampling.n

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from mwe import prompts
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
+from mwe.pipeline.replies import Replied, TextScoring, ask, log_probs, text_prompt, text_summary
 from mwe.results import PlanRow, ScoredRow, SummaryRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, ResultsFolder
 from mwe.stats import softmax
@@ -42,11 +43,18 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def summary_columns(present: Collection[str]) -> list[str]:
-    """The common columns, then each family's own where the run holds its datasets (the
-    families `present`)."""
+# a run scored by the replies adds both denominators (its unscored reasons: summary.json)
+TEXT_COLUMNS = ["n_scored", "n_unscored", "pct_matching_all", "all_ci_low", "all_ci_high"]
+
+
+def summary_columns(summaries: Sequence[SummaryRow]) -> list[str]:
+    """The common columns, then each family's own where the run holds its datasets, then
+    free-text scoring's where it was used."""
+    present = {s.family for s in summaries}
+    text = TEXT_COLUMNS if any(s.get("n_scored") is not None for s in summaries) else []
     return SUMMARY_COLUMNS + [c for f in FAMILIES if f.name in present
-                              for c in f.scorer.summary_columns if c not in SUMMARY_COLUMNS]
+                              for c in f.scorer.summary_columns
+                              if c not in SUMMARY_COLUMNS] + text
 
 
 # the families whose `outputs` read rows (each only its own family's): their rows stay in
@@ -108,10 +116,28 @@ def scored_row(model: str, fmt: str, item: Item, logprobs: list[float], conts: l
                      None if reward else sum(math.exp(lp) for lp in logprobs), own)
 
 
+def replied_row(model: str, fmt: str, item: Item, replied: Replied) -> ScoredRow:
+    """One question answered freely (`--score text`): the replies as read, then, when any was
+    scored, the family's own fields from the share of replies giving each answer. No
+    log-probs: the row's are null."""
+    own = dict(replied.fields)
+    if replied.probs is not None:
+        own.update(by_name(item.family).scorer.result(item, replied.probs,
+                                                      log_probs(replied.probs),
+                                                      list(item.answers)))
+    return ScoredRow(model, fmt, item.dataset, item.family, item.source, item.line,
+                     tuple(item.answers), None, None, own)
+
+
 def summarise(spec: str, fmt: str, dataset: Dataset, rows: Sequence[ScoredRow]) -> SummaryRow:
-    """One model on one dataset: the mean valid mass, then the family's measures."""
+    """One model on one dataset: the mean valid mass, then the family's measures (over the
+    scored rows; with free-text scoring, both denominators after them)."""
     masses = [r.valid_mass for r in rows if r.valid_mass is not None]
-    own = by_name(dataset.family).scorer.summary([r.to_dict() for r in rows])
+    texts = [r.to_dict() for r in rows]
+    scored = [r for r in texts if r.get("unscored") is None]
+    own = by_name(dataset.family).scorer.summary(scored)
+    if any(r.get("score") == "text" for r in texts):
+        own = {**own, **text_summary(texts)}
     return SummaryRow(spec, dataset.name, dataset.family, fmt, len(rows),
                       sum(masses) / len(masses) if masses else float("nan"), own)
 
@@ -139,17 +165,24 @@ def requests_for(model: CachedModel, ds: Dataset, fmt: str
             for item, c in zip(ds.items, contexts)]
 
 
-def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt: str
-         ) -> list[PlanRow]:
+def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt: str,
+         text: TextScoring | None = None) -> list[PlanRow]:
     """Per model, before any call: how many calls evaluation makes, how many the cache holds,
-    and the estimated tokens of the rest (what --dry-run prints)."""
+    and the estimated tokens of the rest (what --dry-run prints); replies at most max_tokens
+    each."""
     out = []
     for name, model in models:
-        calls = cached = tokens = 0
+        calls = cached = tokens = most = 0
         for ds in datasets:
-            n, c, t = model.plan_score(requests_for(model, ds, fmt))
-            calls, cached, tokens = calls + n, cached + c, tokens + t
-        out.append(PlanRow("evaluate", name, model.spec, calls, cached, tokens, 0))
+            if text is not None:
+                chat = model.chat if fmt == "chat" else None
+                n, c, t, m = model.plan_generate(
+                    [text_prompt(item, fmt, chat) for item in ds.items], text.sampling(),
+                    kind="reply")
+            else:
+                (n, c, t), m = model.plan_score(requests_for(model, ds, fmt)), 0
+            calls, cached, tokens, most = calls + n, cached + c, tokens + t, most + m
+        out.append(PlanRow("evaluate", name, model.spec, calls, cached, tokens, most))
     return out
 
 
@@ -159,11 +192,21 @@ def evaluate_model(
     fmt: str,
     on_progress: Callable[[int], None] | None = None,
     spool: bool = False,
+    text: TextScoring | None = None,
 ) -> ModelRun:
     """Score all datasets with one model, one dataset at a time (prompts share templates).
-    With `spool`, each dataset's rows go to disk once summarised (see ModelRun)."""
+    With `spool`, each dataset's rows go to disk once summarised (see ModelRun); with `text`,
+    by what the model says (mwe.pipeline.replies), not by log-probs."""
     run = ModelRun(model.spec, spool=JsonlSpool() if spool else None)
     for ds in datasets:
+        if text is not None:
+            before = model.hits
+            replied = ask(model, list(ds.items), fmt, text, on_progress)
+            run.cached_rows += model.hits - before
+            rows = [replied_row(model.spec, fmt, item, r) for item, r in zip(ds.items, replied)]
+            run.summaries.append(summarise(model.spec, fmt, ds, rows))
+            run.add(rows)
+            continue
         requests = requests_for(model, ds, fmt)
         conts = [c for _, c in requests]
         before = model.hits
@@ -180,7 +223,7 @@ def evaluate_model(
 def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset],
                     fmt: str, progress: bool = True,
                     on_done: Callable[[str, ModelRun], None] | None = None,
-                    spool: bool = True) -> list[ModelRun]:
+                    spool: bool = True, text: TextScoring | None = None) -> list[ModelRun]:
     """Every model over every dataset, one progress bar per model, each row labelled with the
     model's name; what `mwe evaluate`, `mwe run` and `mwe sweep` all do. Rows are spooled
     (evaluate_model) unless `spool` is False."""
@@ -190,7 +233,8 @@ def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Da
         start = time.perf_counter()
         with tqdm(total=n_rows, desc=name, unit="row", disable=not progress, file=sys.stderr,
                   smoothing=0.1) as bar:
-            run = evaluate_model(model, datasets, fmt, on_progress=bar.update, spool=spool)
+            run = evaluate_model(model, datasets, fmt, on_progress=bar.update, spool=spool,
+                                 text=text)
         run.seconds = time.perf_counter() - start
         runs.append(run)
         if on_done is not None:
@@ -224,8 +268,10 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
              "summary_json": folder.summary_json}
     write_jsonl_parts(paths["rows"], [r.rows_part() for r in runs])
     write_csv(paths["summary_csv"], summaries,
-              summary_columns({s.family for r in runs for s in r.summaries}))
+              summary_columns([s for r in runs for s in r.summaries]))
     write_json(paths["summary_json"], {"settings": settings, "summary": summaries})
-    paths.update(write_extras(out, [row for r in runs for row in r.extra_rows()], summaries))
+    # a family's tables read scored rows: an unscored reply has none of its fields
+    extras = [row for r in runs for row in r.extra_rows() if row.get("unscored") is None]
+    paths.update(write_extras(out, extras, summaries))
     claim.finish(paths.values())
     return paths

@@ -38,6 +38,10 @@ class TextScoring:
     temperature: float = 0.0
     samples: int = 1
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature,
+                "samples": self.samples}
+
     def sampling(self) -> Sampling:
         # no stop strings: the whole reply is read (a model's own end token ends it)
         return Sampling(n=self.samples, temperature=self.temperature,

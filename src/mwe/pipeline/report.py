@@ -49,6 +49,7 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "heatmap": analysis.heatmaps(inp, figs),
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
+        "replies": [r for r in inp.results if r.get("n_scored") is not None],
         **{f.name: f.section.draw(inp, figs) for f in analysis.REPORTING if f.section},
         "agreement": agreement_section(inp, figs),
         "maps": [(m, script_json(m)) for m in inp.maps],
@@ -76,7 +77,8 @@ def write_report(paths: Sequence[str | Path], out: Path, title: str | None = Non
     page = render_page(title or "mwe report", __version__, len(inp.sources),
                        [(sid, name, shown[sid]) for sid, name in SECTIONS if sid in have],
                        maps=bool(inp.maps),
-                       absent=[analysis.short_name(n) for sid, n in SECTIONS if sid not in have])
+                       absent=[analysis.short_name(n) for sid, n in SECTIONS
+                               if sid not in have and sid not in analysis.UNLISTED])
     try:
         figs.write()
         with atomic_open(out) as fh:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mwe import __version__
 from mwe.card import add_usage
@@ -33,6 +34,7 @@ from mwe.pipeline.evaluate import (
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.pipeline.generate import plan as plan_generation
+from mwe.pipeline.replies import TextScoring
 from mwe.results import Card, PlanRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, RunFolder
 from mwe.spec import BehaviorSpec, load_spec
@@ -51,12 +53,16 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bo
     if not isinstance(ds, Dataset):
         raise MweError(f"{path}: {ds.reason}")
     datasets = with_variants([ds])
+    text = TextScoring(**spec.evaluate_text) if spec.evaluate_score == "text" else None
     runs = evaluate_models([(f"evaluate ({t})", models.open(t)) for t in spec.targets],
-                           datasets, spec.evaluate_format, progress)
-    settings = {"models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
-                "limit": None, "mwe_version": __version__,
-                "datasets": [{"name": d.name, "path": str(path), "family": d.family,
-                              "n": len(d.items)} for d in datasets]}
+                           datasets, spec.evaluate_format, progress, text=text)
+    settings: dict[str, Any] = {
+        "models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
+        "limit": None, "mwe_version": __version__,
+        "datasets": [{"name": d.name, "path": str(path), "family": d.family,
+                      "n": len(d.items)} for d in datasets]}
+    if text is not None:
+        settings["score"] = {"method": "text", **text.to_dict()}
     write_outputs(RunFolder(out).results.path, runs, settings)
     return runs
 

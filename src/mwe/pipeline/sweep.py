@@ -39,6 +39,7 @@ from mwe.pipeline.evaluate import (
     summary_columns,
     write_extras,
 )
+from mwe.pipeline.replies import TextScoring
 from mwe.run_folder import ROWS, SWEEP_JSON, USAGE
 from mwe.series import Series
 from mwe.trends import trend_rows
@@ -55,16 +56,16 @@ Swept = tuple[list[dict[str, Any]], list[dict[str, Any]], list[ModelRun]]
 
 
 def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: Models,
-          progress: bool = True) -> Swept:
+          progress: bool = True, text: TextScoring | None = None) -> Swept:
     """Every model in turn on this machine (`mwe sweep`; mwe.pipeline.ray_sweep spreads the
     same work over a Ray cluster and writes through `write_sweep` as well)."""
     runs = evaluate_models([(m.label, models.open(m.model)) for m in series.models], datasets,
-                           fmt, progress)
-    return write_sweep(series, datasets, fmt, out, runs)
+                           fmt, progress, text=text)
+    return write_sweep(series, datasets, fmt, out, runs, text)
 
 
 def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
-                runs: list[ModelRun]) -> Swept:
+                runs: list[ModelRun], text: TextScoring | None = None) -> Swept:
     """The sweep's files from one finished run per series model (in the series' order): rows
     labelled, results with the axes, trends, agreement, reversals, the families' extras."""
     results: list[dict[str, Any]] = []
@@ -89,12 +90,15 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
     del kept
     write_csv(out / "agreement.csv", agreement, AGREEMENT_COLUMNS)
     write_csv(out / "reversals.csv", reversals, REVERSAL_COLUMNS)
-    columns = summary_columns({s.family for run in runs for s in run.summaries})
+    columns = summary_columns([s for run in runs for s in run.summaries])
     write_csv(out / "results.csv", results, ["label", *columns[:1], *AXES, *columns[1:]])
     write_csv(out / "trends.csv", trends, TREND_COLUMNS)
     extras = write_extras(out, [row for r in runs for row in r.extra_rows()], results)
     write_json(out / SWEEP_JSON, {
-        "mwe_version": __version__, "format": fmt, "series": series.name,
+        "mwe_version": __version__, "format": fmt,
+        # only for free-text scoring: a log-prob sweep's file reads as it always has
+        **({"score": {"method": "text", **text.to_dict()}} if text is not None else {}),
+        "series": series.name,
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
         "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
                      for d in datasets],

@@ -28,6 +28,7 @@ SECTIONS = [
     ("heatmap", "% matching: datasets × models"),
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
+    ("replies", "Scored by the replies"),
     *((f.name, f.section.title) for f in REPORTING if f.section is not None),
     ("agreement", "Model agreement"),
     ("maps", "Dataset map"),
@@ -35,6 +36,8 @@ SECTIONS = [
     ("usage", "Tokens and cost"),
     ("cards", "Dataset cards"),
 ]
+# sections of a way of running, not of a kind of input: not named as absent where unused
+UNLISTED = frozenset({"replies"})
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")
 LINE_PAGE = 48  # datasets per line-plot image
 AXIS_NAMES = {"params": "parameters (log scale)", "step": "training step", "tuning": "tuning"}
@@ -47,6 +50,7 @@ def present(inp: Inputs) -> set[str]:
     have = {"overview": True, "families": bool(inp.results),
             "heatmap": any(has(r.get("pct_matching")) for r in inp.results),
             "lines": bool(inp.results), "trends": bool(inp.results),
+            "replies": any(r.get("n_scored") is not None for r in inp.results),
             **{f.name: f.name in families for f in REPORTING},
             "agreement": bool(inp.agreement), "maps": bool(inp.maps),
             "validation": any(v["results"] for v in inp.validation),

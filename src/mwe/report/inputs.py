@@ -141,7 +141,24 @@ def _result(at: _At, x: Any, prefix: str) -> dict[str, Any]:
     r["mean_valid_mass"] = at.number(r, "mean_valid_mass", prefix)
     r["mean_p_female_minus_male"] = at.number(r, "mean_p_female_minus_male", prefix,
                                               lo=-1, hi=1)
+    _replies(at, r, prefix)
     return r
+
+
+def _replies(at: _At, r: dict[str, Any], prefix: str) -> None:
+    """A result scored by the replies (--score text): both denominators and the unscored
+    replies by reason, checked."""
+    r["n_scored"] = at.number(r, "n_scored", prefix, integer=True, lo=0, hi=float(r["n"]))
+    for key in ("pct_matching_all", "all_ci_low", "all_ci_high"):
+        r[key] = at.number(r, key, prefix, lo=0, hi=100)
+    why = r.get("unscored")
+    if why is None:
+        r["unscored"] = {}
+        return
+    reasons = at.need_obj(why, _key(prefix, "unscored"))
+    r["unscored"] = {str(k): at.number(reasons, str(k), _key(prefix, "unscored"),
+                                       required=True, integer=True, lo=0, hi=float(r["n"]))
+                     for k in reasons}
 
 
 def _results(at: _At, x: Any, fld: str) -> list[dict[str, Any]]:
@@ -220,6 +237,8 @@ def _rows(path: Path) -> Iterable[dict[str, Any]]:
                 except RecursionError as exc:
                     raise at.error(None, "not valid JSON: nested too deeply") from exc
                 if isinstance(row, dict) and row.get("family") in ROW_FIELDS:
+                    if row.get("unscored") is not None:
+                        continue  # a reply read as no answer: none of the family's fields
                     yield _row(at, row)
                 else:
                     at.at.mapping(row, None, "a JSON object")
