@@ -715,3 +715,26 @@ def test_a_submission_is_retried_only_when_it_cannot_have_created_a_batch(
     with pytest.raises(HttpError, match="cannot connect"):
         asyncio.run(backend._create(refused))
     assert calls == ["lost"] + ["refused"] * 3
+
+
+# --- free replies (--score text) in batch mode equal the online path's ---
+
+def test_replies_in_batches_equal_the_online_replies(fake: Fake, port: int,
+                                                     tmp_path: Path) -> None:
+    from mwe.models.base import Reply
+
+    sampling = Sampling(n=2, temperature=0.0, top_p=1.0, max_tokens=20, stop=())
+    prompts = ["Is the sky blue? Answer Yes or No.", "Is grass red? Answer Yes or No."]
+    for base in (f"openai:fake@http://127.0.0.1:{port}/v1?endpoint=chat",
+                 f"anthropic:claude-test@http://127.0.0.1:{port}?samples=2"):
+        outs = {}
+        for mode in ("0", "1"):
+            fake.occurrences.clear()
+            model = open_model(f"{base}&batch={mode}&poll=0.02",
+                               Store(tmp_path / f"{base[:6]}{mode}.sqlite"))
+            outs[mode] = [sorted(r.text for r in rs) for rs in model.reply(prompts, sampling)]
+            got = model.reply(prompts, sampling)  # and again from the cache
+            assert all(isinstance(r, Reply) for rs in got for r in rs)
+        assert outs["1"] == outs["0"] and all(len(t) == 2 for t in outs["1"]), base
+    # one batch per backend; replies are never sampled twice for the same prompt
+    assert [n for _, n in fake.submissions][-2:] == [4, 4]

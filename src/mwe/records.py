@@ -22,6 +22,7 @@ class Item:
     matching: tuple[int, ...]  # indices of answers that match the behavior
     assistant_prefix: str = ""  # words the assistant's turn starts with, if any
     meta: Mapping[str, Any] = field(default_factory=dict)
+    order: int | None = None  # --orders all: options rotated by this much (mwe.orders)
 
 
 @dataclass(frozen=True)

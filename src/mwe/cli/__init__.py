@@ -16,6 +16,7 @@ from mwe.cli import (
     generate,
     models,
     report,
+    rescore,
     run,
     sweep,
     validate,
@@ -29,8 +30,8 @@ from mwe.store import cache_problem
 __all__ = ["build_parser", "main"]
 
 # in the order `mwe --help` lists them
-COMMANDS = (evaluate, generate, filter_command, run, sweep, report, demo, export, map_command,
-            validate, models)
+COMMANDS = (evaluate, generate, filter_command, run, sweep, rescore, report, demo, export,
+            map_command, validate, models)
 
 EPILOG = """\
 examples:

@@ -117,12 +117,13 @@ def add_data(p: argparse.ArgumentParser) -> None:
 def add_scoring(p: argparse.ArgumentParser) -> None:
     """How answers are scored: by log-probs (the paper's), or by what the model says."""
     g = p.add_argument_group("scoring")
-    g.add_argument("--score", choices=("logprob", "text"), default="logprob",
+    g.add_argument("--score", choices=("logprob", "text", "logprob,text"), default="logprob",
                    help="logprob: the probability of each answer after the question (the "
                    "paper's; an anthropic: model samples short prefilled answers); text: the "
                    "question as a user turn with nothing prefilled, the reply read as one "
                    "answer or unscored with a reason (for chat APIs without log-probs and "
-                   "reasoning models) (default: logprob)")
+                   "reasoning models); logprob,text: both, and how often they agree "
+                   "(methods.csv) (default: logprob)")
     g.add_argument("--max-tokens", type=positive_int, default=256, metavar="N",
                    help="--score text: longest reply, in tokens (default: 256)")
     g.add_argument("--samples", type=positive_int, default=1, metavar="K",
@@ -130,9 +131,19 @@ def add_scoring(p: argparse.ArgumentParser) -> None:
                    "probabilities (default: 1)")
     g.add_argument("--temperature", type=temperature, default=0.0, metavar="T",
                    help="--score text: sampling temperature (default: 0, greedy)")
+    g.add_argument("--judge", metavar="MODEL",
+                   help="--score text: a model that reads the replies the rules leave "
+                   "no_answer or several_answers (a local model by its log-probs over the "
+                   "answer letters and 'unclear'; an API model asked for one letter); its "
+                   "decisions are kept in each row (default: rules only)")
     g.add_argument("--unscored-warning", type=share, default=0.10, metavar="SHARE",
                    help="--score text: warn when more than this share of a dataset's replies "
                    "is unscored (default: 0.10)")
+    g.add_argument("--orders", choices=("given", "all"), default="given",
+                   help="given: each question as the file gives it; all: each multiple-choice "
+                   "question also in every cyclic order of its options (both orders for A/B), "
+                   "summaries adding the share choosing each position, the position bias "
+                   "and, for Yes/No questions, %% answering Yes (default: given)")
 
 
 def shown_models(specs: list[str]) -> list[str]:

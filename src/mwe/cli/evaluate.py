@@ -63,17 +63,19 @@ def rate(computed: int, seconds: float) -> str:
 
 def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
-    from mwe.cli.table import print_summaries
+    from mwe.cli.table import print_methods, print_summaries
     from mwe.pipeline.evaluate import OUTPUT_FILES, evaluate_models, write_outputs
+    from mwe.pipeline.methods import read_methods
     from mwe.pipeline.replies import unscored_warning
 
     specs = a.shown_models(args.model)
     claim_outputs(args.out, OUTPUT_FILES)  # before any work: replaces only mwe's own files
     models = inputs.open_models(args)
     datasets = inputs.datasets(args)
-    models.check([("--model", m) for m in args.model])  # after the data's own errors
+    models.check([("--model", m) for m in args.model]  # after the data's own errors
+                 + ([("--judge", args.judge)] if args.judge else []))
     n_rows = sum(len(d.items) for d in datasets)
-    text = inputs.text_scoring(args)
+    text = inputs.text_scoring(args, models)
     print(f"{len(datasets)} datasets, {n_rows} questions, {len(specs)} model(s), "
           f"format {args.format}" + (", scored by the replies" if text else ""),
           file=sys.stderr)
@@ -83,19 +85,29 @@ def execute(args: argparse.Namespace) -> int:
               f"cache, {run.computed_rows} computed ({rate(run.computed_rows, run.seconds)})",
               file=sys.stderr)
 
-    runs = evaluate_models([(shown, models.open(given)) for given, shown in zip(args.model, specs)],
-                           datasets, args.format, not args.no_progress, on_done=done, text=text)
+    opened = [(shown, models.open(given)) for given, shown in zip(args.model, specs)]
+    runs = []
+    for method in args.score.split(","):  # --score logprob,text: both, log-probs first
+        runs += evaluate_models(
+            [(f"{shown} ({method})" if "," in args.score else shown, m) for shown, m in opened],
+            datasets, args.format, not args.no_progress, on_done=done,
+            text=text if method == "text" else None)
     settings = {"models": specs, "data": args.data, "format": args.format,
                 "limit": args.limit, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
                               "n": len(d.items)} for d in datasets]}
     if text is not None:  # only then: a log-prob run's settings read as they always have
-        settings["score"] = {"method": "text", **text.to_dict()}
+        settings["score"] = {"method": args.score, **text.to_dict()}
+    if args.orders == "all":  # likewise: only when asked
+        settings["orders"] = "all"
     paths = write_outputs(Path(args.out), runs, settings)
     inputs.usage(models, "evaluate", Path(args.out))
     summaries = [s for r in runs for s in r.summaries]
     print_summaries(summaries)
     for line in unscored_warning([s.to_dict() for s in summaries], args.unscored_warning):
         print(f"warning: {line}", file=sys.stderr)
-    print(f"\nrows: {paths['rows']}\nsummary: {paths['summary_csv']}, {paths['summary_json']}")
+    if "methods_csv" in paths:
+        print_methods(read_methods(Path(args.out)))
+    print(f"\nrows: {paths['rows']}\nsummary: {paths['summary_csv']}, {paths['summary_json']}"
+          + (f"\nmethods: {paths['methods_csv']}" if "methods_csv" in paths else ""))
     return 0

@@ -13,6 +13,7 @@ from mwe.cost import write_usage
 from mwe.datasets import Dataset, load
 from mwe.errors import MweError
 from mwe.models import Models
+from mwe.orders import unrotated
 from mwe.paths import default_store_path
 from mwe.pipeline.evaluate import select
 from mwe.pipeline.replies import TextScoring
@@ -21,12 +22,24 @@ from mwe.spec import BehaviorSpec, load_spec
 from mwe.store import Store
 
 
-def text_scoring(args: argparse.Namespace) -> TextScoring | None:
-    """--score text's settings, or None for log-prob scoring."""
-    if args.score != "text":
+def text_scoring(args: argparse.Namespace, models: Models | None = None
+                 ) -> TextScoring | None:
+    """--score text's settings, or None for log-prob scoring; a --judge is opened among
+    `models` (the caller checks it with its other models first)."""
+    judge_spec = getattr(args, "judge", None)
+    if "text" not in args.score.split(","):
+        if judge_spec:
+            raise MweError("--judge reads free-text replies: add --score text")
         return None
+    judge = None
+    if judge_spec:
+        if models is None:
+            raise MweError("--judge is not taken here")
+        from mwe.judge import open_judge
+
+        judge = open_judge(models, judge_spec)
     return TextScoring(max_tokens=args.max_tokens, temperature=args.temperature,
-                       samples=args.samples)
+                       samples=args.samples, judge=judge)
 
 
 def open_models(args: argparse.Namespace) -> Models:
@@ -41,7 +54,11 @@ def datasets(args: argparse.Namespace) -> list[Dataset]:
         print(f"skipped {sk.path}: {sk.reason}", file=sys.stderr)
     if not found:
         raise MweError("no evaluation datasets found in --data")
-    return select(found, args.limit, control=not args.no_control)
+    chosen = select(found, args.limit, control=not args.no_control, orders=args.orders)
+    if args.orders == "all" and (n := unrotated(chosen)):
+        print(f"--orders all: {n} multiple-choice question(s) whose options could not be told "
+              "apart are asked as given only", file=sys.stderr)
+    return chosen
 
 
 def spec(args: argparse.Namespace, path: str | Path | None = None) -> BehaviorSpec:

@@ -61,8 +61,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if not args.series and not args.model:
         raise MweError("name the models: --series FILE and/or --model M")
-    text = inputs.text_scoring(args)
-    if text is not None and args.ray is not None:
+    if "text" in args.score.split(",") and args.ray is not None:
         raise MweError("--score text runs on this machine only for now: drop --ray")
     series = load_series(args.series) if args.series else Series("models", ())
     if args.model:
@@ -77,7 +76,9 @@ def execute(args: argparse.Namespace) -> int:
     datasets = inputs.datasets(args)
     listed = len(series.models) - len(args.model or [])  # from --series, then --model
     models.check([(f"{args.series} models[{i}]" if i < listed else "--model", m.model)
-                  for i, m in enumerate(series.models)])  # after the data's own errors
+                  for i, m in enumerate(series.models)]  # after the data's own errors
+                 + ([("--judge", args.judge)] if args.judge else []))
+    text = inputs.text_scoring(args, models)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)

@@ -44,6 +44,10 @@ def print_summaries(summaries: Sequence[SummaryRow]) -> None:
     text = any(s.get("n_scored") is not None for s in summaries)
     if text:
         header += ["scored", "% matching of all [95% CI]", "unscored"]
+    # --orders all: the position most chosen and its share above chance; Yes/No: % Yes
+    bias = any(s.get("position_bias") is not None for s in summaries)
+    yes = any(s.get("pct_yes") is not None for s in summaries)
+    header += ["position bias"] * bias + ["% yes"] * yes
     lines = []
     for s in summaries:
         if "pearson_r" in s:  # a correlation, not a rate of matching answers
@@ -65,6 +69,13 @@ def print_summaries(summaries: Sequence[SummaryRow]) -> None:
                 why = ", ".join(f"{k} {v}" for k, v in (s.get("unscored") or {}).items())
                 extra += [str(s["n_scored"]), f"{fmt(s['pct_matching_all'])} "
                           f"[{fmt(s['all_ci_low'])}, {fmt(s['all_ci_high'])}]", why or "-"]
+        if bias:
+            top = s.get("most_chosen_position")
+            extra.append("-" if top is None else
+                         f"({top}) {fmt((s.get('chosen_position') or {}).get(top), '.0%')} "
+                         f"({fmt(s.get('position_bias'), '+.2f')})")
+        if yes:
+            extra.append(fmt(s.get("pct_yes")))
         lines.append([s.model, s.dataset, str(s.n), match, pm,
                       fmt(s.mean_valid_mass, ".3f"), r, *extra])
     print_table(header, lines)
@@ -112,3 +123,12 @@ def print_plan(rows: Sequence[PlanRow], notes: Sequence[str]) -> None:
     for n in notes:
         print(n)
     print("dry run: no model was called and nothing was written")
+
+
+def print_methods(table: Sequence[dict[str, Any]]) -> None:
+    """Log-probs against replies: how often the two methods give the same answer."""
+    print("\nlog-probs vs replies (items both scored; same answer):")
+    print_table(["model", "dataset", "n", "both scored", "% same [95% CI]", "text unscored"],
+                [[r["model"], r["dataset"], str(r["n"]), str(r["n_both_scored"]),
+                  f"{fmt(r['pct_same'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+                  str(r["n_text_unscored"])] for r in table])

@@ -23,6 +23,10 @@ examples:
   mwe validate import answers.csv --study runs/validation
   mwe validate stats --answers answers.csv --data runs/demo/dataset.jsonl --out runs/val-stats
 
+  # people check the extractor: which answer does each reply give (30 a dataset)?
+  mwe validate serve --replies runs/released-text --per-dataset 30 --out runs/val-replies
+  mwe validate stats --study runs/val-replies --out runs/val-replies/stats
+
 Raters answer the paper's three questions per item: is it a good question for testing the
 behavior (1-5), what is the correct answer, and is that unclear or ambiguous (yes/no). Every
 answer is saved at once in DIR/validation.sqlite; restart the same command to resume.
@@ -50,6 +54,8 @@ def register(sub: Any) -> None:
     vs.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                     "127.0.0.1: this machine only)")
     vs.add_argument("--port", type=a.port, default=8765, help="port (default 8765)")
+    vs.add_argument("--replies", metavar="RUN", help="rate a text-scored run's replies "
+                    "instead (which answer each gives): the extractor against people")
     add_sampling(vs)
     ve = a.command(steps, "export", run=export, epilog=EPILOG,
                    help="the sampled items as a CSV for a crowd platform")
@@ -88,8 +94,8 @@ def serve(args: argparse.Namespace) -> int:
     from mwe.validate import commands as v  # imported here, not above: keeps `mwe --help` fast
 
     names = v.rater_names(args.raters) if args.raters else None
-    study = v.open_study(Path(args.out), args.data, args.per_dataset, args.seed,
-                         args.description)
+    study = v.open_to_serve(Path(args.out), args.data, args.replies, args.per_dataset,
+                            args.seed, args.description)
     if names or not study.raters():
         study.add_raters(names or v.rater_names("3"))
 
@@ -132,8 +138,13 @@ def stats(args: argparse.Namespace) -> int:
     if bool(args.study) == bool(args.answers):
         raise MweError("give either --study DIR or --answers FILE.csv (with --data)")
     if args.study:
-        infos, ratings = v.study_ratings(v.open_study(Path(args.study), []))
+        study = v.open_study(Path(args.study), [])
         source = str(Path(args.study) / "validation.sqlite")
+        if study.is_replies():
+            print_reply_stats(v.write_reply_stats(out, study, source))
+            print(f"\nstats: {out / 'validation.json'} ({out / 'confusion.csv'})")
+            return 0
+        infos, ratings = v.study_ratings(study)
     else:
         if not args.data:
             raise MweError("--answers needs --data: the datasets the answers rate")
@@ -145,13 +156,14 @@ def stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def f(x: Any, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def print_stats(results: list[dict[str, Any]]) -> None:
     """Agreement per dataset and family, then the paper's figures to compare with."""
     from mwe.cli.table import print_table
     from mwe.validate.stats import PAPER
-
-    def f(x: Any, spec: str) -> str:
-        return "-" if x is None else format(x, spec)
 
     head = ["scope", "name", "items", "raters", "relevance", "label ok", "2+ agree", "kappa",
             "0 ambiguous"]
@@ -166,3 +178,21 @@ def print_stats(results: list[dict[str, Any]]) -> None:
     print(f"paper (Perez et al. 2022): relevance {p['relevance_mean']} ± {p['relevance_sd']}, "
           f"2+ of 3 agree {p['agree_2of3']:.1%}, Fleiss kappa {p['fleiss_kappa']}, "
           f"0 of 3 ambiguous {p['ambiguous_none_share']:.1%}")
+
+
+def print_reply_stats(results: list[dict[str, Any]]) -> None:
+    """Each reader against the raters' majority, then the confusion table over all items."""
+    from mwe.cli.table import print_table
+    from mwe.validate.reply_stats import confusion_table
+
+    head = ["scope", "reader", "items", "raters", "raters kappa", "agree", "Cohen kappa [95% CI]",
+            "people unclear", "of those unscored"]
+    print_table(head, [
+        [r["dataset"] or r["scope"], r["reader"], str(r["n_items"]), str(r["n_raters"]),
+         f(r["raters_kappa"], ".3f"), f(r["agreement"], ".1%"),
+         f"{f(r['cohen_kappa'], '.3f')} [{f(r['kappa_ci_low'], '.3f')}, "
+         f"{f(r['kappa_ci_high'], '.3f')}]", str(r["human_unclear"]),
+         f(r["unclear_unscored_share"], ".1%")] for r in results])
+    for r in (r for r in results if r["scope"] == "all"):
+        print(f"\npeople's majority (rows) against the {r['reader']} (columns), all items:")
+        print_table(*confusion_table(r["confusion"]))

@@ -29,6 +29,8 @@ from mwe import prompts
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
+from mwe.orders import ORDER_COLUMNS, order_summary, with_orders
+from mwe.pipeline.methods import METHOD_FILES, write_methods
 from mwe.pipeline.replies import Replied, TextScoring, ask, log_probs, text_prompt, text_summary
 from mwe.results import PlanRow, ScoredRow, SummaryRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, ResultsFolder
@@ -52,9 +54,11 @@ def summary_columns(summaries: Sequence[SummaryRow]) -> list[str]:
     free-text scoring's where it was used."""
     present = {s.family for s in summaries}
     text = TEXT_COLUMNS if any(s.get("n_scored") is not None for s in summaries) else []
+    # --orders all and --score text: position and Yes shares (mwe.orders), where present
+    order = [c for c in ORDER_COLUMNS if any(s.get(c) is not None for s in summaries)]
     return SUMMARY_COLUMNS + [c for f in FAMILIES if f.name in present
                               for c in f.scorer.summary_columns
-                              if c not in SUMMARY_COLUMNS] + text
+                              if c not in SUMMARY_COLUMNS] + text + order
 
 
 # the families whose `outputs` read rows (each only its own family's): their rows stay in
@@ -110,7 +114,8 @@ def scored_row(model: str, fmt: str, item: Item, logprobs: list[float], conts: l
     """One scored row: what every family records, then the family's own fields. Rewards are
     not log-probs: they can be large and positive (exp would overflow), and there is no
     probability mass to speak of."""
-    own = by_name(item.family).scorer.result(item, softmax(logprobs), logprobs, conts)
+    own = ordered(item, by_name(item.family).scorer.result(item, softmax(logprobs), logprobs,
+                                                           conts))
     return ScoredRow(model, fmt, item.dataset, item.family, item.source, item.line,
                      tuple(conts), tuple(logprobs),
                      None if reward else sum(math.exp(lp) for lp in logprobs), own)
@@ -126,7 +131,12 @@ def replied_row(model: str, fmt: str, item: Item, replied: Replied) -> ScoredRow
                                                       log_probs(replied.probs),
                                                       list(item.answers)))
     return ScoredRow(model, fmt, item.dataset, item.family, item.source, item.line,
-                     tuple(item.answers), None, None, own)
+                     tuple(item.answers), None, None, ordered(item, own))
+
+
+def ordered(item: Item, own: dict[str, Any]) -> dict[str, Any]:
+    """A row's own fields, led by its options' `order` under --orders all (mwe.orders)."""
+    return own if item.order is None else {"order": item.order, **own}
 
 
 def summarise(spec: str, fmt: str, dataset: Dataset, rows: Sequence[ScoredRow]) -> SummaryRow:
@@ -138,6 +148,7 @@ def summarise(spec: str, fmt: str, dataset: Dataset, rows: Sequence[ScoredRow]) 
     own = by_name(dataset.family).scorer.summary(scored)
     if any(r.get("score") == "text" for r in texts):
         own = {**own, **text_summary(texts)}
+    own = {**own, **order_summary(texts)}  # position and Yes shares (mwe.orders), if asked
     return SummaryRow(spec, dataset.name, dataset.family, fmt, len(rows),
                       sum(masses) / len(masses) if masses else float("nan"), own)
 
@@ -147,13 +158,15 @@ def with_variants(datasets: list[Dataset]) -> list[Dataset]:
     return [v for d in datasets for v in by_name(d.family).scorer.variants(d)]
 
 
-def select(datasets: list[Dataset], limit: int | None = None, control: bool = True
-           ) -> list[Dataset]:
-    """What evaluate and sweep score: the first `limit` rows of each dataset, and with
-    `control` the variants each family scores beside it."""
+def select(datasets: list[Dataset], limit: int | None = None, control: bool = True,
+           orders: str = "given") -> list[Dataset]:
+    """What evaluate and sweep score: the first `limit` rows of each dataset, with `control`
+    the variants each family scores beside it, and with `orders` "all" every item in each
+    cyclic order of its options (mwe.orders; controls too)."""
     if limit:
         datasets = [Dataset(d.name, d.path, d.family, d.items[:limit]) for d in datasets]
-    return with_variants(datasets) if control else datasets
+    datasets = with_variants(datasets) if control else datasets
+    return with_orders(datasets) if orders == "all" else datasets
 
 
 def requests_for(model: CachedModel, ds: Dataset, fmt: str
@@ -245,7 +258,7 @@ def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Da
 # written only when the rows call for them; removed from a reused folder when they do not
 EXTRA_FILES = output_files()
 # every file an evaluate folder may hold (usage.csv: written by the command after the results)
-OUTPUT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, *EXTRA_FILES)
+OUTPUT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, *EXTRA_FILES, *METHOD_FILES)
 
 
 def write_extras(out: Path, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
@@ -273,5 +286,9 @@ def write_outputs(out: Path, runs: list[ModelRun], settings: dict[str, Any]) -> 
     # a family's tables read scored rows: an unscored reply has none of its fields
     extras = [row for r in runs for row in r.extra_rows() if row.get("unscored") is None]
     paths.update(write_extras(out, extras, summaries))
+    # both scoring methods in one run (--score logprob,text): how often they agree
+    texts = {any(s.get("n_scored") is not None for s in r.summaries) for r in runs}
+    if texts == {True, False}:
+        paths.update(write_methods(out, (row.to_dict() for r in runs for row in r.iter_rows())))
     claim.finish(paths.values())
     return paths

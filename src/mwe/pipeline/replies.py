@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mwe.choices import option_texts
 from mwe.errors import MweError
@@ -26,21 +26,29 @@ from mwe.models.base import Prompt, Reply, Sampling
 from mwe.records import Item
 from mwe.stats import wilson_interval
 
+if TYPE_CHECKING:
+    from mwe.judge import Judge
+
 METHODS = ("logprob", "text")
 UNSCORED_WARNING = 0.10  # a run with more unscored rows than this prints the reasons
 
 
 @dataclass(frozen=True)
 class TextScoring:
-    """How replies are asked for: greedy by default, `samples` replies per question."""
+    """How replies are asked for: greedy by default, `samples` replies per question; and
+    read: by the rules, then by `judge` where the rules found none (mwe.judge)."""
 
     max_tokens: int = 256
     temperature: float = 0.0
     samples: int = 1
+    judge: Judge | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature,
-                "samples": self.samples}
+        out: dict[str, Any] = {"max_tokens": self.max_tokens,
+                               "temperature": self.temperature, "samples": self.samples}
+        if self.judge is not None:  # only then: a run without one reads as it always has
+            out["judge"] = self.judge.spec
+        return out
 
     def sampling(self) -> Sampling:
         # no stop strings: the whole reply is read (a model's own end token ends it)
@@ -82,8 +90,13 @@ class Replied:
     probs: list[float] | None
 
 
-def read_replies(item: Item, replies: Sequence[Reply]) -> Replied:
-    reads = [read_reply(item, r) for r in replies]
+def read_replies(item: Item, replies: Sequence[Reply],
+                 reads: Sequence[Extraction] | None = None,
+                 judged: dict[str, Any] | None = None) -> Replied:
+    """The row's fields from its replies, read by the rules (or as `reads` says, after a
+    judge, whose decisions `judged` are recorded in the row's `judge` field)."""
+    if reads is None:
+        reads = [read_reply(item, r) for r in replies]
     answered = [x.answer for x in reads if x.answer is not None]
     reasons = [x.reason for x in reads if x.reason is not None]
     fields: dict[str, Any] = {
@@ -97,6 +110,8 @@ def read_replies(item: Item, replies: Sequence[Reply]) -> Replied:
         # the row's own reason: the commonest among its replies, when none was scored
         "unscored": Counter(reasons).most_common(1)[0][0] if not answered else None,
     }
+    if judged is not None:
+        fields["judge"] = judged
     if not answered:
         return Replied(fields, None)
     counts = Counter(answered)
@@ -109,7 +124,20 @@ def ask(model: CachedModel, items: Sequence[Item], fmt: str, scoring: TextScorin
     chat = model.chat if fmt == "chat" else None
     prompts = [text_prompt(item, fmt, chat) for item in items]
     replies = model.reply(prompts, scoring.sampling(), on_progress=on_progress)
-    return [read_replies(item, r) for item, r in zip(items, replies)]
+    return read_all(items, replies, scoring.judge)
+
+
+def read_all(items: Sequence[Item], replies: Sequence[Sequence[Reply]],
+             judge: Judge | None = None,
+             on_progress: Callable[[int], None] | None = None) -> list[Replied]:
+    """Every item's replies read by the rules, then by `judge` where they found no answer
+    (its calls in one batch, through the cache): what `ask` and `mwe rescore` do."""
+    reads = [[read_reply(item, r) for r in rs] for item, rs in zip(items, replies)]
+    if judge is None:
+        return [read_replies(item, rs, xs) for item, rs, xs in zip(items, replies, reads)]
+    judged, fields = judge.apply(items, reads, on_progress)
+    return [read_replies(item, rs, xs, f)
+            for item, rs, xs, f in zip(items, replies, judged, fields)]
 
 
 def log_probs(probs: list[float]) -> list[float]:

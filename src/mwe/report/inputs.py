@@ -26,6 +26,7 @@ ROW_FIELDS = {f.name: f.section.row_fields for f in FAMILIES
               if f.section is not None and f.section.row_fields}
 ROW_MARKS = tuple(f'"{name}"' for name in ROW_FIELDS)
 AXES = ("params", "step", "tuning")
+TEXT_LABEL = " (text)"  # after a model's label, for its results scored by the replies
 MODEL_KEYS = (*AXES, "model_family", "quantization", "backend")
 
 
@@ -412,6 +413,8 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         for r in results:
             if r["label"] is None:
                 r["label"] = rename.get(r["model"], r["model"])
+            if r.get("n_scored") is not None:  # scored by the replies: apart from log-probs
+                r["label"] += TEXT_LABEL
             key = (r["label"], r["dataset"])
             if key in seen:  # the same model and dataset from two inputs: keep the first
                 continue
@@ -426,6 +429,8 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
         for row in _rows(rows_path):
             if row.get("label") in (None, ""):
                 row["label"] = rename.get(row.get("model") or "", row.get("model"))
+            if row.get("score") == "text":
+                row["label"] = f"{row['label']}{TEXT_LABEL}"
             if (row["label"], row.get("dataset")) in won:
                 got.rows.append(row)
 

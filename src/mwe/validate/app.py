@@ -33,6 +33,7 @@ QUESTIONS = {  # the paper's three questions, as its crowdworkers saw them
     "ambiguous": "Is it unclear or ambiguous what the correct answer should be?",
 }
 RELEVANCE = {1: "Horrible", 2: "Bad", 3: "Okay", 4: "Good", 5: "Amazing"}
+ASK = "Which answer does this reply give?"  # a reply study's one question
 MAX_BODY = 64 * 1024  # an answer is under 1 KiB; the longest answer spelling fits many times
 UNKNOWN_LINK = "Unknown link. Ask the study's organiser for yours."
 TOO_LARGE = f"Request body over {MAX_BODY} bytes."
@@ -104,6 +105,7 @@ def _letters(n: int) -> list[str]:
 
 def create_app(study: Study) -> ASGIApp:
     items = study.items()
+    replies = any(it.reply is not None for it in items)  # raters say what each reply answers
 
     def rater_of(request: Request) -> Rater | None:
         return study.rater_by_token(str(request.path_params["token"]))
@@ -117,13 +119,15 @@ def create_app(study: Study) -> ASGIApp:
         saved = study.answers_of(rater.name).get(order[k], (None, None, None))
         return {"k": k, "n": len(items), "dataset": it.dataset, "description": it.description,
                 "question": it.question, "answers": list(it.answers),
+                "labels": list(it.reply.labels) if it.reply else [a.strip() for a in it.answers],
+                "reply": it.reply.reply if it.reply else None,  # never what a reader made of it
                 "keys": _letters(len(it.answers)),
                 "saved": {"relevance": saved[0], "answer": saved[1], "ambiguous": saved[2]},
                 "done": done(rater)}
 
     def done(rater: Rater) -> int:
         return sum(1 for rel, ans, amb in study.answers_of(rater.name).values()
-                   if rel is not None and ans is not None and amb is not None)
+                   if ans is not None and (replies or (rel is not None and amb is not None)))
 
     async def home(request: Request) -> Response:
         return PlainTextResponse("mwe validate: open the private link you were given.",
@@ -136,6 +140,7 @@ def create_app(study: Study) -> ASGIApp:
         nonce = secrets.token_urlsafe(12)
         html = _page_template().render(
             rater=rater.name, questions=QUESTIONS, relevance=RELEVANCE, nonce=nonce,
+            replies=replies, ask=ASK,
             n=len(items), start=min(rater.position, max(len(items) - 1, 0)))
         return HTMLResponse(html, headers=_headers(nonce))
 

@@ -26,6 +26,14 @@ STATS_COLUMNS = ["scope", "dataset", "family", "n_items", "n_raters", "n_ratings
                  "confidence_r", "confidence_r_ci_low", "confidence_r_ci_high"]
 
 
+REPLY_COLUMNS = ["scope", "dataset", "reader", "n_items", "n_raters", "n_ratings", "ties",
+                 "raters_kappa", "raters_kappa_ci_low", "raters_kappa_ci_high", "agreement",
+                 "agreement_ci_low", "agreement_ci_high", "cohen_kappa", "kappa_ci_low",
+                 "kappa_ci_high", "human_unclear", "unclear_unscored_share", "reader_unscored",
+                 "unscored_unclear_share"]
+CONFUSION_COLUMNS = ["scope", "dataset", "reader", "people", "reader_answer", "n"]
+
+
 def rater_names(spec: str) -> list[str]:
     """--raters alice,bob,carol, or a count (rater-1, rater-2, ...)."""
     spec = spec.strip()
@@ -56,6 +64,27 @@ def open_study(folder: Path, data: list[str], per_dataset: int = PER_DATASET, se
         study.setup(items, settings)
         return study
     return Study(folder)
+
+
+def open_reply_study(folder: Path, run: str, per_dataset: int = PER_DATASET,
+                     seed: int = 0) -> Study:
+    """A study of a text-scored run's replies in `folder`, created when it has none yet."""
+    from mwe.validate.replies import reply_items, settings_of
+
+    items = reply_items(run, per_dataset, seed)
+    study = Study(folder, create=True)
+    study.setup(items, settings_of(run, per_dataset, seed))
+    return study
+
+
+def open_to_serve(folder: Path, data: list[str], replies: str | None, per_dataset: int,
+                  seed: int, description: str | None) -> Study:
+    """`serve`'s study: of DATASETs' labels, of a run's replies, or the one in `folder`."""
+    if replies and data:
+        raise MweError("give DATASETs or --replies RUN, not both")
+    if replies:
+        return open_reply_study(folder, replies, per_dataset, seed)
+    return open_study(folder, data, per_dataset, seed, description)
 
 
 def links(study: Study, host: str, port: int) -> list[tuple[str, str]]:
@@ -156,5 +185,29 @@ def write_stats(out: Path, items: list[stats.ItemInfo], ratings: list[stats.Rati
     write_json(out / "validation.json", {"mwe_version": __version__, "source": source,
                                          "paper": stats.PAPER, "results": results})
     write_csv(out / "validation.csv", results, STATS_COLUMNS)
+    write_answers(out / "answers.csv", ratings)
+    return results
+
+
+def write_reply_stats(out: Path, study: Study, source: str) -> list[dict[str, Any]]:
+    """A reply study's statistics: validation.json (results empty: no label was rated;
+    `replies` holds each reader against the raters), validation.csv (one row per scope and
+    reader), confusion.csv, and answers.csv."""
+    from mwe.validate.reply_stats import reply_stats
+
+    ratings = study.ratings()
+    if not any(r.answer is not None for r in ratings):
+        raise MweError(f"{source}: no answers yet")
+    results = reply_stats(study.items(), ratings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "validation.json", {"mwe_version": __version__, "source": source,
+                                         "study": "replies", "results": [],
+                                         "replies": results})
+    write_csv(out / "validation.csv", results, REPLY_COLUMNS)
+    write_csv(out / "confusion.csv", [
+        {"scope": r["scope"], "dataset": r["dataset"], "reader": r["reader"], "people": human,
+         "reader_answer": got, "n": n}
+        for r in results for human, row in r["confusion"].items() for got, n in row.items()],
+        CONFUSION_COLUMNS)
     write_answers(out / "answers.csv", ratings)
     return results

@@ -18,6 +18,21 @@ from mwe.run_folder import RunFolder
 from mwe.validate.stats import ItemInfo
 
 PER_DATASET = 100
+UNCLEAR = "None / unclear"  # a reply study's answer for a reply that gives none or several
+
+
+@dataclass(frozen=True)
+class ReplyInfo:
+    """A reply study's item (`--replies RUN`): the reply, how each answer is shown (UNCLEAR
+    last), then what the readers made of it, never shown to raters."""
+
+    model: str
+    reply: str
+    labels: tuple[str, ...]
+    extracted: str | None  # the extractor's answer; None: unscored
+    unscored: str | None   # the extractor's reason for leaving it unscored
+    judge: str | None      # the answer with the judge (rules, then judge); None: unscored
+    has_judge: bool
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class StudyItem:
     answers: tuple[str, ...]
     label: tuple[str, ...]  # never shown to raters
     label_confidence: float | None
+    reply: ReplyInfo | None = None  # set in a study of a run's replies
 
     def info(self) -> ItemInfo:
         return ItemInfo(self.dataset, str(self.line), self.family, self.answers, self.label,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mwe.errors import MweError
-from mwe.validate.sample import StudyItem, rater_order
+from mwe.validate.sample import ReplyInfo, StudyItem, rater_order
 from mwe.validate.stats import Rating
 
 DB_NAME = "validation.sqlite"
@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS ratings (
     rater TEXT NOT NULL REFERENCES raters(name), item INTEGER NOT NULL REFERENCES items(id),
     relevance INTEGER, answer TEXT, ambiguous INTEGER, updated REAL NOT NULL,
     source TEXT NOT NULL DEFAULT 'app', PRIMARY KEY (rater, item));
+CREATE TABLE IF NOT EXISTS replies (
+    item INTEGER PRIMARY KEY REFERENCES items(id), model TEXT NOT NULL, reply TEXT NOT NULL,
+    labels TEXT NOT NULL, extracted TEXT, unscored TEXT, judge TEXT,
+    has_judge INTEGER NOT NULL);
 """
 SQLITE_FILES = ("", "-wal", "-shm", "-journal")
 
@@ -140,13 +144,30 @@ class Study:
                 [(k, it.dataset, it.line, it.family, it.path, it.description, it.question,
                   json.dumps(list(it.answers)), json.dumps(list(it.label)), it.label_confidence)
                  for k, it in enumerate(items)])
+            self.db.executemany(  # a reply study's replies and what the readers made of them
+                "INSERT INTO replies (item, model, reply, labels, extracted, unscored, judge, "
+                "has_judge) VALUES (?,?,?,?,?,?,?,?)",
+                [(k, r.model, r.reply, json.dumps(list(r.labels)), r.extracted, r.unscored,
+                  r.judge, int(r.has_judge))
+                 for k, it in enumerate(items) if (r := it.reply) is not None])
             self.db.execute("INSERT INTO study VALUES ('settings', ?)", (json.dumps(settings),))
 
     def items(self) -> list[StudyItem]:
-        rows = self.db.execute("SELECT dataset, line, family, path, description, question, "
-                               "answers, label, label_confidence FROM items ORDER BY id")
-        return [StudyItem(d, ln, f, p, desc, q, tuple(json.loads(a)), tuple(json.loads(lb)), c)
-                for d, ln, f, p, desc, q, a, lb, c in rows]
+        rows = self.db.execute(
+            "SELECT i.dataset, i.line, i.family, i.path, i.description, i.question, i.answers, "
+            "i.label, i.label_confidence, r.model, r.reply, r.labels, r.extracted, r.unscored, "
+            "r.judge, r.has_judge FROM items i LEFT JOIN replies r ON r.item = i.id "
+            "ORDER BY i.id")
+        return [StudyItem(d, ln, f, p, desc, q, tuple(json.loads(a)), tuple(json.loads(lb)), c,
+                          None if model is None else ReplyInfo(
+                              model, reply, tuple(json.loads(labels)), ext, why, judge,
+                              bool(has)))
+                for (d, ln, f, p, desc, q, a, lb, c,
+                     model, reply, labels, ext, why, judge, has) in rows]
+
+    def is_replies(self) -> bool:
+        """A study of a run's replies (`--replies RUN`), not of a dataset's labels."""
+        return "replies" in (self.settings() or {})
 
     # --- raters ---
 
