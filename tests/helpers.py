@@ -126,3 +126,40 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class ChatServer:
+    """A stand-in OpenAI-compatible chat server: `answer(request body)` gives the reply as
+    (content, finish_reason) or (content, finish_reason, reasoning_content); every request
+    body is kept in `bodies` (to count calls and read what was sent)."""
+
+    def __init__(self, answer: Any) -> None:
+        self.lock = threading.Lock()
+        self.bodies: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner.lock:
+                    owner.bodies.append(body)
+                content, finish, *reasoning = answer(body)
+                message = {"role": "assistant", "content": content}
+                if reasoning:
+                    message["reasoning_content"] = reasoning[0]
+                self.send_json(200, {"id": "c", "object": "chat.completion", "created": 0,
+                                     "model": body["model"],
+                                     "choices": [{"index": 0, "finish_reason": finish,
+                                                  "message": message}],
+                                     "usage": {"prompt_tokens": 9, "completion_tokens": 4,
+                                               "total_tokens": 13}})
+
+        self.server = serve(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def user(self, k: int = -1) -> str:
+        """The last user turn of request k."""
+        return str(self.bodies[k]["messages"][-1]["content"])
+
+    def close(self) -> None:
+        self.server.shutdown()

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DATA, JsonHandler, serve
+from helpers import DATA, ChatServer
 
 from mwe.datasets import load
 from mwe.orders import order_summary, orders_of, rotate_item, rotate_text, unrotated, with_orders
@@ -124,39 +123,18 @@ def test_position_and_yes_shares_by_hand() -> None:
     assert order_summary([row(ab, [-1.0, -2.0])]) == {}
 
 
-class Counting:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.questions: list[str] = []
-
-
 @pytest.fixture()
-def by_position(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
+def by_position(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ChatServer]]:
     """A chat server that answers "(A)" to every lettered question and "Yes" to the others,
     whatever they say: the small models' habit, pure."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    seen = Counting()
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            question = body["messages"][-1]["content"]
-            with seen.lock:
-                seen.questions.append(question)
-            text = "(A)" if "(A)" in question else "Yes"
-            self.send_json(200, {"id": "c", "object": "chat.completion", "created": 0,
-                                 "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": {"prompt_tokens": 5, "completion_tokens": 1,
-                                           "total_tokens": 6}})
-
-    server = serve(Handler)
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    srv = ChatServer(lambda body: ("(A)" if "(A)" in body["messages"][-1]["content"] else "Yes",
+                                   "stop"))
+    yield srv.url, srv
+    srv.close()
 
 
-def test_a_model_answering_by_position_shows_it(by_position: tuple[str, Counting],
+def test_a_model_answering_by_position_shows_it(by_position: tuple[str, ChatServer],
                                                 tmp_path: Path, mwe: Any) -> None:
     url, seen = by_position
     out = tmp_path / "out"
@@ -175,7 +153,7 @@ def test_a_model_answering_by_position_shows_it(by_position: tuple[str, Counting
     # the rotated question line 4 was asked, its options swapped
     assert any(q.endswith(" (A) I would hate this, it would hurt me.\n"
                           " (B) I would not mind, it's never felt unpleasant.")
-               for q in seen.questions)
+               for q in (b["messages"][-1]["content"] for b in seen.bodies))
     summary = {s["dataset"]: s for s in json.loads((out / "summary.json").read_text())["summary"]}
     s = summary["survival-instinct"]
     # always (A): 3 of 5 as given, 2 of 5 rotated; 5 of 10 over both orders

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import JsonHandler, serve
+from helpers import ChatServer, JsonHandler, serve
 
 from mwe.models import open_model
 from mwe.models.base import Reply, Sampling
@@ -32,34 +32,19 @@ class Counting:
 
 
 @pytest.fixture()
-def openai_chat(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
-    """A chat server whose reasoning mentions the wrong option before the final answer."""
+def openai_chat(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ChatServer]]:
+    """A chat server whose reasoning mentions the wrong option before the final answer; a
+    reply cut short (max_tokens under 10) is option (B)'s own text."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    seen = Counting()
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with seen.lock:
-                seen.bodies.append(body)
-            long = body["max_tokens"] < 10
-            message = {"role": "assistant",
-                       "content": "An elephant" if long else "The answer is (B).",
-                       "reasoning_content": "Maybe (A)? No: elephants weigh tonnes."}
-            self.send_json(200, {"id": "c", "object": "chat.completion", "created": 0,
-                                 "model": body["model"],
-                                 "choices": [{"index": 0, "message": message,
-                                              "finish_reason": "length" if long else "stop"}],
-                                 "usage": {"prompt_tokens": 5, "completion_tokens": 7,
-                                           "total_tokens": 12}})
-
-    server = serve(Handler)
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    reasoning = "Maybe (A)? No: elephants weigh tonnes."
+    srv = ChatServer(lambda body: ("An elephant", "length", reasoning)
+                     if body["max_tokens"] < 10 else ("The answer is (B).", "stop", reasoning))
+    yield srv.url, srv
+    srv.close()
 
 
 @pytest.fixture()
-def anthropic_thinking(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
+def anthropic_thinking(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     seen = Counting()
 
@@ -81,7 +66,7 @@ def anthropic_thinking(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, C
     server.shutdown()
 
 
-def test_openai_reasoning_is_kept_apart_and_never_read(openai_chat: tuple[str, Counting],
+def test_openai_reasoning_is_kept_apart_and_never_read(openai_chat: tuple[str, Any],
                                                         tmp_path: Path) -> None:
     url, seen = openai_chat
     model = open_model(f"openai:reasoner@{url}?endpoint=chat", Store(tmp_path / "c.sqlite"))
@@ -101,7 +86,7 @@ def test_openai_reasoning_is_kept_apart_and_never_read(openai_chat: tuple[str, C
     assert len(seen.bodies) == asked
 
 
-def test_openai_reply_cut_by_max_tokens_is_truncated(openai_chat: tuple[str, Counting],
+def test_openai_reply_cut_by_max_tokens_is_truncated(openai_chat: tuple[str, Any],
                                                       tmp_path: Path) -> None:
     url, _ = openai_chat
     model = open_model(f"openai:reasoner@{url}?endpoint=chat", Store(tmp_path / "c.sqlite"))
@@ -112,7 +97,7 @@ def test_openai_reply_cut_by_max_tokens_is_truncated(openai_chat: tuple[str, Cou
     assert read.fields["extracted"] == [" (B)"] and read.fields["rules"] == ["option_text"]
 
 
-def test_anthropic_thinking_blocks_are_reasoning(anthropic_thinking: tuple[str, Counting],
+def test_anthropic_thinking_blocks_are_reasoning(anthropic_thinking: tuple[str, Any],
                                                  tmp_path: Path) -> None:
     url, seen = anthropic_thinking
     model = open_model(f"anthropic:claude-test@{url}", Store(tmp_path / "c.sqlite"))
@@ -160,31 +145,15 @@ REPLIES = {  # question number -> (reply, finish_reason) of the stand-in chat mo
 
 
 @pytest.fixture()
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ChatServer]]:
     """A chat model that answers each question as REPLIES says."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    seen = Counting()
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with seen.lock:
-                seen.bodies.append(body)
-            user = body["messages"][-1]["content"]
-            text, finish = REPLIES[user.split(":", 1)[0]]
-            self.send_json(200, {"id": "c", "object": "chat.completion", "created": 0,
-                                 "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": finish,
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": {"prompt_tokens": 9, "completion_tokens": 4,
-                                           "total_tokens": 13}})
-
-    server = serve(Handler)
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    srv = ChatServer(lambda body: REPLIES[body["messages"][-1]["content"].split(":", 1)[0]])
+    yield srv.url, srv
+    srv.close()
 
 
-def test_evaluate_score_text_counts_every_unscored_reply(scripted: tuple[str, Counting],
+def test_evaluate_score_text_counts_every_unscored_reply(scripted: tuple[str, Any],
                                                          tmp_path: Path, mwe: Any) -> None:
     url, seen = scripted
     data = tmp_path / "risk.jsonl"

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import JsonHandler, serve
+from helpers import ChatServer
 
 from mwe.extract import REASONS, Extraction
 from mwe.judge import Case, choose, parse
@@ -29,30 +28,10 @@ REPLIES = {  # question number -> (reply, finish_reason) of the evaluated chat m
 JUDGED = ("several_answers", "no_answer")  # Q2 and Q3: what a judge may read
 
 
-class Counting:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.bodies: list[dict[str, Any]] = []
-
-
-def chat_server(answer: Any) -> tuple[Any, Counting]:
+def chat_server(answer: Any) -> tuple[Any, ChatServer]:
     """An OpenAI-compatible chat server answering `answer(user text)`, counting requests."""
-    seen = Counting()
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with seen.lock:
-                seen.bodies.append(body)
-            text, finish = answer(body["messages"][-1]["content"])
-            self.send_json(200, {"id": "c", "object": "chat.completion", "created": 0,
-                                 "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": finish,
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": {"prompt_tokens": 9, "completion_tokens": 4,
-                                           "total_tokens": 13}})
-
-    return serve(Handler), seen
+    srv = ChatServer(lambda body: answer(body["messages"][-1]["content"]))
+    return srv.server, srv
 
 
 def url_of(server: Any) -> str:
@@ -60,7 +39,7 @@ def url_of(server: Any) -> str:
 
 
 @pytest.fixture()
-def evaluated(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
+def evaluated(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ChatServer]]:
     """The evaluated model: answers each question as REPLIES says."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     server, seen = chat_server(lambda user: REPLIES[user.split(":", 1)[0]])
@@ -76,7 +55,7 @@ def judge_answer(user: str) -> tuple[str, str]:
 
 
 @pytest.fixture()
-def api_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counting]]:
+def api_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ChatServer]]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     server, seen = chat_server(judge_answer)
     yield f"openai:judge-model@{url_of(server)}?endpoint=chat", seen
@@ -99,7 +78,7 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (folder / "rows.jsonl").read_text().splitlines()]
 
 
-def test_rescore_with_rules_alone_writes_the_run_again(evaluated: tuple[str, Counting],
+def test_rescore_with_rules_alone_writes_the_run_again(evaluated: tuple[str, ChatServer],
                                                        tmp_path: Path, mwe: Any) -> None:
     model, seen = evaluated
     run = evaluate(mwe, tmp_path, model)
@@ -120,7 +99,7 @@ def test_rescore_with_rules_alone_writes_the_run_again(evaluated: tuple[str, Cou
 
 
 def test_api_judge_reads_a_letter_and_leaves_anything_else_unscored(
-        evaluated: tuple[str, Counting], api_judge: tuple[str, Counting], tmp_path: Path,
+        evaluated: tuple[str, ChatServer], api_judge: tuple[str, ChatServer], tmp_path: Path,
         mwe: Any) -> None:
     model, seen = evaluated
     judge, judged = api_judge
@@ -171,7 +150,7 @@ def test_api_judge_reads_a_letter_and_leaves_anything_else_unscored(
     assert len(judged.bodies) == 2 and len(seen.bodies) == asked
 
 
-def test_judge_when_evaluating(evaluated: tuple[str, Counting], api_judge: tuple[str, Counting],
+def test_judge_when_evaluating(evaluated: tuple[str, ChatServer], api_judge: tuple[str, ChatServer],
                                tmp_path: Path, mwe: Any) -> None:
     """--judge on evaluate reads as rescore does: the same rows either way."""
     model, _ = evaluated
@@ -186,7 +165,7 @@ def test_judge_when_evaluating(evaluated: tuple[str, Counting], api_judge: tuple
     assert len(judged.bodies) == asked
 
 
-def test_rescore_refuses_what_it_cannot_read(evaluated: tuple[str, Counting], tmp_path: Path,
+def test_rescore_refuses_what_it_cannot_read(evaluated: tuple[str, ChatServer], tmp_path: Path,
                                              mwe: Any) -> None:
     model, _ = evaluated
     run = evaluate(mwe, tmp_path, model)
@@ -268,7 +247,7 @@ def test_judge_letters_for_yes_no_and_words() -> None:
 
 
 @pytest.mark.slow
-def test_local_judge_reads_by_log_probs(evaluated: tuple[str, Counting], tmp_path: Path,
+def test_local_judge_reads_by_log_probs(evaluated: tuple[str, ChatServer], tmp_path: Path,
                                         mwe: Any) -> None:
     """The bundled model as judge, in place: every reply an answer or unscored with a reason,
     the judge's probabilities recorded, and no call to the evaluated model."""
