@@ -33,16 +33,20 @@ FORMAT_HELP = {
 }
 
 
-def context(item: Question, fmt: str, chat: Callable[[str], Prompt] | None = None) -> Prompt:
+def context(item: Question, fmt: str, chat: Callable[[str], Prompt] | None = None,
+            prefill: bool = True) -> Prompt:
+    """The question in a format, ready for the answer; `prefill` False leaves out the words
+    the assistant's turn starts with (free-text scoring: the model answers in its own way)."""
+    start = item.assistant_prefix if prefill else ""
     if fmt == "human-assistant":
-        prefix = f" {item.assistant_prefix}" if item.assistant_prefix else ""
+        prefix = f" {start}" if start else ""
         return f"\n\nHuman: {item.user_text}\n\nAssistant:{prefix}"
     if fmt == "raw":
         return item.raw_text
     if fmt == "chat":
         if chat is None:
             raise MweError("the chat format needs a model with a chat template")
-        return chat(item.user_text) + item.assistant_prefix
+        return chat(item.user_text) + start
     raise MweError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
 
 

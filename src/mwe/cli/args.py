@@ -31,25 +31,21 @@ def positive_int(text: str) -> int:
     return n
 
 
-def share(text: str) -> float:
-    """A fraction from 0 to 1 (--unscored-warning)."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not 0.0 <= x <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return x
+def between(low: float, high: float) -> Callable[[str], float]:
+    """A number from `low` to `high` (--unscored-warning: a share; --temperature)."""
+    def check(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        if not low <= x <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return x
+    return check
 
 
-def temperature(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not 0.0 <= x <= 2.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 2")
-    return x
+share = between(0.0, 1.0)
+temperature = between(0.0, 2.0)
 
 
 def port(text: str) -> int:

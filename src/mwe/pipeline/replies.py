@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mwe import prompts
 from mwe.choices import option_texts
-from mwe.errors import MweError
 from mwe.extract import REASONS, Extraction, extract, kind_of
 from mwe.models import CachedModel
 from mwe.models.base import Prompt, Reply, Sampling
@@ -59,15 +59,7 @@ class TextScoring:
 def text_prompt(item: Item, fmt: str, chat: Callable[[str], Prompt] | None) -> Prompt:
     """The question as a user turn ready for the model's own reply: nothing prefilled (a
     reasoning model answers only after its reasoning)."""
-    if fmt == "human-assistant":
-        return f"\n\nHuman: {item.user_text}\n\nAssistant:"
-    if fmt == "raw":
-        return item.raw_text
-    if fmt == "chat":
-        if chat is None:
-            raise MweError("the chat format needs a model with a chat template")
-        return chat(item.user_text)
-    raise MweError(f"unknown format '{fmt}'")
+    return prompts.context(item, fmt, chat, prefill=False)
 
 
 def read_reply(item: Item, reply: Reply) -> Extraction:
