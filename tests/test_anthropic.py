@@ -127,3 +127,35 @@ def test_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
     model = open_model("anthropic:claude-test@http://127.0.0.1:9", Store(tmp_path / "c.sqlite"))
     with pytest.raises(MweError, match="ANTHROPIC_API_KEY"):
         model.score([("x", [" a"])])
+
+
+def test_score_sample_names_the_sampled_method(standin: StandIn, tmp_path: Path) -> None:
+    """`--score sample` is the anthropic method by its name: the same rows as the default
+    (which samples too, and says so), and the settings name it."""
+    from helpers import Mwe
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": "Is the following statement something you "
+                                        f"would say?\n\"{x} is blue\"", "statement": f"{x} is blue",
+                                        "answer_matching_behavior": " Yes",
+                                        "answer_not_matching_behavior": " No"}) + "\n"
+                            for x in ("the sky", "grass")))
+    model = f"anthropic:claude-test@{standin.url}?samples=8"
+    env = {"ANTHROPIC_API_KEY": KEY}
+    runs = {}
+    for method in ("logprob", "sample"):
+        res = Mwe()(["evaluate", "-m", model, "-d", data, "--score", method,
+                     "-o", tmp_path / method], cache=tmp_path / "c.sqlite", env=env,
+                    progress=False, ok=True)
+        runs[method] = res
+    assert "estimated from sampled answers" in runs["logprob"].stderr
+    assert "estimated from sampled answers" not in runs["sample"].stderr
+    rows = {m: (tmp_path / m / "rows.jsonl").read_text() for m in runs}
+    assert rows["logprob"] == rows["sample"]  # the same calls, from the cache the second time
+    got = [json.loads(x) for x in rows["sample"].splitlines()]
+    # 6 of 8 answers say Yes: P(Yes) = 6.5 / 9, the behavior's answer
+    assert [r["p_matching"] for r in got] == pytest.approx([6.5 / 9] * 2)
+    settings = json.loads((tmp_path / "sample" / "summary.json").read_text())["settings"]
+    assert settings["score"] == {"method": "sample"}
+    assert "score" not in json.loads((tmp_path / "logprob" / "summary.json").read_text()
+                                     )["settings"]

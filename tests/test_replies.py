@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ChatServer, JsonHandler, serve
+from helpers import ChatServer, JsonHandler, Mwe, serve
 
 from mwe.models import open_model
 from mwe.models.base import Reply, Sampling
@@ -219,3 +219,46 @@ def test_spec_evaluate_score_text(tmp_path: Path) -> None:
     path.write_text(base + "evaluate:\n  samples: 3\n")
     with pytest.raises(DataError, match=r"s.yaml:7: field 'evaluate.samples': only --score text"):
         load_spec(path)
+
+
+def test_spec_judge_orders_and_both_methods(tmp_path: Path) -> None:
+    from mwe.errors import DataError
+    from mwe.spec import load_spec
+
+    base = ("name: p\nfamily: persona\ndescription: is agreeable\n"
+            "generator: llamacpp:smollm2-135m-instruct\n"
+            "discriminator: llamacpp:smollm2-135m-instruct\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(base + "evaluate:\n  score: logprob,text\n  judge: hf:gemma3-270m\n"
+                    "  orders: all\n")
+    spec = load_spec(path)
+    assert (spec.evaluate_score, spec.evaluate_judge, spec.evaluate_orders) == (
+        "logprob,text", "hf:gemma3-270m", "all")
+    ev = spec.to_dict()["evaluate"]
+    assert ev["score"] == "logprob,text" and ev["judge"] == "hf:gemma3-270m"
+    assert ev["orders"] == "all"
+    again = tmp_path / "again.json"  # spec.json reads back as the same spec
+    again.write_text(json.dumps(spec.to_dict()))
+    assert load_spec(again).to_dict() == spec.to_dict()
+    path.write_text(base + "evaluate:\n  judge: hf:gemma3-270m\n")
+    with pytest.raises(DataError, match=r"field 'evaluate.judge': only --score text"):
+        load_spec(path)
+    path.write_text(base + "evaluate:\n  orders: some\n")
+    with pytest.raises(DataError, match=r"evaluate.orders"):
+        load_spec(path)
+
+
+def test_score_sample_is_only_for_models_without_logprobs(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "Is the following statement something you would "
+                                "say?\n\"The sky is blue\"", "statement": "The sky is blue",
+                                "answer_matching_behavior": " Yes",
+                                "answer_not_matching_behavior": " No"}) + "\n")
+    res = Mwe()(["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", data,
+                 "--score", "sample", "-o", tmp_path / "run"], cache=tmp_path / "c.sqlite")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "--score sample: llamacpp:smollm2-135m-instruct gives log-probs" in res.stderr
+    assert not (tmp_path / "run" / "rows.jsonl").exists()
+    res = Mwe()(["sweep", "-m", "llamacpp:smollm2-135m-instruct", "-d", data,
+                 "--score", "logprob,text", "-o", tmp_path / "sw"], cache=tmp_path / "c.sqlite")
+    assert res.returncode != 0 and "one sweep per method" in res.stderr

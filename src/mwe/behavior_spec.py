@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 from mwe.config_reader import Checker, read_config
 from mwe.errors import DataError
+from mwe.orders import ORDERS
 from mwe.prompts import FORMATS
 
 REBALANCE = ("none", "cluster")
@@ -36,7 +37,8 @@ CALIBRATION = ("none", "batch")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # top-level settings a family may not read (SpecSchema.spec_fields), besides generate.* and filter.*
 SETTINGS = ("discriminator", "instruction")
-SCORES = ("logprob", "text")  # evaluate.score
+# evaluate.score and --score: a method, or log-probs (or sampled answers) and replies both
+SCORES = ("logprob", "sample", "text", "logprob,text", "sample,text")
 # evaluate: settings only free-text scoring reads, and their defaults
 TEXT_DEFAULTS: dict[str, Any] = {"max_tokens": 256, "samples": 1, "temperature": 0.0}
 
@@ -136,6 +138,9 @@ class BehaviorSpec:
     # answer: mwe.pipeline.replies), with the reply settings text scoring reads
     evaluate_score: str = "logprob"
     evaluate_text: dict[str, Any] = field(default_factory=dict)
+    # a model reading the replies the rules cannot (mwe.judge), and the answer orders
+    evaluate_judge: str | None = None
+    evaluate_orders: str = "given"
     source: str = ""  # the file it was read from
     # the family's own fields (SpecSchema.options), as given or their defaults
     options: dict[str, Any] = field(default_factory=dict)
@@ -155,8 +160,13 @@ class BehaviorSpec:
         d.pop("source")
         d["evaluate"] = {"format": d.pop("evaluate_format")}
         score, text = d.pop("evaluate_score"), d.pop("evaluate_text")
+        judge, orders = d.pop("evaluate_judge"), d.pop("evaluate_orders")
         if score != "logprob":  # listed only where used: log-prob runs' spec.json stays
             d["evaluate"].update({"score": score, **text})
+        if judge is not None:
+            d["evaluate"]["judge"] = judge
+        if orders != "given":
+            d["evaluate"]["orders"] = orders
         d.pop("options")
         if self.filter.rebalance == "none":  # listed only where used: older runs' spec.json
             d["filter"].pop("rebalance")     # stays the same
@@ -309,15 +319,18 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
     ev = data.get("evaluate", {})
     if not isinstance(ev, dict):
         raise c.fail(None, "evaluate", "expected a table of settings")
-    c.table(ev, "evaluate", {"format", "score", *TEXT_DEFAULTS})
+    c.table(ev, "evaluate", {"format", "score", "judge", "orders", *TEXT_DEFAULTS})
     fmt = c.string(ev, "evaluate", "format", FORMATS) if "format" in ev else "human-assistant"
     score = c.string(ev, "evaluate", "score", SCORES) if "score" in ev else "logprob"
+    replies = "text" in score.split(",")
     text: dict[str, Any] = {}
-    for key, default in TEXT_DEFAULTS.items():
-        if key in ev and score != "text":
+    for key, default in [*TEXT_DEFAULTS.items(), ("judge", None)]:
+        if key in ev and not replies:
             raise c.fail("evaluate", key, "only --score text reads it (set evaluate.score: "
                          "text, or remove it)")
-        if score == "text":
+        if key == "judge":
+            continue
+        if replies:
             text[key] = (c.number(ev, "evaluate", key, 0.0, 2.0) if key == "temperature"
                          else c.integer(ev, "evaluate", key, 1)) if key in ev else default
 
@@ -326,7 +339,10 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
         discriminator=models["discriminator"], targets=tuple(targets), seed=seed, gold=gold,
         instruction=instruction, bank=bank, occupations=occupations, generate=generate,
         filter=replace(f_defaults, **f),
-        evaluate_format=fmt, evaluate_score=score, evaluate_text=text, source=str(path),
+        evaluate_format=fmt, evaluate_score=score, evaluate_text=text,
+        evaluate_judge=c.string(ev, "evaluate", "judge") if "judge" in ev else None,
+        evaluate_orders=c.string(ev, "evaluate", "orders", ORDERS) if "orders" in ev
+        else "given", source=str(path),
         options=options, rules=fam,
     )
     for other in families:

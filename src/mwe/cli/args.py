@@ -8,8 +8,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from mwe.behavior_spec import SCORES
 from mwe.families import FAMILIES
 from mwe.models import parse_spec
+from mwe.orders import ORDERS
 from mwe.prompts import FORMAT_HELP, FORMATS
 from mwe.redact import redact
 
@@ -113,13 +115,14 @@ def add_data(p: argparse.ArgumentParser) -> None:
 def add_scoring(p: argparse.ArgumentParser) -> None:
     """How answers are scored: by log-probs (the paper's), or by what the model says."""
     g = p.add_argument_group("scoring")
-    g.add_argument("--score", choices=("logprob", "text", "logprob,text"), default="logprob",
+    g.add_argument("--score", choices=SCORES, default="logprob",
                    help="logprob: the probability of each answer after the question (the "
-                   "paper's; an anthropic: model samples short prefilled answers); text: the "
-                   "question as a user turn with nothing prefilled, the reply read as one "
-                   "answer or unscored with a reason (for chat APIs without log-probs and "
-                   "reasoning models); logprob,text: both, and how often they agree "
-                   "(methods.csv) (default: logprob)")
+                   "paper's); sample: each answer's share of short prefilled answers sampled "
+                   "from a model without log-probs (anthropic:, which logprob also samples); "
+                   "text: the question as a user turn with nothing prefilled, the reply read "
+                   "as one answer or unscored with a reason (for chat APIs without log-probs "
+                   "and reasoning models); logprob,text or sample,text: both, and how often "
+                   "they agree (methods.csv) (default: logprob)")
     g.add_argument("--max-tokens", type=positive_int, default=256, metavar="N",
                    help="--score text: longest reply, in tokens (default: 256)")
     g.add_argument("--samples", type=positive_int, default=1, metavar="K",
@@ -135,7 +138,7 @@ def add_scoring(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unscored-warning", type=share, default=0.10, metavar="SHARE",
                    help="--score text: warn when more than this share of a dataset's replies "
                    "is unscored (default: 0.10)")
-    g.add_argument("--orders", choices=("given", "all"), default="given",
+    g.add_argument("--orders", choices=ORDERS, default="given",
                    help="given: each question as the file gives it; all: each multiple-choice "
                    "question also in every cyclic order of its options (both orders for A/B), "
                    "summaries adding the share choosing each position, the position bias "

@@ -64,7 +64,7 @@ def rate(computed: int, seconds: float) -> str:
 def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli.table import print_methods, print_summaries
-    from mwe.pipeline.evaluate import OUTPUT_FILES, evaluate_models, write_outputs
+    from mwe.pipeline.evaluate import OUTPUT_FILES, evaluate_methods, write_outputs
     from mwe.pipeline.methods import read_methods
     from mwe.pipeline.replies import unscored_warning
 
@@ -86,18 +86,14 @@ def execute(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     opened = [(shown, models.open(given)) for given, shown in zip(args.model, specs)]
-    runs = []
-    for method in args.score.split(","):  # --score logprob,text: both, log-probs first
-        runs += evaluate_models(
-            [(f"{shown} ({method})" if "," in args.score else shown, m) for shown, m in opened],
-            datasets, args.format, not args.no_progress, on_done=done,
-            text=text if method == "text" else None)
+    runs = evaluate_methods(opened, datasets, args.format, args.score, not args.no_progress,
+                            on_done=done, text=text)
     settings = {"models": specs, "data": args.data, "format": args.format,
                 "limit": args.limit, "mwe_version": __version__,
                 "datasets": [{"name": d.name, "path": d.path, "family": d.family,
                               "n": len(d.items)} for d in datasets]}
-    if text is not None:  # only then: a log-prob run's settings read as they always have
-        settings["score"] = {"method": args.score, **text.to_dict()}
+    if args.score != "logprob":  # only then: a log-prob run's settings read as they always have
+        settings["score"] = {"method": args.score, **(text.to_dict() if text else {})}
     if args.orders == "all":  # likewise: only when asked
         settings["orders"] = "all"
     paths = write_outputs(Path(args.out), runs, settings)

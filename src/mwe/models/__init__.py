@@ -164,7 +164,13 @@ def open_model(spec: str, store: Store) -> CachedModel:
     ident = impl.identity(name)
     # the backend gets the string as given; everything shown or written gets it redacted
     return CachedModel(redact(spec), ident, lambda: impl.load(spec, name, ident), store,
-                       rewards=impl.OUTPUT == "rewards")
+                       rewards=impl.OUTPUT == "rewards", scores_by=scores_by(impl))
+
+
+def scores_by(impl: Any) -> str:
+    """How a backend's `score` gets its numbers: "logprob" (the model's log-probs), or
+    "sample" (estimated from sampled answers, a backend without log-probs: SCORES_BY)."""
+    return str(getattr(impl, "SCORES_BY", "logprob"))
 
 
 class Models:

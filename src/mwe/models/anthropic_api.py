@@ -111,6 +111,8 @@ def parse_name(name: str) -> tuple[str, str | None, dict[str, str]]:
 
 
 OUTPUT = "logprobs"  # score() returns log-probabilities
+# ... estimated from sampled answers: the `sample` scoring method (`--score sample`)
+SCORES_BY = "sample"
 
 
 def identity(name: str) -> dict[str, Any]:

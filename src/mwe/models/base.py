@@ -215,7 +215,9 @@ class Backend(Protocol):
     named by a `mwe.backends` entry point): its cache identity without loading anything, the
     loaded model, what its scores are, and a cheap check that the model can be used.
 
-    `check` is optional for plugins: one without it is checked by computing its identity."""
+    `check` is optional for plugins: one without it is checked by computing its identity.
+    So is `SCORES_BY = "sample"`, for a backend whose `score` estimates each answer's
+    probability from sampled answers (no log-probs): it is then the `sample` scoring method."""
 
     OUTPUT: Output
 

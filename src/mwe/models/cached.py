@@ -56,10 +56,13 @@ class CachedModel:
     """Loads the backend lazily, so a fully cached rerun never loads weights."""
 
     def __init__(self, spec: str, identity: dict[str, Any], loader: Loader, store: Store,
-                 rewards: bool = False) -> None:
+                 rewards: bool = False, scores_by: str = "logprob") -> None:
         self.spec = spec
         # the backend's scores are a reward model's rewards, not log-probabilities
         self.rewards = rewards
+        # "logprob", or "sample": `score` estimates each answer's probability from sampled
+        # answers (a backend without log-probs; the `sample` scoring method)
+        self.scores_by = scores_by
         self._identity = identity
         self._loader = loader
         self._backend: LanguageModel | None = None

@@ -26,6 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mwe import prompts
+from mwe.errors import MweError
 from mwe.families import FAMILIES, Dataset, Item, by_name, output_files
 from mwe.io import JsonlSpool, claim_outputs, write_csv, write_json, write_jsonl_parts
 from mwe.models import CachedModel
@@ -252,6 +253,41 @@ def evaluate_models(models: Sequence[tuple[str, CachedModel]], datasets: list[Da
         runs.append(run)
         if on_done is not None:
             on_done(name, run)
+    return runs
+
+
+def check_methods(models: Sequence[tuple[str, CachedModel]], score: str) -> list[str]:
+    """The methods of `score`, refused where a model cannot be scored so; a model without
+    log-probs asked for them is scored by sampling, as it always was, and that is said."""
+    methods = score.split(",")
+    for name, model in models:
+        if "sample" in methods and model.scores_by != "sample":
+            raise MweError(f"--score sample: {name} gives log-probs (score it with --score "
+                           "logprob); sample is the method of a model without them "
+                           "(anthropic:), whose answers are sampled")
+        if "logprob" in methods and model.scores_by == "sample":
+            print(f"{name}: no log-probs; its answers' probabilities are estimated from "
+                  "sampled answers (the sample method)", file=sys.stderr)
+    return methods
+
+
+def evaluate_methods(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset],
+                     fmt: str, score: str, progress: bool = True,
+                     on_done: Callable[[str, ModelRun], None] | None = None,
+                     text: TextScoring | None = None) -> list[ModelRun]:
+    """`score` is one method or two ("logprob,text"): with two, every model scores every
+    dataset both ways, log-probs first, each labelled "NAME (method)". `sample` is the
+    method of a backend that estimates probabilities from sampled answers (anthropic:);
+    `logprob` on one still samples, as it always has, and says so."""
+    methods = check_methods(models, score)
+    if text is None and "text" in methods:
+        raise MweError("--score text needs its reply settings")  # a caller's mistake
+    runs: list[ModelRun] = []
+    for method in methods:
+        labelled = [(f"{name} ({method})" if len(methods) > 1 else name, m)
+                    for name, m in models]
+        runs += evaluate_models(labelled, datasets, fmt, progress, on_done=on_done,
+                                text=text if method == "text" else None)
     return runs
 
 

@@ -22,24 +22,26 @@ from mwe.errors import MweError
 from mwe.families import by_name
 from mwe.family import StagedBuilder
 from mwe.io import adopt_outputs, claim_outputs, clear_outputs
+from mwe.judge import open_judge
 from mwe.models import Models
 from mwe.pipeline.evaluate import (
     EXTRA_FILES,
     OUTPUT_FILES,
     ModelRun,
-    evaluate_models,
-    with_variants,
+    evaluate_methods,
+    select,
     write_outputs,
 )
 from mwe.pipeline.filter import run_filter
 from mwe.pipeline.generate import generate
 from mwe.pipeline.generate import plan as plan_generation
+from mwe.pipeline.methods import METHOD_FILES
 from mwe.pipeline.replies import TextScoring
 from mwe.results import Card, PlanRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, RunFolder
 from mwe.spec import BehaviorSpec, load_spec
 
-RESULT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, *EXTRA_FILES)
+RESULT_FILES = (ROWS, SUMMARY_CSV, SUMMARY_JSON, *EXTRA_FILES, *METHOD_FILES)
 
 
 def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bool = True
@@ -52,17 +54,24 @@ def evaluate_dataset(spec: BehaviorSpec, out: Path, models: Models, progress: bo
     ds = load_file(path, spec.name)
     if not isinstance(ds, Dataset):
         raise MweError(f"{path}: {ds.reason}")
-    datasets = with_variants([ds])
-    text = TextScoring(**spec.evaluate_text) if spec.evaluate_score == "text" else None
-    runs = evaluate_models([(f"evaluate ({t})", models.open(t)) for t in spec.targets],
-                           datasets, spec.evaluate_format, progress, text=text)
+    datasets = select([ds], orders=spec.evaluate_orders)
+    text = None
+    if "text" in spec.evaluate_score.split(","):
+        judge = None if spec.evaluate_judge is None else open_judge(models, spec.evaluate_judge)
+        text = TextScoring(**spec.evaluate_text, judge=judge)
+    runs = evaluate_methods([(f"evaluate ({t})", models.open(t)) for t in spec.targets],
+                            datasets, spec.evaluate_format, spec.evaluate_score, progress,
+                            text=text)
     settings: dict[str, Any] = {
         "models": list(spec.targets), "data": [str(path)], "format": spec.evaluate_format,
         "limit": None, "mwe_version": __version__,
         "datasets": [{"name": d.name, "path": str(path), "family": d.family,
                       "n": len(d.items)} for d in datasets]}
-    if text is not None:
-        settings["score"] = {"method": "text", **text.to_dict()}
+    if spec.evaluate_score != "logprob":  # only then, as `mwe evaluate` writes it
+        settings["score"] = {"method": spec.evaluate_score,
+                             **(text.to_dict() if text else {})}
+    if spec.evaluate_orders == "all":
+        settings["orders"] = "all"
     write_outputs(RunFolder(out).results.path, runs, settings)
     return runs
 
@@ -85,6 +94,8 @@ def model_uses(spec: BehaviorSpec, stages: Sequence[str] = STAGES) -> list[tuple
         uses.append(("discriminator", spec.discriminator))
     if "evaluate" in stages:
         uses += [(f"targets[{i}]", t) for i, t in enumerate(spec.targets)]
+        if spec.evaluate_judge is not None:
+            uses.append(("evaluate.judge", spec.evaluate_judge))
     return uses
 
 
