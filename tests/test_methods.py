@@ -49,6 +49,14 @@ def test_agreement_over_items_both_scored_with_the_rest_in_the_table() -> None:
     assert out["confusion"] == {"(A)": {"(A)": 2, "unscored: truncated": 1}, "(B)": {"(A)": 1}}
 
 
+def test_a_chat_answer_without_its_space_is_the_same_answer() -> None:
+    """After a chat template's newline the log-prob answer is "(A)"; the reply's is " (A)"."""
+    row = lp_row(1, [-0.1, -3.0])
+    row["answers"] = ["(A)", "(B)"]
+    (out,) = compare([row, text_row(1, [" (A)"])])
+    assert (out["n_both_scored"], out["n_same"]) == (1, 1)
+
+
 def test_one_method_alone_compares_nothing() -> None:
     assert compare([lp_row(1, [-0.1, -3.0])]) == []
     assert compare([text_row(1, [" (A)"])]) == []

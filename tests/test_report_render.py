@@ -201,7 +201,8 @@ def test_every_section_in_order_each_with_its_content(full: tuple[str, list[Path
     """The sections these inputs hold, in order; the others named once, not shown."""
     html, pngs = full
     page = Page(html)
-    absent = ("replies", "sandbagging", "agreement", "maps", "validation", "usage")
+    absent = ("replies", "orders", "methods", "sandbagging", "agreement", "maps", "validation",
+              "usage")
     shown = [(sid, name) for sid, name in SECTIONS if sid not in absent]
     assert page.sections == [sid for sid, _ in shown]
     assert page.headings == [name for _, name in shown]

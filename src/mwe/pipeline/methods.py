@@ -69,7 +69,7 @@ def compare(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (model, dataset), pairs in groups.items():
         both = [(lp, tx) for lp, (tx, _) in pairs if lp is not None and tx is not None]
-        same = sum(1 for lp, tx in both if lp == tx)
+        same = sum(1 for lp, tx in both if lp.strip() == tx.strip())  # a chat answer has no space
         lo, hi = wilson_interval(same, len(both))
         confusion: dict[str, Counter[str]] = defaultdict(Counter)
         for lp, (tx, why) in pairs:

@@ -10,7 +10,9 @@ PNGs an earlier run wrote there and this one did not are removed.
 
 Sections, in this order, each shown when the inputs hold what it shows (the others are
 named once, under the title): overview, families, heatmap, lines, trends, each family's own
-(Family.report), agreement, maps, validation, usage, cards.
+(Family.report), agreement, maps, validation, usage, cards. Three show only for runs made
+that way and are otherwise not named: replies (--score text), answer order (--orders all)
+and log-probs vs replies (--score logprob,text).
 
 Three steps, each in its own module of mwe.report: inputs (collect and check the folders),
 analysis (what each section shows; a family's own section is drawn by its Family.report)
@@ -27,7 +29,7 @@ from mwe import __version__
 from mwe.errors import MweError
 from mwe.families import FAMILIES
 from mwe.io import atomic_open
-from mwe.report import analysis, validation
+from mwe.report import analysis, methods_section, validation
 from mwe.report.agreement import agreement_section
 from mwe.report.analysis import SECTIONS
 from mwe.report.cards import cards
@@ -50,6 +52,8 @@ def sections(inp: Inputs, figs: Figures) -> dict[str, Any]:
         "lines": analysis.lines(inp, trends, figs),
         "trends": analysis.trend_view(trends),
         "replies": [r for r in inp.results if r.get("n_scored") is not None],
+        "orders": methods_section.orders(inp, figs),
+        "methods": methods_section.methods(inp),
         **{f.name: f.section.draw(inp, figs) for f in analysis.REPORTING if f.section},
         "agreement": agreement_section(inp, figs),
         "maps": [(m, script_json(m)) for m in inp.maps],

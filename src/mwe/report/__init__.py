@@ -6,6 +6,9 @@
     cards          the dataset cards' section
     agreement      model agreement and trend reversals (from sweep folders)
     validation     human validation (from mwe validate stats folders)
+    methods_input  the answer-order fields of summaries and methods.json, checked
+    methods_section  answer order (--orders all) and log-probs vs replies (--score
+                   logprob,text)
     (each family's own section comes from its Family.report, in mwe.families)
     figures        the figures: embedded in the page, saved as PNGs beside it
     render         the page from the jinja2 templates in mwe/templates/report/

@@ -18,6 +18,7 @@ from mwe.families import FAMILIES
 from mwe.records import given as has
 from mwe.report.figures import Figure, Figures
 from mwe.report.inputs import AXES, Inputs
+from mwe.report.methods_section import ordered
 from mwe.trends import strongest
 
 REPORTING = [f for f in FAMILIES if f.section is not None]
@@ -29,6 +30,8 @@ SECTIONS = [
     ("lines", "Each dataset across the series"),
     ("trends", "Trends"),
     ("replies", "Scored by the replies"),
+    ("orders", "Answer order"),
+    ("methods", "Log-probs vs replies"),
     *((f.name, f.section.title) for f in REPORTING if f.section is not None),
     ("agreement", "Model agreement"),
     ("maps", "Dataset map"),
@@ -37,7 +40,7 @@ SECTIONS = [
     ("cards", "Dataset cards"),
 ]
 # sections of a way of running, not of a kind of input: not named as absent where unused
-UNLISTED = frozenset({"replies"})
+UNLISTED = frozenset({"replies", "orders", "methods"})
 TUNING_ORDER = ("base", "tuned", "rlhf", "pm")
 LINE_PAGE = 48  # datasets per line-plot image
 AXIS_NAMES = {"params": "parameters (log scale)", "step": "training step", "tuning": "tuning"}
@@ -51,6 +54,7 @@ def present(inp: Inputs) -> set[str]:
             "heatmap": any(has(r.get("pct_matching")) for r in inp.results),
             "lines": bool(inp.results), "trends": bool(inp.results),
             "replies": any(r.get("n_scored") is not None for r in inp.results),
+            "orders": any(ordered(r) for r in inp.results), "methods": bool(inp.methods),
             **{f.name: f.name in families for f in REPORTING},
             "agreement": bool(inp.agreement), "maps": bool(inp.maps),
             "validation": any(v["results"] for v in inp.validation),

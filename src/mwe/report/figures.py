@@ -13,7 +13,7 @@ from mwe.io import atomic_open
 
 # The names of the PNGs mwe writes (a family section's figures start with the family's name);
 # any other file in NAME-plots/ is left alone.
-OWN_PNG = re.compile("(heatmap-|lines-|card-\\d+-|agreement|validation|"
+OWN_PNG = re.compile("(heatmap-|lines-|card-\\d+-|agreement|validation|positions|"
                      + "|".join(re.escape(n) for n in NAMES) + ").*\\.png")
 
 

@@ -19,6 +19,7 @@ from mwe.errors import DataError, MweError
 from mwe.families import FAMILIES
 from mwe.report.jsonfile import field_name as _key
 from mwe.report.jsonfile import load_json as _load_json
+from mwe.report.methods_input import METHODS_JSON, check_orders, load_methods
 from mwe.run_folder import SWEEP_JSON, ResultsFolder, RunFolder
 
 # what each family's report section reads from rows.jsonl, and how a line naming it looks
@@ -44,6 +45,7 @@ class Inputs:
     agreement: list[dict[str, Any]] = field(default_factory=list)  # sweep.json's, checked
     usage: list[dict[str, Any]] = field(default_factory=list)  # usage.csv rows, with "folder"
     reversals: list[dict[str, Any]] = field(default_factory=list)
+    methods: list[dict[str, Any]] = field(default_factory=list)  # methods.json rows, labelled
 
 
 RESULT_TEXT = ("model", "dataset", "family")  # required strings
@@ -143,6 +145,7 @@ def _result(at: _At, x: Any, prefix: str) -> dict[str, Any]:
     r["mean_p_female_minus_male"] = at.number(r, "mean_p_female_minus_male", prefix,
                                               lo=-1, hi=1)
     _replies(at, r, prefix)
+    check_orders(at.at, r, prefix)  # --orders all: position and Yes shares
     return r
 
 
@@ -451,6 +454,9 @@ def collect(paths: Sequence[str | Path]) -> Inputs:
                 if results.summary_json.is_file():
                     at, summary = _load_object(results.summary_json, "summary")
                     add(_results(at, summary["summary"], "summary"), results.rows)
+                    if (both := results.summary_json.parent / METHODS_JSON).is_file():
+                        got.methods += [{**m, "label": rename.get(m["model"], m["model"])}
+                                        for m in load_methods(both)]
                     found = True
         if (card := _load_card(p)) is not None:
             got.cards.setdefault(str(p.resolve()), card)
