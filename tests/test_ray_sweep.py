@@ -5,6 +5,7 @@ second run that submits nothing, and a driver killed with SIGKILL and resumed.""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -26,9 +27,11 @@ from helpers import REPO, Mwe
 from mwe.datasets import Dataset, load
 from mwe.errors import DataError, MweError
 from mwe.io import MANIFEST
+from mwe.judge import open_judge
 from mwe.models import BACKENDS, Models
 from mwe.pipeline import ray_sweep as rs
 from mwe.pipeline.evaluate import with_variants
+from mwe.pipeline.replies import TextScoring
 from mwe.pipeline.sweep import sweep
 from mwe.series import Series, SeriesModel, load_series
 from mwe.store import Store
@@ -337,6 +340,66 @@ def test_an_address_where_nothing_listens_fails_at_once() -> None:
     rs.answers("auto", "auto")  # Ray looks for the cluster itself
 
 
+# ---- --score text on the stand-in ---------------------------------------------------------
+CALLS: list[list[str]] = []  # every reply call (through generate): its prompts, sorted
+
+
+class ReplyLM(FakeLM):
+    """Replies "Yes", "No" or words no rule reads (for the judge), by a hash of the prompt,
+    each with the size of the call it was asked in: a call composed otherwise than the local
+    sweep's changes the files."""
+
+    def generate(self, prompts: Any, sampling: Any) -> list[list[str]]:
+        CALLS.append(sorted(map(str, prompts)))
+        said = []
+        for p in prompts:
+            pick = int(hashlib.sha256(f"{self.name}{p}".encode()).hexdigest()[:8], 16) % 3
+            said.append([f"{('Yes', 'No', 'Hard to tell')[pick]} ({len(prompts)})"] * sampling.n)
+        return said
+
+
+@pytest.mark.parametrize("fmt", ["human-assistant", "chat"])
+def test_fake_ray_text_sweep_with_a_judge_is_the_local_sweep(
+        fake: FakeRay, small: tuple[Series, list[Dataset]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    series, datasets = small
+    monkeypatch.setattr(sys.modules["mwe_fake_ray_backend"], "load",
+                        lambda spec, name, ident: ReplyLM(ident["name"], batches=BATCHES))
+    CALLS.clear()
+
+    def scoring(models: Models) -> TextScoring:
+        return TextScoring(max_tokens=8, judge=open_judge(models, "fake:judge"))
+
+    local_models = Models(Store(tmp_path / "local.sqlite"))
+    _, _, local_runs = sweep(series, datasets, fmt, tmp_path / "local", local_models,
+                             progress=False, text=scoring(local_models))
+    local_calls = sorted(CALLS)
+    CALLS.clear()
+    models = Models(Store(tmp_path / "ray.sqlite"))
+    results: list[rs.UnitResult] = []
+    _, _, runs = rs.run_plan(fake, series, datasets, fmt, tmp_path / "ray", models, False, 2,
+                             lambda u, r: results.append(r), text=scoring(models))
+    # the same reply calls, each a whole dataset's unasked prompts (duplicates included, as
+    # CachedModel.reply asks them); the judge only on the driver: workers commit replies only
+    assert sorted(CALLS) == local_calls and len(CALLS) == 4
+    assert sorted(len(c) for c in CALLS) == [3, 3, 8, 8]
+    assert {kind for r in results for kind, *_ in r.calls} == {"reply"}
+    assert sum(o["name"].startswith("mwe-score:") for o in fake.options) == 4
+    assert local_files(tmp_path / "ray") == local_files(tmp_path / "local")
+    rows = [json.loads(line) for line in (tmp_path / "ray" / "rows.jsonl").open()]
+    assert {r["score"] for r in rows} == {"text"} and len(rows) == 3 * 13
+    judged = [d for r in rows for d in r["judge"]["decisions"] if d is not None]
+    assert judged and any(r["extracted"][0] is not None for r in rows)
+    # a: 8 asked (s1, s2 twice each); b: s4 and s1 from a's call, 3 asked; the copy: none
+    assert [(r.computed_rows, r.cached_rows) for r in runs] == \
+        [(r.computed_rows, r.cached_rows) for r in local_runs] == [(11, 2), (11, 2), (0, 13)]
+    again = FakeRay()
+    rs.run_plan(again, series, datasets, fmt, tmp_path / "again", models, False, 2, None,
+                text=scoring(models))
+    assert not any(o["name"].startswith("mwe-score:") for o in again.options)
+    assert local_files(tmp_path / "again") == local_files(tmp_path / "local")
+
+
 # ---- real Ray clusters with the bundled models (slow) -------------------------------------
 SETTINGS = {"TOKENIZERS_PARALLELISM": "false", "MWE_SCORE_CHUNK": "10"}
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", **SETTINGS}
@@ -518,3 +581,35 @@ def test_a_driver_killed_mid_sweep_resumes_from_the_store(local: Path, cluster: 
     assert len(sent) * 10 == 120 - committed
     assert sum(r.computed_rows for r in runs) == len(sent) * 10
     same_files(local, tmp_path / "out")
+
+
+TEXT_SWEEP = ["sweep", "-m", "llamacpp:smollm2-135m-instruct",
+              *(x for p in DATA for x in ("-d", p)), "--limit", "3", "--max-tokens", "8",
+              "--format", "chat", "--judge", "llamacpp:smollm2-135m-instruct"]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ray_text_sweep_through_the_command_is_byte_identical(cluster: str, tmp_path: Path,
+                                                              mwe: Mwe) -> None:
+    """`mwe sweep --score text --judge` with and without --ray on the bundled chat model: the
+    replies asked on the cluster's nodes, read and judged on the driver, the same bytes; a
+    rerun finds every reply in the store and sends no unit."""
+    local = mwe([*TEXT_SWEEP, "--score", "text", "--out", tmp_path / "local"],
+                cache=tmp_path / "local.sqlite", progress=False, env=SETTINGS, ok=True)
+    assert "0 from the cache, 6 computed" in local.stderr
+    ray = mwe([*TEXT_SWEEP, "--score", "text", "--out", tmp_path / "ray", "--ray", cluster],
+              cache=tmp_path / "ray.sqlite", progress=False, env=SETTINGS, ok=True)
+    assert "ray: 2 units to score, 0 rows already in the store" in ray.stderr  # a unit a file
+    assert "0 from the cache, 6 computed" in ray.stderr
+    same_files(tmp_path / "local", tmp_path / "ray")
+    # and the usage ledger counts the workers' calls as computed now, as the local run does
+    assert (tmp_path / "ray" / "usage.csv").read_bytes() == \
+        (tmp_path / "local" / "usage.csv").read_bytes()
+    rows = [json.loads(line) for line in (tmp_path / "ray" / "rows.jsonl").open()]
+    assert len(rows) == 6 and all(r["score"] == "text" and r["replies"][0] for r in rows)
+    again = mwe([*TEXT_SWEEP, "--score", "text", "--out", tmp_path / "again",
+                 "--ray", cluster], cache=tmp_path / "ray.sqlite", progress=False,
+                env=SETTINGS, ok=True)
+    assert "ray: 0 units to score, 6 rows already in the store" in again.stderr
+    same_files(tmp_path / "local", tmp_path / "again")

@@ -1,5 +1,5 @@
-"""mwe rescore: read a finished --score text run's stored replies again (other rules, a judge)
-without calling the evaluated model."""
+"""mwe rescore: read a finished --score text run's or sweep's stored replies again (other
+rules, a judge) without calling the evaluated models."""
 
 from __future__ import annotations
 
@@ -23,9 +23,13 @@ examples:
   # the current rules alone (after an update of mwe's rules)
   mwe rescore runs/agree-text --out runs/agree-text-rules
 
+  # a finished mwe sweep --score text folder: rows, results, trends, agreement made again
+  mwe rescore runs/sweep-text --judge llamacpp:smollm2-135m-instruct --out runs/sweep-judged
+
 Reads RUN's rows.jsonl and the dataset files its rows name (run it from where the run was
-made: relative paths are relative to there). The evaluated model is never called; the judge's
-calls are cached like every other call.
+made: relative paths are relative to there); of a sweep folder also sweep.json (its series,
+datasets and settings). The evaluated models are never called; the judge's calls are cached
+like every other call.
 """
 
 
@@ -33,12 +37,14 @@ def register(sub: Any) -> None:
     p = a.command(
         sub, "rescore", run=execute,
         help="read a --score text run's stored replies again (other rules, a judge)",
-        description="Re-read every stored reply of a finished mwe evaluate --score text run "
-        "with the current rules and, with --judge, a model for the replies the rules leave "
-        "no_answer or several_answers; the rows and summaries are made again as evaluate "
-        "makes them, and what changed is printed. The evaluated model is not called.",
+        description="Re-read every stored reply of a finished mwe evaluate or mwe sweep "
+        "--score text run with the current rules and, with --judge, a model for the replies "
+        "the rules leave no_answer or several_answers; the rows and summaries (of a sweep also "
+        "its trends, agreement and reversals) are made again as evaluate or sweep makes them, "
+        "and what changed is printed. The evaluated models are not called.",
         epilog=EPILOG)
-    p.add_argument("folder", metavar="RUN", help="the folder of an mwe evaluate --score text run")
+    p.add_argument("folder", metavar="RUN",
+                   help="the folder of an mwe evaluate or mwe sweep --score text run")
     p.add_argument("--judge", metavar="MODEL",
                    help="a model for the replies the rules cannot read: a local model by its "
                    "log-probs over the answer letters and 'unclear', an API model (openai:, "
@@ -62,10 +68,13 @@ def execute(args: argparse.Namespace) -> int:
     from mwe.pipeline.evaluate import OUTPUT_FILES
     from mwe.pipeline.replies import unscored_warning
     from mwe.pipeline.rescore import rescore
+    from mwe.pipeline.sweep import SWEEP_FILES
+    from mwe.run_folder import SWEEP_JSON
 
     run = Path(args.folder)
     out = Path(args.out) if args.out else run
-    claim_outputs(out, OUTPUT_FILES)  # before any work: replaces only mwe's own files
+    # before any work: replaces only mwe's own files
+    claim_outputs(out, SWEEP_FILES if (run / SWEEP_JSON).is_file() else OUTPUT_FILES)
     models = inputs.open_models(args)
     judge = None
     if args.judge:
@@ -89,6 +98,14 @@ def execute(args: argparse.Namespace) -> int:
     print(f"\n{changed} of {done.replies} replies read differently" + (":" if changed else ""))
     for (was, now), n in sorted(done.changes.items(), key=lambda x: (-x[1], x[0])):
         print(f"  {was} -> {now}: {n}")
+    if done.trends is not None:  # a sweep
+        from mwe.cli.sweep import print_trends
+
+        print()
+        print_trends(done.trends)
+        print(f"\nresults: {done.paths['results']}\ntrends:  {done.paths['trends']}\n"
+              f"agreement: {done.paths['agreement']}\nrows:    {done.paths['rows']}")
+        return 0
     print(f"\nrows: {done.paths['rows']}\nsummary: {done.paths['summary_csv']}, "
           f"{done.paths['summary_json']}")
     return 0

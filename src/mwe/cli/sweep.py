@@ -54,15 +54,13 @@ def register(sub: Any) -> None:
 def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli.table import print_plan
-    from mwe.pipeline.evaluate import plan
+    from mwe.pipeline.evaluate import check_methods, plan
     from mwe.pipeline.sweep import SWEEP_FILES, read_agreement, sweep
     from mwe.run_folder import ROWS
     from mwe.series import Series, from_specs, load_series
 
     if not args.series and not args.model:
         raise MweError("name the models: --series FILE and/or --model M")
-    if "text" in args.score.split(",") and args.ray is not None:
-        raise MweError("--score text runs on this machine only for now: drop --ray")
     series = load_series(args.series) if args.series else Series("models", ())
     if args.model:
         a.shown_models(args.model)
@@ -79,6 +77,11 @@ def execute(args: argparse.Namespace) -> int:
                   for i, m in enumerate(series.models)]  # after the data's own errors
                  + ([("--judge", args.judge)] if args.judge else []))
     text = inputs.text_scoring(args, models)
+    if "," in args.score:
+        raise MweError(f"--score {args.score}: a sweep fits trends for one scoring method; run "
+                       "one sweep per method (mwe evaluate --score logprob,text writes how "
+                       "often the two agree)")
+    check_methods([(m.label, models.open(m.model)) for m in series.models], args.score)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"{len(series.models)} models x {len(datasets)} datasets ({n_rows} questions)",
           file=sys.stderr)
@@ -91,7 +94,8 @@ def execute(args: argparse.Namespace) -> int:
         from mwe.pipeline.ray_sweep import ray_sweep
 
         results, trends, runs = ray_sweep(series, datasets, args.format, Path(args.out), models,
-                                          args.ray or None, not args.no_progress)
+                                          args.ray or None, not args.no_progress,
+                                          text=text)
     else:
         results, trends, runs = sweep(series, datasets, args.format, Path(args.out),
                                       models, not args.no_progress, text)

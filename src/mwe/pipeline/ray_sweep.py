@@ -1,8 +1,9 @@
 """`mwe sweep --ray [ADDRESS]`: the units of a sweep as Ray tasks, the results as a local sweep's.
 
 A unit is one model on one chunk of one dataset: the questions that `CachedModel.score`
-scores and commits together (MWE_SCORE_CHUNK, default 256), cut at the same positions. The
-driver (the machine running `mwe sweep`) keeps the one cache; a worker may be anywhere:
+scores and commits together (MWE_SCORE_CHUNK, default 256), cut at the same positions (with
+--score text, one whole dataset's replies: mwe.pipeline.ray_replies). The driver (the machine
+running `mwe sweep`) keeps the one cache; a worker may be anywhere:
 
 1. Identity. Where a model's tasks ask for no GPU and the format is not `chat`, the driver
    computes the model's identity as a local sweep does; otherwise (the identity of an hf model
@@ -42,7 +43,8 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ from mwe.errors import MweError
 from mwe.models import CachedModel, LanguageModel, Models, open_model
 from mwe.models.base import Prompt, prompt_json
 from mwe.pipeline.evaluate import evaluate_model
+from mwe.pipeline.replies import TextScoring
 from mwe.pipeline.sweep import Swept, write_sweep
 from mwe.series import Series, SeriesModel
 from mwe.store import Store, digest
@@ -95,10 +98,10 @@ class RecordingStore(Store):
         super().put_many(model_id, kind, rows, *args, **kwargs)
         self.recorded.append((kind, rows, args, kwargs))
 
-    def preload(self, model_id: str, calls: Sequence[Call]) -> None:
+    def preload(self, model_id: str, calls: Sequence[Call], kind: str = "score") -> None:
         """Answers known before the unit (the driver's store, earlier units): not recorded."""
         if calls:
-            Store.put_many(self, model_id, "score", calls)
+            Store.put_many(self, model_id, kind, calls)
 
 
 @dataclass
@@ -160,35 +163,50 @@ def probe_model(spec: str, env: dict[str, str], users: list[str] | None) -> Prob
     return Probe(model.identity(), model.rewards, chat)
 
 
-def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: str,
-               dataset: Dataset, known: list[Call], *earlier: UnitResult) -> UnitResult:
-    """A Ray task: one chunk of one dataset scored by `evaluate_model` on a fresh store that
-    holds the answers the local sweep would find in its cache at this chunk."""
-    start = time.perf_counter()
+def unit_model(spec: str, env: dict[str, str], identity: dict[str, Any]) -> CachedModel:
+    """The worker's model, refused when it is not the model the driver planned for."""
     model = worker_model(spec, env)
     if model.identity() != identity:
         raise MweError(f"{spec}: this worker ({socket.gethostname()}) gives the model another "
                        f"identity than the sweep expects:\n  here:     {model.identity()}\n"
                        f"  expected: {identity}\ninstall the same versions on every node, "
                        "and give a model that runs on GPUs num_gpus in the series file")
-    # one chunk: everything the unit scores is one batch, as in the local sweep
-    with (settings.overriding(score_chunk=max(1, len(dataset.items))),
-          tempfile.TemporaryDirectory(prefix="mwe-ray-unit-") as tmp):
+    return model
+
+
+@contextmanager
+def unit_store(model: CachedModel, kind: str, known: list[Call],
+               earlier: Sequence[UnitResult]) -> Iterator[RecordingStore]:
+    """The model on a fresh store holding the answers of `kind` the local sweep would find in
+    its cache at this unit; back on the worker's scratch store after."""
+    with tempfile.TemporaryDirectory(prefix="mwe-ray-unit-") as tmp:
         store = RecordingStore(Path(tmp) / "calls.sqlite")
         try:
             model.store = store
-            model.model_id = store.register_model(identity)
-            store.preload(model.model_id, known)
-            before = (model.tokens.computed_in, model.tokens.computed_out)
+            model.model_id = store.register_model(model.identity())
+            store.preload(model.model_id, known, kind)
             for unit in earlier:
-                for kind, calls, _, _ in unit.calls:
-                    if kind == "score":
-                        store.preload(model.model_id, calls)
-            run = evaluate_model(model, [dataset], fmt)
+                for k, calls, _, _ in unit.calls:
+                    if k == kind:
+                        store.preload(model.model_id, calls, kind)
+            yield store
         finally:
             assert WORKER is not None
             model.store = WORKER.scratch
             store.close()
+
+
+def score_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: str,
+               dataset: Dataset, known: list[Call], *earlier: UnitResult) -> UnitResult:
+    """A Ray task: one chunk of one dataset scored by `evaluate_model` on a fresh store that
+    holds the answers the local sweep would find in its cache at this chunk."""
+    start = time.perf_counter()
+    model = unit_model(spec, env, identity)
+    before = (model.tokens.computed_in, model.tokens.computed_out)
+    # one chunk: everything the unit scores is one batch, as in the local sweep
+    with (settings.overriding(score_chunk=max(1, len(dataset.items))),
+          unit_store(model, "score", known, earlier) as store):
+        run = evaluate_model(model, [dataset], fmt)
     tokens = (model.tokens.computed_in - before[0], model.tokens.computed_out - before[1])
     return UnitResult(run.rows, store.recorded, model.model_id, run.computed_rows,
                       run.cached_rows, time.perf_counter() - start,
@@ -207,7 +225,10 @@ class StoredModel(CachedModel):
     def missing(self) -> LanguageModel:
         raise MweError(f"{self.spec}: an answer is missing from the store after the Ray sweep")
 
-    def chat(self, user: str) -> Prompt:
+    def chat(self, user: str | Sequence[tuple[str, str]]) -> Prompt:
+        if not isinstance(user, str):  # a conversation: rollout families run locally only
+            raise MweError(f"{self.spec}: a conversation's chat prompt is not sent by the "
+                           "workers; run this sweep without --ray")
         if self.prompts is None or user not in self.prompts:
             raise MweError(f"{self.spec}: no chat prompt from the workers for {user[:60]!r}")
         return self.prompts[user]
@@ -253,15 +274,18 @@ def requests_of(model: CachedModel, dataset: Dataset, fmt: str
 
 
 def plan(series: Series, datasets: list[Dataset], fmt: str, store: Store,
-         models: list[StoredModel], chunk: int) -> Plan:
+         models: list[StoredModel], chunk: int, kind: str = "score",
+         requests: Callable[[CachedModel, Dataset, str], tuple[list[str], list[Any]]]
+         = requests_of) -> Plan:
+    """The units to send: `requests` gives a dataset's cache keys and inputs of `kind`."""
     out = Plan()
     # per model identity: the key -> the unit (index in out.units) that computes it
     owner: dict[str, dict[str, int]] = {}
     for mi, model in enumerate(models):
         owned = owner.setdefault(model.model_id, {})
         for di, ds in enumerate(datasets):
-            keys, inputs = requests_of(model, ds, fmt)
-            stored = store.get_many(model.model_id, "score", keys)
+            keys, inputs = requests(model, ds, fmt)
+            stored = store.get_many(model.model_id, kind, keys)
             for start in range(0, len(keys), chunk):
                 stop = min(start + chunk, len(keys))
                 ks = keys[start:stop]
@@ -359,13 +383,14 @@ def answers(where: str, address: str | None) -> None:
 def ray_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: Models,
               address: str | None = None, progress: bool = True,
               max_retries: int = MAX_RETRIES,
-              on_unit: Callable[[Unit, UnitResult], None] | None = None) -> Swept:
+              on_unit: Callable[[Unit, UnitResult], None] | None = None,
+              text: TextScoring | None = None) -> Swept:
     """`sweep` with its units as Ray tasks; the same return value and the same files.
     `on_unit` is called as each unit's answers are committed (tests, progress elsewhere)."""
     ray, started = connect(address)
     try:
         return run_plan(ray, series, datasets, fmt, out, models, progress, max_retries,
-                        on_unit)
+                        on_unit, text)
     finally:
         if started:
             ray.shutdown()
@@ -373,7 +398,8 @@ def ray_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, mode
 
 def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: Path,
              models: Models, progress: bool, retries: int,
-             on_unit: Callable[[Unit, UnitResult], None] | None) -> Swept:
+             on_unit: Callable[[Unit, UnitResult], None] | None,
+             text: TextScoring | None = None) -> Swept:
     env = forwarded_env()
     chunk = settings.current().score_chunk
     start = time.perf_counter()
@@ -383,11 +409,18 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
     opened = getattr(models, "opened", None)
     if isinstance(opened, list):
         opened.extend(stored)
-    work = plan(series, datasets, fmt, models.store, stored, chunk)
+    how: tuple[Any, ...] = ()  # what a unit's task takes after the format
+    if text is None:
+        work = plan(series, datasets, fmt, models.store, stored, chunk)
+        remote = ray.remote(score_unit)
+    else:  # replies: a unit is a whole dataset, asked in one call (mwe.pipeline.ray_replies)
+        from mwe.pipeline.ray_replies import reply_requests, reply_unit  # (an import cycle)
+        work = plan(series, datasets, fmt, models.store, stored, sys.maxsize, "reply",
+                    reply_requests(text.sampling()))
+        remote, how = ray.remote(reply_unit), (text.sampling(),)
     n_rows = sum(len(d.items) for d in datasets)
     print(f"ray: {len(work.units)} units to score, {work.stored_rows} rows already in the "
           "store", file=sys.stderr)
-    remote = ray.remote(score_unit)
     refs: list[Any] = []  # per unit; a later unit takes the results of those it waits for
     pending: dict[Any, int] = {}
     for index, unit in enumerate(work.units):
@@ -395,7 +428,7 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
         ds = datasets[unit.dataset]
         part = Dataset(ds.name, ds.path, ds.family, ds.items[unit.start:unit.stop])
         ref = remote.options(**task_options(m, "score", retries)).remote(
-            m.model, env, stored[unit.model].identity(), fmt, part, work.known[index],
+            m.model, env, stored[unit.model].identity(), fmt, *how, part, work.known[index],
             *(refs[j] for j in work.after[index]))
         refs.append(ref)
         pending[ref] = index
@@ -424,7 +457,8 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
                                        "another model identity than the plan's")
                     for kind, calls, args, kwargs in result.calls:
                         models.store.put_many(model.model_id, kind, calls, *args, **kwargs)
-                    rows[index] = digest(result.rows)
+                    if text is None:  # replies: read (and judged) by the driver only
+                        rows[index] = digest(result.rows)
                     computed[unit.model] += result.computed_rows
                     tokens[unit.model][0] += result.tokens[0]
                     tokens[unit.model][1] += result.tokens[1]
@@ -438,7 +472,7 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
     runs = []
     offsets = [sum(len(d.items) for d in datasets[:i]) for i in range(len(datasets))]
     for mi, model in enumerate(stored):
-        run = evaluate_model(model, datasets, fmt)
+        run = evaluate_model(model, datasets, fmt, text=text)
         # every answer was read back from the store; those the workers computed count as
         # computed, here and in the model's own counts (what the usage ledger prints)
         run.computed_rows = computed[mi]
@@ -460,4 +494,4 @@ def run_plan(ray: Any, series: Series, datasets: list[Dataset], fmt: str, out: P
         if digest([r.to_dict() for r in back]) != scored:
             raise MweError(f"{unit.describe(series, datasets)}: the rows read back from the "
                            "store differ from the worker's")
-    return write_sweep(series, datasets, fmt, out, runs)
+    return write_sweep(series, datasets, fmt, out, runs, text)

@@ -7,7 +7,8 @@ run named it: a relative path is relative to where the run was made), with the r
 variants and answer orders, so the family's `result` and the summaries are made exactly as
 `mwe evaluate` makes them. Log-prob rows and their summaries are kept as they were. The
 outputs replace the run's own (or go to another folder); usage.csv keeps the evaluation's
-lines and adds the judge's under the stage `rescore`.
+lines and adds the judge's under the stage `rescore`. A sweep folder is read the same way and
+written by the sweep's own writer (mwe.pipeline.rescore_sweep).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Rescored:
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     # usage.csv's lines of the evaluation, to keep before the judge's
     earlier_usage: list[dict[str, Any]] = field(default_factory=list)
+    # a sweep's trends made again (None: an evaluate folder)
+    trends: list[dict[str, Any]] | None = None
 
 
 def read_rows(path: Path) -> list[tuple[int, ScoredRow]]:
@@ -138,19 +141,21 @@ def _reasons(row: dict[str, Any]) -> list[tuple[int, str]]:
 def rescore(run: Path, out: Path, judge: Judge | None = None,
             on_progress: Callable[[int], None] | None = None,
             settings_note: dict[str, Any] | None = None) -> Rescored:
-    """Re-read every stored reply of `run` and write the outputs to `out` (see the module)."""
+    """Re-read every stored reply of `run` and write the outputs to `out` (see the module); a
+    sweep folder is rescored as one (mwe.pipeline.rescore_sweep)."""
     folder = ResultsFolder(run)
     rows = read_rows(folder.rows)
-    text = [(line, r) for line, r in rows if r.get("score") == "text"]
-    if not text:
+    if not any(r.get("score") == "text" for _, r in rows):
         raise MweError(f"{folder.rows}: no rows scored by the replies; mwe rescore re-reads the "
-                       "replies of an mwe evaluate --score text run, and this run has none")
+                       "replies of an mwe evaluate or mwe sweep --score text run, and this run "
+                       "has none")
     if (run / SWEEP_JSON).is_file():
-        raise MweError(f"{run}: a sweep folder; mwe rescore takes an evaluate folder for now "
-                       "(run the same mwe sweep with --judge: its replies come from the cache)")
+        from mwe.pipeline.rescore_sweep import rescore_sweep  # it builds on this module
+
+        return rescore_sweep(run, out, rows, judge, on_progress, settings_note)
     if not folder.summary_json.is_file():
         raise MweError(f"{folder.summary_json}: missing (mwe rescore takes the folder of a "
-                       "finished mwe evaluate run)")
+                       "finished mwe evaluate or mwe sweep run)")
     shown = At(str(folder.summary_json), word="found", show="kind")
     summary = shown.mapping(load_json(folder.summary_json), None)
     old_summaries = summary.get("summary")
@@ -158,13 +163,39 @@ def rescore(run: Path, out: Path, judge: Judge | None = None,
         raise shown.expected("summary", "a list of summaries", old_summaries)
     settings = summary.get("settings")
     settings = dict(settings) if isinstance(settings, dict) else {}
-    earlier_usage = read_usage(folder.usage, "evaluate")
 
-    items = load_items(text, str(folder.rows))
+    result = Rescored({}, [], earlier_usage=read_usage(folder.usage, "evaluate"))
+    new_rows, _ = reread(rows, str(folder.rows), judge, on_progress, result)
+    runs = _runs(new_rows, old_summaries, shown)
+    result.summaries = [s for r in runs for s in r.summaries]
+    score = dict(settings.get("score") or {"method": "text"})
+    score.pop("judge", None)
+    if judge is not None:
+        score["judge"] = judge.spec
+    settings["score"] = score
+    settings["rescore"] = note(run, judge, settings_note)
+    result.paths = write_outputs(out, runs, settings)
+    return result
+
+
+def note(run: Path, judge: Judge | None, settings_note: dict[str, Any] | None
+         ) -> dict[str, Any]:
+    """What the outputs record of the rescore that made them."""
+    return {"from": str(run), "judge": None if judge is None else judge.spec,
+            **(settings_note or {})}
+
+
+def reread(rows: Sequence[tuple[int, ScoredRow]], where: str, judge: Judge | None,
+           on_progress: Callable[[int], None] | None, result: Rescored
+           ) -> tuple[list[ScoredRow], list[Item]]:
+    """Every row in order, each text row made again from its stored replies (the others as
+    they were), and the item of each text row; the counts and changes go to `result`."""
+    text = [(line, r) for line, r in rows if r.get("score") == "text"]
+    items = load_items(text, where)
     asked: list[Item] = []
     replies: list[list[Reply]] = []
     for line, row in text:
-        at = At(str(folder.rows), line)
+        at = At(where, line)
         item = items.get((row.dataset, row.line, row.get("order")))
         if item is None or tuple(item.answers) != row.answers:
             raise at.error("line", f"{row.source} line {row.line} is not the question the run "
@@ -177,10 +208,8 @@ def rescore(run: Path, out: Path, judge: Judge | None = None,
         new = replied_row(row.model, row.format, item, r)
         new_text.append(new if row.label is None else new.labelled(row.label))
 
-    result = Rescored({}, [], text_rows=len(text), replies=sum(len(r) for r in replies),
-                      earlier_usage=earlier_usage)
+    result.text_rows, result.replies = len(text), sum(len(r) for r in replies)
     by_line = dict(zip((line for line, _ in text), new_text))
-    new_rows = [by_line.get(line, row) for line, row in rows]
     for (_, old), new in zip(text, new_text):
         before, after = old.to_dict(), new.to_dict()
         for k in range(len(after["replies"])):
@@ -189,18 +218,18 @@ def rescore(run: Path, out: Path, judge: Judge | None = None,
                 result.changes[(was, now)] += 1
         decisions = (after.get("judge") or {}).get("decisions") or []
         result.judged += sum(1 for d in decisions if d is not None)
+    return [by_line.get(line, row) for line, row in rows], asked
 
-    runs = _runs(new_rows, old_summaries, shown)
-    result.summaries = [s for r in runs for s in r.summaries]
-    score = dict(settings.get("score") or {"method": "text"})
-    score.pop("judge", None)
-    if judge is not None:
-        score["judge"] = judge.spec
-    settings["score"] = score
-    settings["rescore"] = {"from": str(run), "judge": None if judge is None else judge.spec,
-                           **(settings_note or {})}
-    result.paths = write_outputs(out, runs, settings)
-    return result
+
+def summary_again(s: SummaryRow, rows: Sequence[ScoredRow], at: At, where: str) -> SummaryRow:
+    """A summary of text rows made again from its model's new `rows`, as evaluate makes it;
+    any other kept as it was."""
+    if s.get("n_scored") is None:
+        return s
+    mine = [r for r in rows if r.dataset == s.dataset and r.get("score") == "text"]
+    if not mine:
+        raise at.error(where, f"no rows of {s.model} on {s.dataset} in rows.jsonl")
+    return summarise(s.model, s.format, Dataset(s.dataset, "", s.family, ()), mine)
 
 
 def _runs(rows: Sequence[ScoredRow], summaries: list[Any], at: At) -> list[ModelRun]:
@@ -212,13 +241,5 @@ def _runs(rows: Sequence[ScoredRow], summaries: list[Any], at: At) -> list[Model
     for i, obj in enumerate(summaries):
         s = SummaryRow.from_dict(obj, at.on(None))
         run = runs.setdefault(s.model, ModelRun(s.model))
-        if s.get("n_scored") is None:
-            run.summaries.append(s)
-            continue
-        mine = [r for r in run.held if r.dataset == s.dataset and r.get("score") == "text"]
-        if not mine:
-            raise at.error(f"summary[{i}]", f"no rows of {s.model} on {s.dataset} in "
-                           "rows.jsonl")
-        run.summaries.append(summarise(s.model, s.format, Dataset(s.dataset, "", s.family, ()),
-                                       mine))
+        run.summaries.append(summary_again(s, run.held, at, f"summary[{i}]"))
     return list(runs.values())

@@ -65,9 +65,11 @@ def sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path, models: 
 
 
 def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
-                runs: list[ModelRun], text: TextScoring | None = None) -> Swept:
+                runs: list[ModelRun], text: TextScoring | None = None,
+                rescore: dict[str, Any] | None = None) -> Swept:
     """The sweep's files from one finished run per series model (in the series' order): rows
-    labelled, results with the axes, trends, agreement, reversals, the families' extras."""
+    labelled, results with the axes, trends, agreement, reversals, the families' extras;
+    `rescore`: what `mwe rescore` records of itself in sweep.json (mwe.pipeline.rescore)."""
     results: list[dict[str, Any]] = []
     for m, run in zip(series.models, runs):
         axes = {**m.axes(), "backend": parse_spec(m.model)[0]}
@@ -98,6 +100,7 @@ def write_sweep(series: Series, datasets: list[Dataset], fmt: str, out: Path,
         "mwe_version": __version__, "format": fmt,
         # only for free-text scoring: a log-prob sweep's file reads as it always has
         **({"score": {"method": "text", **text.to_dict()}} if text is not None else {}),
+        **({"rescore": rescore} if rescore is not None else {}),
         "series": series.name,
         "models": [{"model": m.model, "label": m.label, **m.axes()} for m in series.models],
         "datasets": [{"name": d.name, "path": d.path, "family": d.family, "n": len(d.items)}
