@@ -64,3 +64,23 @@ class FakeChatLM(FakeLM):
 
     def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         return messages[-1][1]
+
+
+class ReplyLM(FakeLM):
+    """Replies "Yes", "No" or words no rule reads (for a judge), by a hash of (name, prompt),
+    each with the size of the call it was asked in: a call composed otherwise than the local
+    sweep's changes the files (the Ray text sweep's test). `calls`: where each generate call's
+    sorted prompts go (a list shared between instances when a backend loads several)."""
+
+    def __init__(self, name: str = "fake", *, calls: list[list[str]] | None = None,
+                 **options: Any) -> None:
+        super().__init__(name, **options)
+        self.calls = [] if calls is None else calls
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+        self.calls.append(sorted(map(str, prompts)))
+        said = []
+        for p in prompts:
+            pick = int(hashlib.sha256(f"{self.name}{p}".encode()).hexdigest()[:8], 16) % 3
+            said.append([f"{('Yes', 'No', 'Hard to tell')[pick]} ({len(prompts)})"] * sampling.n)
+        return said

@@ -5,7 +5,6 @@ second run that submits nothing, and a driver killed with SIGKILL and resumed.""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeLM
+from fakes import FakeLM, ReplyLM
 from helpers import REPO, Mwe
 
 from mwe.datasets import Dataset, load
@@ -30,6 +29,7 @@ from mwe.io import MANIFEST
 from mwe.judge import open_judge
 from mwe.models import BACKENDS, Models
 from mwe.pipeline import ray_sweep as rs
+from mwe.pipeline import ray_units
 from mwe.pipeline.evaluate import with_variants
 from mwe.pipeline.replies import TextScoring
 from mwe.pipeline.sweep import sweep
@@ -157,7 +157,7 @@ class FakeRay:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRay]:
     monkeypatch.setitem(sys.modules, "mwe_fake_ray_backend", fake_backend())
     monkeypatch.setitem(BACKENDS, "fake", "mwe_fake_ray_backend")
-    monkeypatch.setattr(rs, "WORKER", None)
+    monkeypatch.setattr(ray_units, "WORKER", None)
     monkeypatch.setenv("MWE_SCORE_CHUNK", "3")
     BATCHES.clear()
     yield FakeRay()
@@ -344,27 +344,14 @@ def test_an_address_where_nothing_listens_fails_at_once() -> None:
 CALLS: list[list[str]] = []  # every reply call (through generate): its prompts, sorted
 
 
-class ReplyLM(FakeLM):
-    """Replies "Yes", "No" or words no rule reads (for the judge), by a hash of the prompt,
-    each with the size of the call it was asked in: a call composed otherwise than the local
-    sweep's changes the files."""
-
-    def generate(self, prompts: Any, sampling: Any) -> list[list[str]]:
-        CALLS.append(sorted(map(str, prompts)))
-        said = []
-        for p in prompts:
-            pick = int(hashlib.sha256(f"{self.name}{p}".encode()).hexdigest()[:8], 16) % 3
-            said.append([f"{('Yes', 'No', 'Hard to tell')[pick]} ({len(prompts)})"] * sampling.n)
-        return said
-
-
 @pytest.mark.parametrize("fmt", ["human-assistant", "chat"])
 def test_fake_ray_text_sweep_with_a_judge_is_the_local_sweep(
         fake: FakeRay, small: tuple[Series, list[Dataset]], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     series, datasets = small
     monkeypatch.setattr(sys.modules["mwe_fake_ray_backend"], "load",
-                        lambda spec, name, ident: ReplyLM(ident["name"], batches=BATCHES))
+                        lambda spec, name, ident: ReplyLM(ident["name"], batches=BATCHES,
+                                                           calls=CALLS))
     CALLS.clear()
 
     def scoring(models: Models) -> TextScoring:

@@ -22,7 +22,7 @@ from typing import Any
 from mwe.datasets import Dataset
 from mwe.models import CachedModel
 from mwe.models.base import Sampling, prompt_json
-from mwe.pipeline import ray_sweep
+from mwe.pipeline import ray_units
 from mwe.pipeline.replies import text_prompt
 from mwe.store import digest
 
@@ -44,22 +44,22 @@ def reply_requests(sampling: Sampling) -> Requests:
 
 
 def reply_unit(spec: str, env: dict[str, str], identity: dict[str, Any], fmt: str,
-               sampling: Sampling, dataset: Dataset, known: list[ray_sweep.Call],
-               *earlier: ray_sweep.UnitResult) -> ray_sweep.UnitResult:
+               sampling: Sampling, dataset: Dataset, known: list[ray_units.Call],
+               *earlier: ray_units.UnitResult) -> ray_units.UnitResult:
     """A Ray task: one dataset's replies asked on a fresh store that holds the replies the
     local sweep would find in its cache there. Its rows are the replies as stored (the driver
     reads them, and checks nothing against them: a judge may change how they read)."""
     start = time.perf_counter()
-    model = ray_sweep.unit_model(spec, env, identity)
+    model = ray_units.unit_model(spec, env, identity)
     hits = model.hits
     before = (model.tokens.computed_in, model.tokens.computed_out)
     chat = model.chat if fmt == "chat" else None
     prompts = [text_prompt(item, fmt, chat) for item in dataset.items]
-    with ray_sweep.unit_store(model, "reply", known, earlier) as store:
+    with ray_units.unit_store(model, "reply", known, earlier) as store:
         replies = model.reply(prompts, sampling)
     cached = model.hits - hits
     tokens = (model.tokens.computed_in - before[0], model.tokens.computed_out - before[1])
-    return ray_sweep.UnitResult(
+    return ray_units.UnitResult(
         [{"replies": [r.to_json() for r in rs]} for rs in replies], store.recorded,
         model.model_id, len(prompts) - cached, cached, time.perf_counter() - start,
         f"{socket.gethostname()}:{os.getpid()}", tokens)

@@ -20,7 +20,7 @@ from mwe.errors import DataError
 from mwe.judge import Judge
 from mwe.pipeline.evaluate import ModelRun
 from mwe.pipeline.replies import TextScoring
-from mwe.pipeline.rescore import Rescored, note, reread, summary_again
+from mwe.pipeline.rescore_rows import Rescored, note, reread, summary_again
 from mwe.pipeline.sweep import AXES, write_sweep
 from mwe.records import Dataset, Item
 from mwe.report.jsonfile import load_json
@@ -68,7 +68,7 @@ def rescore_sweep(run: Path, out: Path, rows: Sequence[tuple[int, ScoredRow]],
                                   rescore=note(run, judge, settings_note))
     result.summaries = [s for r in done for s in r.summaries]
     result.trends = trends
-    result.paths = {"rows": out / "rows.jsonl", "results": out / "results.csv",
+    result.paths = {"rows": ResultsFolder(out).rows, "results": out / "results.csv",
                     "trends": out / "trends.csv", "agreement": out / "agreement.csv",
                     "reversals": out / "reversals.csv", "sweep_json": out / SWEEP_JSON}
     return result
