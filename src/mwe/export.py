@@ -410,6 +410,17 @@ def _lm_eval_yaml(task: str, data: Path) -> str:
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=10_000)
 
 
+def fixed_items(dataset: Dataset) -> list[Item]:
+    """The items a file can hold whole: not those whose conversation holds the evaluated
+    model's own earlier turn (mwe.family.Rollout.needs_model), which mwe asks at evaluation."""
+    rollout = by_name(dataset.family).scorer.rollout
+    items = [i for i in dataset.items if rollout is None or not rollout.needs_model(i)]
+    if not items:
+        raise MweError(f"{dataset.path}: every question's conversation holds the evaluated "
+                       "model's own earlier turn, which an exported file cannot fix in advance")
+    return items
+
+
 def export_lm_eval(dataset: Dataset, out: Path, fmt: str, task: str) -> list[Path]:
     """A task folder `lm_eval --include_path OUT --tasks TASK` runs offline, scoring exactly
     the prompts and answers `mwe evaluate --format FMT` scores."""
@@ -422,8 +433,10 @@ def export_lm_eval(dataset: Dataset, out: Path, fmt: str, task: str) -> list[Pat
         raise MweError(f"unknown format '{fmt}' (choose from human-assistant, raw)")
     if not _TASK_NAME.match(task):
         raise MweError(f"task name {task!r}: use letters, digits, '_', '-' and '.'")
-    docs = [lm_eval_doc(item, fmt) for item in dataset.items]
-    control = by_name(dataset.family).scorer.control
+    scorer, items = by_name(dataset.family).scorer, fixed_items(dataset)
+    left_out = len(dataset.items) - len(items)
+    docs = [lm_eval_doc(item, fmt) for item in items]
+    control = scorer.control
     kinds = {type(d["target"]) for d in docs}
     if len(kinds) > 1:  # one type per column: a list everywhere when some item has several
         for d in docs:
@@ -447,7 +460,10 @@ def export_lm_eval(dataset: Dataset, out: Path, fmt: str, task: str) -> list[Pat
                  "`answer_index` gives each choice's place in mwe's `answers`, and `line` the "
                  "source line.\n"
                  + (f"\nmwe also scores a control with this file ({control}); it is not part "
-                    "of this task.\n" if control else ""))
+                    "of this task.\n" if control else "")
+                 + (f"\n{left_out} question(s) are left out: their conversation holds the "
+                    "evaluated model's own earlier turn, which mwe asks at evaluation.\n"
+                    if left_out else ""))
     return [data, config, readme]
 
 

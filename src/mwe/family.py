@@ -182,11 +182,47 @@ def paper_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_p_matching": sum(r["p_matching"] for r in rows) / n if n else float("nan")}
 
 
+def _no_keys(item: Item) -> dict[str, Any]:
+    return {}
+
+
 def _itself(dataset: Dataset) -> list[Dataset]:
     return [dataset]
 
 
 Outputs = Callable[[Path, list[dict[str, Any]], list[dict[str, Any]]], dict[str, Path]]
+
+
+def _never(item: Item) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the evaluated model did at an earlier turn of a conversation, scored by the run's
+    own method: the answer it chose (an index into that turn's answers; None when its reply
+    gave none, `unscored` saying why), the answers' probabilities (log-probs: softmax; replies:
+    their shares; None when unscored) and what it said (its reply; with log-probs, the chosen
+    answer as the dataset writes it)."""
+
+    answer: int | None
+    probs: tuple[float, ...] | None
+    said: str
+    unscored: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """Model turns before the scored one (a conversation that depends on the model): for each
+    item, evaluation first scores `ask(item)` (an earlier turn, e.g. the question alone; None:
+    nothing to ask) with the run's method, then scores `then(item, turn)`, the item with
+    what the model did in place. A family declares this; the pipeline never asks which."""
+
+    ask: Callable[[Item], Item | None]
+    then: Callable[[Item, Turn], Item]
+    # whether the scored conversation holds the model's own earlier turn, so that no file
+    # can fix it in advance (an export leaves such an item out and says so)
+    needs_model: Callable[[Item], bool] = _never
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +246,11 @@ class Scorer:
     # summary fields fitted across a model series as % matching is (each with FIELD_ci_low
     # and FIELD_ci_high, in percentage points): name -> what it is, for trends.csv
     measures: Mapping[str, str] = field(default_factory=dict)
+    # model turns asked before the scored one (mwe.pipeline.rollout); None: one turn
+    rollout: Rollout | None = None
+    # fields describing the item (who asked, which style) that every row records, a reply
+    # left unscored too, so that summaries count it where it belongs
+    keys: Callable[[Item], dict[str, Any]] = _no_keys
 
 
 # --- reporting -----------------------------------------------------------------------------

@@ -23,6 +23,13 @@ class Question(Protocol):
     def user_text(self) -> str: ...
     @property
     def assistant_prefix(self) -> str: ...
+    @property
+    def turns(self) -> tuple[tuple[str, str], ...]: ...
+
+
+# what a chat format is given: one user turn, or (role, text) turns ending with the user's
+ChatFn = Callable[[str | Sequence[tuple[str, str]]], Prompt]
+SPEAKERS = {"user": "Human", "assistant": "Assistant"}  # the paper's dialogue format
 
 
 FORMATS = ("human-assistant", "raw", "chat")
@@ -33,19 +40,24 @@ FORMAT_HELP = {
 }
 
 
-def context(item: Question, fmt: str, chat: Callable[[str], Prompt] | None = None,
+def context(item: Question, fmt: str, chat: ChatFn | None = None,
             prefill: bool = True) -> Prompt:
     """The question in a format, ready for the answer; `prefill` False leaves out the words
-    the assistant's turn starts with (free-text scoring: the model answers in its own way)."""
+    the assistant's turn starts with (free-text scoring: the model answers in its own way).
+    A conversation's earlier turns come first, each in the format's own way (the `raw` text
+    is the family's, whole)."""
     start = item.assistant_prefix if prefill else ""
     if fmt == "human-assistant":
         prefix = f" {start}" if start else ""
-        return f"\n\nHuman: {item.user_text}\n\nAssistant:{prefix}"
+        before = "".join(f"\n\n{SPEAKERS[role]}: {text}" for role, text in item.turns)
+        return f"{before}\n\nHuman: {item.user_text}\n\nAssistant:{prefix}"
     if fmt == "raw":
         return item.raw_text
     if fmt == "chat":
         if chat is None:
             raise MweError("the chat format needs a model with a chat template")
+        if item.turns:
+            return chat([*item.turns, ("user", item.user_text)]) + start
         return chat(item.user_text) + start
     raise MweError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
 

@@ -23,6 +23,9 @@ class Item:
     assistant_prefix: str = ""  # words the assistant's turn starts with, if any
     meta: Mapping[str, Any] = field(default_factory=dict)
     order: int | None = None  # --orders all: options rotated by this much (mwe.orders)
+    # earlier turns of a conversation, (role "user" or "assistant", text), before the final
+    # user turn `user_text` (multi-turn families: pushback); () for one question
+    turns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

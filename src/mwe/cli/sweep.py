@@ -55,6 +55,7 @@ def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli.table import print_plan
     from mwe.pipeline.evaluate import check_methods, plan
+    from mwe.pipeline.rollout import has_rollout
     from mwe.pipeline.sweep import SWEEP_FILES, read_agreement, sweep
     from mwe.run_folder import ROWS
     from mwe.series import Series, from_specs, load_series
@@ -72,6 +73,9 @@ def execute(args: argparse.Namespace) -> int:
         ray_module()  # not installed: say so before any data is read
     models = inputs.open_models(args)
     datasets = inputs.datasets(args)
+    if args.ray is not None and (rolled := [d.name for d in datasets if has_rollout(d)]):
+        raise MweError(f"--ray: {rolled[0]} asks the models' own earlier turns before the "
+                       "scored one, which runs on this machine only; drop --ray")
     listed = len(series.models) - len(args.model or [])  # from --series, then --model
     models.check([(f"{args.series} models[{i}]" if i < listed else "--model", m.model)
                   for i, m in enumerate(series.models)]  # after the data's own errors

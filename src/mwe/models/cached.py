@@ -90,13 +90,15 @@ class CachedModel:
     def identity(self) -> dict[str, Any]:
         return self._identity
 
-    def chat(self, user: str) -> Prompt:
-        """One user turn, ready for the assistant's reply: text from the model's own chat
-        template, or chat turns for a server that applies its template itself."""
+    def chat(self, user: str | Sequence[tuple[str, str]]) -> Prompt:
+        """One user turn (or a conversation's (role, text) turns ending with the user's),
+        ready for the assistant's reply: text from the model's own chat template, or chat
+        turns for a server that applies its template itself."""
+        turns = [("user", user)] if isinstance(user, str) else list(user)
         backend = self.backend
         if isinstance(backend, ChatTemplate):
-            return backend.chat_prompt([("user", user)])
-        return Chat((("user", user),))
+            return backend.chat_prompt(turns)
+        return Chat(tuple(turns))
 
     def _count(self, texts: Sequence[str]) -> tuple[list[int], str]:
         backend = self._backend

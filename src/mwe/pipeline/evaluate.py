@@ -33,6 +33,7 @@ from mwe.models import CachedModel
 from mwe.orders import ORDER_COLUMNS, order_summary, with_orders
 from mwe.pipeline.methods import METHOD_FILES, write_methods
 from mwe.pipeline.replies import Replied, TextScoring, ask, log_probs, text_prompt, text_summary
+from mwe.pipeline.rollout import earlier, has_rollout, roll_out
 from mwe.results import PlanRow, ScoredRow, SummaryRow
 from mwe.run_folder import ROWS, SUMMARY_CSV, SUMMARY_JSON, USAGE, ResultsFolder
 from mwe.stats import softmax
@@ -126,9 +127,10 @@ def replied_row(model: str, fmt: str, item: Item, replied: Replied) -> ScoredRow
     """One question answered freely (`--score text`): the replies as read, then, when any was
     scored, the family's own fields from the share of replies giving each answer. No
     log-probs: the row's are null."""
-    own = dict(replied.fields)
+    scorer = by_name(item.family).scorer
+    own = {**scorer.keys(item), **replied.fields}
     if replied.probs is not None:
-        own.update(by_name(item.family).scorer.result(item, replied.probs,
+        own.update(scorer.result(item, replied.probs,
                                                       log_probs(replied.probs),
                                                       list(item.answers)))
     return ScoredRow(model, fmt, item.dataset, item.family, item.source, item.line,
@@ -188,6 +190,9 @@ def plan(models: Sequence[tuple[str, CachedModel]], datasets: list[Dataset], fmt
     for name, model in models:
         calls = cached = tokens = most = 0
         for ds in datasets:
+            if has_rollout(ds):  # the earlier turns are asked first; the last turns depend
+                ds = Dataset(ds.name, ds.path, ds.family,  # on them: counted as the first
+                             tuple(q for _, q in earlier(ds)) + ds.items)
             if text is not None:
                 chat = model.chat if fmt == "chat" else None
                 n, c, t, m = model.plan_generate(
@@ -213,6 +218,7 @@ def evaluate_model(
     by what the model says (mwe.pipeline.replies), not by log-probs."""
     run = ModelRun(model.spec, spool=JsonlSpool() if spool else None)
     for ds in datasets:
+        ds = roll_out(model, ds, fmt, text)  # a conversation's earlier model turns, if any
         if text is not None:
             before = model.hits
             replied = ask(model, list(ds.items), fmt, text, on_progress)

@@ -56,7 +56,7 @@ class TextScoring:
                         top_p=1.0, max_tokens=self.max_tokens, stop=(), seed=0)
 
 
-def text_prompt(item: Item, fmt: str, chat: Callable[[str], Prompt] | None) -> Prompt:
+def text_prompt(item: Item, fmt: str, chat: prompts.ChatFn | None) -> Prompt:
     """The question as a user turn ready for the model's own reply: nothing prefilled (a
     reasoning model answers only after its reasoning)."""
     return prompts.context(item, fmt, chat, prefill=False)
