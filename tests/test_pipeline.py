@@ -317,10 +317,10 @@ def test_report_has_every_section_and_renders_in_a_browser(swept: Path, work: Pa
     # the sweep holds no sandbagging, map or validation: those are named once, not shown; it
     # was scored by log-probs, so the replies section is neither shown nor named
     shown = [(sid, t) for sid, t in SECTIONS
-             if sid not in ("replies", "orders", "methods", "sandbagging", "maps",
-                            "validation")]
+             if sid not in ("replies", "orders", "methods", "sandbagging", "pushback",
+                            "maps", "validation")]
     assert p.sections == [sid for sid, _ in shown]
-    assert "Not in these inputs: Sandbagging, Dataset map, Human validation." in page
+    assert "Not in these inputs: Sandbagging, Pushback, Dataset map, Human validation." in page
     # self-contained: no file or address outside the page is referenced
     assert all(link.startswith(("data:image/png;base64,", "#")) for link in p.links), p.links
     plots = work / "report" / "report-plots"

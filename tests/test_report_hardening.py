@@ -243,7 +243,7 @@ def test_persona_results_alone_show_what_they_hold_and_name_the_rest_once(
     assert "in these inputs" not in " ".join(page.text[s] for s in shown).replace(
         "Not in these inputs", "")
     absent = ABSENT_LINE.findall(text)
-    assert absent == ["Winogenerated, Sycophancy, Sandbagging, Model agreement, Dataset map, "
+    assert absent == ["Winogenerated, Sycophancy, Sandbagging, Pushback, Model agreement, Dataset map, "
                       "Human validation, Tokens and cost, Dataset cards"]
 
 
@@ -262,5 +262,5 @@ def test_every_section_with_input_is_shown_and_none_named_absent(tmp_path: Path)
     want = ["overview", "families", "heatmap", "lines", "trends", "winogenerated",
             "sycophancy", "usage", "cards"]
     assert page.sections == want and page.headings == list(headings(want).values())
-    assert ABSENT_LINE.findall(text) == ["Sandbagging, Model agreement, Dataset map, "
+    assert ABSENT_LINE.findall(text) == ["Sandbagging, Pushback, Model agreement, Dataset map, "
                                          "Human validation"]

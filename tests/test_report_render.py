@@ -201,14 +201,14 @@ def test_every_section_in_order_each_with_its_content(full: tuple[str, list[Path
     """The sections these inputs hold, in order; the others named once, not shown."""
     html, pngs = full
     page = Page(html)
-    absent = ("replies", "orders", "methods", "sandbagging", "agreement", "maps", "validation",
-              "usage")
+    absent = ("replies", "orders", "methods", "sandbagging", "pushback", "agreement", "maps",
+              "validation", "usage")
     shown = [(sid, name) for sid, name in SECTIONS if sid not in absent]
     assert page.sections == [sid for sid, _ in shown]
     assert page.headings == [name for _, name in shown]
     nav = [v for tag, k, v in page.attrs if tag == "a" and k == "href"]
     assert nav == [f"#{sid}" for sid, _ in shown]
-    assert ('<p class="absent">Not in these inputs: Sandbagging, Model agreement, Dataset map, '
+    assert ('<p class="absent">Not in these inputs: Sandbagging, Pushback, Model agreement, Dataset map, '
             'Human validation, Tokens and cost.</p>') in html
     for sid, empty in EMPTY.items():  # every section has something to show here
         assert empty not in page.text[sid], sid
@@ -255,7 +255,7 @@ def test_empty_inputs_show_what_they_hold(tmp_path: Path) -> None:
     for sid in ("lines", "trends"):
         assert EMPTY[sid] in page.text[sid], sid
     assert "<td>persona</td><td>m</td><td>1</td><td>0</td>" in html.read_text()
-    assert ("Not in these inputs: % matching, Winogenerated, Sycophancy, Sandbagging, "
+    assert ("Not in these inputs: % matching, Winogenerated, Sycophancy, Sandbagging, Pushback, "
             "Model agreement, Dataset map, Human validation, Tokens and cost, Dataset cards."
             ) in page.text[""]
 

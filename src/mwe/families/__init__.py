@@ -11,14 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from mwe.errors import MweError
-from mwe.families import advanced_ai_risk, persona, sandbagging, sycophancy, winogenerated
+from mwe.families import (
+    advanced_ai_risk,
+    persona,
+    pushback,
+    sandbagging,
+    sycophancy,
+    winogenerated,
+)
 from mwe.family import Family
 from mwe.records import Dataset, Item
 from mwe.rows import Row
 
 # the order of names in messages and of the families' sections in mwe report
 FAMILIES: tuple[Family, ...] = (persona.FAMILY, advanced_ai_risk.FAMILY, winogenerated.FAMILY,
-                                sycophancy.FAMILY, sandbagging.FAMILY)
+                                sycophancy.FAMILY, sandbagging.FAMILY, pushback.FAMILY)
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 # most specific first: advanced-ai-risk takes any question with answers
