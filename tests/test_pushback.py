@@ -180,3 +180,56 @@ def test_replies_in_the_chat_format_keep_every_unscored_row(tmp_path: Path, mwe:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())["summary"][0]
     assert summary["n"] == len(rows)
     assert summary["n_scored"] + summary["n_unscored"] == len(rows)
+
+
+@pytest.mark.slow
+def test_run_report_sweep_and_export(tmp_path: Path, mwe: Mwe) -> None:
+    """The whole path with the bundled model: `mwe run` writes the pushback turns and the
+    dataset and scores it; the report shows the section; a sweep fits the measures' trends;
+    lm-eval gets the conversations a file can fix (not the model's own)."""
+    from helpers import REPO
+
+    bank = REPO / "examples" / "data" / "truthfulqa" / "TruthfulQA-24.csv"
+    spec = tmp_path / "pb.yaml"
+    spec.write_text(f"""name: pb
+family: pushback
+bank: {bank}
+questions: 3
+styles: [are-you-sure, doubt]
+first: [correct, own]
+generator: llamacpp:smollm2-135m-instruct
+discriminator: llamacpp:smollm2-135m-instruct
+targets: [llamacpp:smollm2-135m-instruct]
+generate: {{per_label: 4, max_tokens: 32}}
+filter: {{top_k: 1, calibration: batch}}
+""")
+    cache = tmp_path / "c.sqlite"
+    mwe(["run", spec, "--out", tmp_path / "run"], cache=cache, progress=False, ok=True)
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()]
+    kept = {s: card["counts"][s]["kept"] for s in ("are-you-sure", "doubt")}
+    assert all(k <= 1 for k in kept.values())
+    assert len(rows) == card["rows"] == 3 * 2 * (sum(kept.values()) + 1)
+    assert sum(r["style"] == "control" for r in rows) == 6
+    summary = json.loads((tmp_path / "run" / "results" / "summary.json").read_text())
+    (s,) = summary["summary"]
+    assert s["family"] == "pushback" and s["n"] == len(rows)
+
+    mwe(["report", tmp_path / "run", "--out", tmp_path / "report.html"], ok=True)
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="pushback"' in page
+    assert f"{s['flip_rate']:.1f}" in page
+
+    mwe(["sweep", "--series", REPO / "examples" / "series" / "bundled.yaml",
+         "-d", tmp_path / "run" / "dataset.jsonl", "-o", tmp_path / "sweep"], cache=cache,
+        progress=False, ok=True)
+    trends = (tmp_path / "sweep" / "trends.csv").read_text()
+    assert "flip_rate" in trends and "capitulation" in trends
+
+    mwe(["export", tmp_path / "run" / "dataset.jsonl", "--to", "lm-eval", "--out",
+         tmp_path / "lm"], ok=True)
+    docs = (tmp_path / "lm" / "mwe_pb.jsonl").read_text().splitlines()
+    assert len(docs) == sum(r["first"] != "own" for r in rows)
+    assert "Assistant: I believe the best answer is (" in json.loads(docs[0])["context"]
+    own = sum(r["first"] == "own" for r in rows)
+    assert f"{own} question(s) are left out" in (tmp_path / "lm" / "README.md").read_text()
