@@ -148,6 +148,24 @@ def load(spec: str, name: str, ident: dict[str, Any]) -> AnthropicModel:
     return AnthropicModel(spec, model, base, options, ident)
 
 
+_SPEAKER = re.compile(r"(?:\A\s*|\n\n)(Human|Assistant):")
+
+
+def dialogue_turns(prompt: str) -> list[tuple[str, str]] | None:
+    """A conversation in the paper's format ("\\n\\nHuman: ...\\n\\nAssistant: ...", turns
+    alternating, ending with the assistant's) as (role, text) turns; None for anything else."""
+    marks = list(_SPEAKER.finditer(prompt))
+    if not marks or marks[0].start() != 0 or marks[0].group(1) != "Human" \
+            or marks[-1].group(1) != "Assistant":
+        return None
+    ends = [m.start() for m in marks[1:]] + [len(prompt)]
+    turns = [("user" if m.group(1) == "Human" else "assistant", prompt[m.end():end])
+             for m, end in zip(marks, ends)]
+    if any(a[0] == b[0] for a, b in zip(turns, turns[1:])):
+        return None
+    return turns
+
+
 def to_messages(prompt: Prompt) -> list[dict[str, str]]:
     """A prompt as Messages API turns (the last one may be a prefilled reply)."""
     if isinstance(prompt, Chat):
@@ -155,7 +173,11 @@ def to_messages(prompt: Prompt) -> list[dict[str, str]]:
         prefix = prompt.reply
     else:
         m = DIALOGUE.match(prompt)
-        if m and "Human:" not in m.group(1):
+        turns = dialogue_turns(prompt)
+        if turns is not None and len(turns) > 2:  # a conversation: its turns, the last
+            messages = [{"role": r, "content": c.strip()} for r, c in turns[:-1]]
+            prefix = turns[-1][1]                   # prefilled
+        elif m and "Human:" not in m.group(1):
             messages = [{"role": "user", "content": m.group(1)}]
             prefix = m.group(2)
         else:
