@@ -41,6 +41,10 @@ SETTINGS = ("discriminator", "instruction")
 SCORES = ("logprob", "sample", "text", "logprob,text", "sample,text")
 # evaluate: settings only free-text scoring reads, and their defaults
 TEXT_DEFAULTS: dict[str, Any] = {"max_tokens": 256, "samples": 1, "temperature": 0.0}
+# the top-level fields every spec may have (besides the families' own, SpecSchema.options)
+SPEC_FIELDS = frozenset({"name", "family", "description", "generator", "discriminator",
+                         "targets", "seed", "gold", "instruction", "bank", "occupations",
+                         "generate", "filter", "evaluate"})
 
 
 @dataclass(frozen=True)
@@ -209,17 +213,21 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
     """Read and validate a spec for one of `families`; a bad one raises DataError naming
     file, line and field."""
     path = Path(path)
-    by_name = {f.name: f for f in families}
     data, loc = read_config(path)
-    c = Checker(path, loc)
-    top = {"name", "family", "description", "generator", "discriminator", "targets", "seed",
-           "gold", "instruction", "bank", "occupations", "generate", "filter", "evaluate"}
+    return spec_from_data(data, Checker(path, loc), path, families)
+
+
+def spec_from_data(data: dict[str, Any], c: Checker, path: Path,
+                   families: Sequence[SpecRules]) -> BehaviorSpec:
+    """Validate a spec's fields as read from `path` (its `source`, against which relative
+    input files resolve); `c` locates every refusal, so a suite can name its own lines."""
+    by_name = {f.name: f for f in families}
     own = {name for f in families for name in f.options}
-    c.table(data, None, top | own)
+    c.table(data, None, set(SPEC_FIELDS) | own)
     for key in ("name", "family", "generator"):
-        if key not in data:
-            raise DataError(str(path), None, key, "missing (every spec needs name, family, "
-                            "generator; most also description and discriminator)")
+        if key not in data:  # the checker finds no line for an absent key (a suite: its item's)
+            raise c.fail(None, key, "missing (every spec needs name, family, "
+                         "generator; most also description and discriminator)")
     name = c.string(data, None, "name")
     if not NAME_RE.match(name):
         raise c.fail(None, "name", f"'{name}' must be letters, digits, '.', '_' or '-' "
@@ -228,7 +236,7 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
     fam = by_name[family]
     for key in fam.required:
         if key not in data:
-            raise DataError(str(path), None, key, f"missing (a {family} spec needs it)")
+            raise c.fail(None, key, f"missing (a {family} spec needs it)")
     description = c.string(data, None, "description") if "description" in data else \
         fam.default_description
     models = {"generator": c.string(data, None, "generator"),
@@ -352,8 +360,7 @@ def read_spec(path: str | Path, families: Sequence[SpecRules]) -> BehaviorSpec:
         value = {"gold": gold, "bank": bank, "occupations": occupations}[data_key]
         if other is fam:
             if value is None:
-                raise DataError(str(path), None, data_key,
-                                f"{family} needs '{data_key}': {fam.data_help}")
+                raise c.fail(None, data_key, f"{family} needs '{data_key}': {fam.data_help}")
             dp = spec.data_path()
             assert dp is not None
             if not dp.is_file():
