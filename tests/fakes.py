@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from mwe.errors import MweError
 from mwe.models.base import Prompt, Sampling, ScoreRequest
 
 
@@ -16,7 +17,9 @@ class FakeLM:
     every run; or "length", minus the answer's length (short answers win).
     `batch_shift`: subtracted once per request in the batch, so that, like torch's, a score
     moves with the size of the batch it is scored in.
-    `sample`: every completion; None: "PROMPT/SEED/K", which names its request.
+    `sample`: every completion ("{k}" in it: the sample's index); None: "PROMPT/SEED/K",
+    which names its request. `fail_on`: a generate call with a prompt containing this text
+    raises MweError, as a provider refusing one request fails its whole call.
     `batches`: where each score call's sorted requests go (a list shared between instances
     when a backend loads several). `record=False` keeps nothing (a memory test measures the
     pipeline's peak, not the log's)."""
@@ -24,8 +27,9 @@ class FakeLM:
     def __init__(self, name: str = "fake", *, scores: Literal["hash", "length"] = "hash",
                  batch_shift: float = 0.0, sample: str | None = None,
                  batches: list[list[str]] | None = None, record: bool = True,
-                 spec: str | None = None) -> None:
+                 spec: str | None = None, fail_on: str | None = None) -> None:
         self.name = name
+        self.fail_on = fail_on
         self.spec = spec or f"fake:{name}"
         self.scores = scores
         self.batch_shift = batch_shift
@@ -52,9 +56,12 @@ class FakeLM:
         return -int(digest[:8], 16) / 2**32 * 7
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+        if self.fail_on is not None and any(self.fail_on in str(p) for p in prompts):
+            raise MweError(f"the provider refused a request ({self.fail_on})")
         if self.record:
             self.generated.extend(prompts)
-        return [[self.sample if self.sample is not None else f"{p}/{sampling.seed}/{k}"
+        return [[self.sample.replace("{k}", str(k)) if self.sample is not None
+                 else f"{p}/{sampling.seed}/{k}"
                  for k in range(sampling.n)] for p in prompts]
 
 

@@ -32,12 +32,12 @@ from mwe import prompts
 from mwe.choices import ANSWER_LETTERS, option_texts
 from mwe.errors import MweError
 from mwe.extract import Extraction, kind_of, split_reasoning
-from mwe.models import CachedModel, Models, parse_spec
+from mwe.models import REMOTE_BACKENDS, CachedModel, Models, parse_spec
 from mwe.models.base import ChatTemplate, Sampling
 from mwe.records import Item
 
 JUDGED_REASONS = ("no_answer", "several_answers")
-API_BACKENDS = ("openai", "anthropic")  # asked for a letter, not scored
+API_BACKENDS = REMOTE_BACKENDS  # asked for a letter, not scored
 UNCLEAR = "unclear"
 REPLY_START = "The answer the reply gives is"
 # a reasoning model thinks before its letter: room for that, cut at the model's own end

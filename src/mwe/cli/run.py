@@ -22,6 +22,12 @@ examples:
 
 generate -> filter -> evaluate every target model of the spec, into one folder:
 dataset.jsonl, card.json/card.md and results/ (rows.jsonl, summary.csv, summary.json).
+
+A suite (a file with `defaults:` and a `behaviors:` list) builds every behavior into
+DIR/NAME/ as a spec would be, the calls of all behaviors pooled stage by stage, then writes
+suite.csv/suite.json (the index), sweep/ and report.html:
+  mwe run examples/suites/small.yaml --out runs/small-suite
+  mwe run examples/suites/persona-paper.yaml --out runs/persona --dry-run
 """
 
 
@@ -38,7 +44,12 @@ def register(sub: Any) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
+    from mwe.suite import is_suite
 
+    if is_suite(args.spec):  # a list of behaviors: built and evaluated together
+        from mwe.cli.suite import run_suite_command
+
+        return run_suite_command(args.spec, args)
     return run_spec(inputs.spec(args), Path(args.out), args)
 
 

@@ -33,6 +33,9 @@ BACKENDS: dict[str, str] = {
     "anthropic": "mwe.models.anthropic_api",
 }
 ENTRY_POINTS = "mwe.backends"
+# backends behind an API: a concurrency window and provider batches, answers that do not
+# depend on what else a call holds (a suite pools their calls across behaviors)
+REMOTE_BACKENDS = ("openai", "anthropic")
 
 
 def plugin_backends() -> dict[str, str]:
