@@ -19,8 +19,8 @@ import yaml
 from fakes import FakeLM
 from helpers import REPO, Mwe
 
-from mwe.models import CachedModel
-from mwe.pipeline.suite import SharedModels, run_suite
+from mwe.models import CachedModel, SharedModels
+from mwe.pipeline.suite import run_suite
 from mwe.store import Store
 from mwe.suite import load_suite
 
@@ -263,9 +263,9 @@ def test_a_failing_behavior_is_recorded_and_the_others_finish(
 
 def test_the_cli_exits_1_with_a_last_line_saying_the_suite_is_partial(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mwe.pipeline.suite
+    import mwe.models
 
-    monkeypatch.setattr(mwe.pipeline.suite, "SharedModels", StandIns)
+    monkeypatch.setattr(mwe.models, "SharedModels", StandIns)  # what `mwe run` opens
     suite = stand_in_suite(tmp_path, "openai:gen")
     code, out, err = Mwe.main(["run", suite, "--out", tmp_path / "out", "--cache",
                                tmp_path / "c.sqlite", "--no-progress"])

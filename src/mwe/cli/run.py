@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mwe.cli import args as a
+from mwe.errors import MweError
 from mwe.io import check_output_dir
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument("spec", metavar="SPEC", help="behavior spec (.yaml, .yml or .toml)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="run folder")
     a.add_scale(p)
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="a suite only: build each behavior on a Ray worker (the cluster at "
+                   "ADDRESS, else RAY_ADDRESS, else a new local Ray), then write the suite "
+                   "here from the calls they sent (the local run's files; needs mwe[ray])")
     a.add_dry_run(p)
     a.add_cache(p)
 
@@ -50,6 +55,9 @@ def execute(args: argparse.Namespace) -> int:
         from mwe.cli.suite import run_suite_command
 
         return run_suite_command(args.spec, args)
+    if getattr(args, "ray", None) is not None:
+        raise MweError("--ray takes a suite (a file with a behaviors: list); one spec runs "
+                       "here (spread its evaluation with mwe sweep --ray)")
     return run_spec(inputs.spec(args), Path(args.out), args)
 
 

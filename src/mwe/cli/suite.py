@@ -35,8 +35,9 @@ def total_plan(rows: Sequence[PlanRow]) -> list[PlanRow]:
 def run_suite_command(path: str, args: argparse.Namespace) -> int:
     from mwe.cli import inputs  # imported here, not above: keeps `mwe --help` fast
     from mwe.cli.table import print_plan, print_table
+    from mwe.models import SharedModels
     from mwe.pipeline.run import check_spec_models, plan
-    from mwe.pipeline.suite import SharedModels, run_suite, write_index
+    from mwe.pipeline.suite import run_suite, write_index
     from mwe.suite import load_suite
 
     suite = load_suite(path)
@@ -60,7 +61,11 @@ def run_suite_command(path: str, args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_dir(out)
     start = time.perf_counter()
-    behaviors = run_suite(specs, out, models, not args.no_progress)
+    if getattr(args, "ray", None) is not None:
+        from mwe.pipeline.ray_suite import refuse_batch
+
+        refuse_batch(specs)  # before any work
+    behaviors = run_suite(specs, out, models, not args.no_progress, getattr(args, "ray", None))
     extra = finish(out, suite.name, behaviors, models, not args.no_progress)
     paths = write_index(out, suite.name, behaviors, extra)
     print_table(["behavior", "family", "status", "rows", "results"],

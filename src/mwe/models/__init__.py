@@ -193,3 +193,17 @@ class Models:
         model = open_model(spec, self.store)
         self.opened.append(model)
         return model
+
+
+class SharedModels(Models):
+    """One model object per model string (a suite's behaviors share them): a local model is
+    loaded once, and an API model keeps one concurrency window."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._by_spec: dict[str, CachedModel] = {}
+
+    def open(self, spec: str) -> CachedModel:
+        if spec not in self._by_spec:
+            self._by_spec[spec] = super().open(spec)
+        return self._by_spec[spec]

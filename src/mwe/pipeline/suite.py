@@ -46,7 +46,7 @@ from mwe.errors import MweError
 from mwe.families import by_name
 from mwe.family import StagedBuilder
 from mwe.io import write_csv, write_json
-from mwe.models import REMOTE_BACKENDS, CachedModel, Models, Sampling, parse_spec
+from mwe.models import REMOTE_BACKENDS, Models, Sampling, parse_spec
 from mwe.models.base import Prompt, ScoreRequest
 from mwe.pipeline.evaluate import requests_for, with_variants
 from mwe.pipeline.filter import read_generated, run_filter
@@ -59,20 +59,6 @@ from mwe.spec import BehaviorSpec
 SUITE_JSON, SUITE_CSV = "suite.json", "suite.csv"
 SUITE_COLUMNS = ["behavior", "family", "status", "reason", "rows", "kept_per_label",
                  "mean_label_confidence", "seconds", "cost_usd", "results"]
-
-
-class SharedModels(Models):
-    """One model object per model string for the whole suite: a local model is loaded once,
-    and an API model keeps one concurrency window."""
-
-    def __init__(self, store: Any) -> None:
-        super().__init__(store)
-        self._by_spec: dict[str, CachedModel] = {}
-
-    def open(self, spec: str) -> CachedModel:
-        if spec not in self._by_spec:
-            self._by_spec[spec] = super().open(spec)
-        return self._by_spec[spec]
 
 
 @dataclass
@@ -252,14 +238,20 @@ def run_behavior(b: Behavior, models: Models, progress: bool) -> None:
     b.seconds = time.perf_counter() - start
 
 
-def run_suite(specs: Sequence[BehaviorSpec], out: Path, models: Models, progress: bool = True
-              ) -> list[Behavior]:
-    """Every behavior into out/NAME/, the calls pooled stage by stage (see the module)."""
+def run_suite(specs: Sequence[BehaviorSpec], out: Path, models: Models, progress: bool = True,
+              ray: str | None = None) -> list[Behavior]:
+    """Every behavior into out/NAME/, the calls pooled stage by stage (see the module); with
+    `ray` (an address, or "" for RAY_ADDRESS or a new local Ray), each unfinished behavior is
+    first built on a Ray worker and its calls committed here (mwe.pipeline.ray_suite)."""
     behaviors = [Behavior(s, out / s.name) for s in specs]
     for b in behaviors:
         if finished(b):
             b.status, b.resumed = "done", True
     live = [b for b in behaviors if b.status == "pending"]
+    if ray is not None and live:
+        from mwe.pipeline.ray_suite import build_on_ray
+
+        build_on_ray([b.spec for b in live], models, ray or None, progress)
     for b in live:
         b.out.mkdir(parents=True, exist_ok=True)
     if live:
