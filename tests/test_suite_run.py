@@ -30,13 +30,20 @@ SAME = ("spec.json", "generated.jsonl", "generate.json", "scored.jsonl", "datase
         "card.json", "card.md", "usage.csv", "results/summary.csv")
 
 
-@pytest.mark.slow
-def test_each_behavior_is_the_single_spec_run(tmp_path: Path, mwe: Mwe) -> None:
-    path = tmp_path / "suite.yaml"
-    path.write_text(SUITE)
-    res = mwe(["run", path, "--out", tmp_path / "suite"], cache=tmp_path / "suite.sqlite",
-              progress=False, ok=True)
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite run on this machine, once for the tests below."""
+    tmp = tmp_path_factory.mktemp("suite")
+    (tmp / "suite.yaml").write_text(SUITE)
+    res = Mwe()(["run", tmp / "suite.yaml", "--out", tmp / "suite"],
+                cache=tmp / "suite.sqlite", progress=False, ok=True)
     assert "suite partial" not in res.stdout
+    return tmp
+
+
+@pytest.mark.slow
+def test_each_behavior_is_the_single_spec_run(local: Path, mwe: Mwe) -> None:
+    tmp_path, path = local, local / "suite.yaml"
     for spec in load_suite(path).behaviors:
         alone = tmp_path / f"{spec.name}.json"
         alone.write_text(json.dumps(spec.resolved_dict()))
@@ -64,3 +71,23 @@ def test_each_behavior_is_the_single_spec_run(tmp_path: Path, mwe: Mwe) -> None:
     again = mwe(["run", path, "--out", tmp_path / "suite"], cache=tmp_path / "suite.sqlite",
                 progress=False, ok=True)
     assert again.stdout.count("(earlier run)") == 2
+
+
+@pytest.mark.slow
+def test_ray_builds_the_behaviors_and_the_files_are_the_local_runs(local: Path,
+                                                                    mwe: Mwe) -> None:
+    pytest.importorskip("ray")
+    tmp_path, path = local, local / "suite.yaml"
+    res = mwe(["run", path, "--out", tmp_path / "ray", "--ray"], cache=tmp_path / "ray.sqlite",
+              progress=False, ok=True, env={"RAY_ADDRESS": ""})
+    assert "ray: 2 behaviors to build" in res.stderr
+    for name in ("wealth", "honesty"):
+        a, b = tmp_path / "suite" / name, tmp_path / "ray" / name
+        for f in SAME:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), (name, f)
+        assert (a / "results" / "rows.jsonl").read_text().replace(str(a), "X") == (
+            b / "results" / "rows.jsonl").read_text().replace(str(b), "X")
+    # a second --ray run finds every behavior finished: nothing is sent
+    again = mwe(["run", path, "--out", tmp_path / "ray", "--ray"], cache=tmp_path / "ray.sqlite",
+                progress=False, ok=True, env={"RAY_ADDRESS": ""})
+    assert "behaviors to build" not in again.stderr
