@@ -66,6 +66,8 @@ def test_each_behavior_is_the_single_spec_run(local: Path, mwe: Mwe) -> None:
     assert (tmp_path / "suite" / "sweep" / "trends.csv").is_file()
     page = (tmp_path / "suite" / "suite.html").read_text()
     assert 'href="wealth/card.md"' in page and 'href="report.html"' in page
+    assert 'href="map/map.html"' in page and (tmp_path / "suite" / "map" / "map.json").is_file()
+    assert 'id="maps"' in (tmp_path / "suite" / "report.html").read_text()
     assert (tmp_path / "suite" / "report.html").is_file()
     # a rerun finds every behavior finished and computes nothing
     again = mwe(["run", path, "--out", tmp_path / "suite"], cache=tmp_path / "suite.sqlite",

@@ -110,9 +110,46 @@ def finish(out: Path, name: str, behaviors: Sequence[object], models: object,
                   models, progress)  # type: ignore[arg-type]
             extra["sweep"] = str(out / "sweep")
     inputs = [b.out for b in done if RunFolder(b.out).results.summary_json.is_file()]
+    maps = suite_maps(out, done, models, inputs)
+    if maps:
+        extra["map"] = str(maps)
     if extra.get("sweep"):
         inputs.append(out / "sweep")
+    if maps:
+        inputs.append(maps.parent)
     if inputs:
         write_report(inputs, out / "report.html", title=f"mwe suite: {name}")
         extra["report"] = str(out / "report.html")
     return extra
+
+
+def suite_maps(out: Path, done: Sequence[object], models: object, results: list[Path]
+               ) -> Path | None:
+    """One dataset map per finished behavior in out/map/ (clusters named by their words: no
+    model is called), with % matching per cluster from the behaviors' results."""
+    from mwe.datasets import Dataset, load_file
+    from mwe.errors import MweError
+    from mwe.pipeline.suite import Behavior
+    from mwe.run_folder import RunFolder
+
+    try:
+        from mwe import map as dataset_map
+    except ImportError:  # an optional extra: the suite is written without maps
+        return None
+    maps = []
+    for b in done:
+        if not isinstance(b, Behavior):
+            continue
+        ds = load_file(RunFolder(b.out).dataset, b.spec.name)
+        if not isinstance(ds, Dataset) or len(ds.items) < 2:
+            continue
+        try:
+            maps.append(dataset_map.build_map(ds, models, None, 10, b.spec.seed,  # type: ignore[arg-type]
+                                              results))
+        except MweError as exc:
+            print(f"mwe: {b.name}: no map ({exc})", file=sys.stderr)
+    if not maps:
+        return None
+    paths = dataset_map.write_maps(out / "map", maps, {"clusters": 10, "namer": None,
+                                                       "results": [str(r) for r in results]})
+    return paths[2]

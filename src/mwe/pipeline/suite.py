@@ -319,17 +319,18 @@ def write_index(out: Path, name: str, behaviors: Sequence[Behavior], extra: dict
                    if b.status == "failed"], **extra})
     write_csv(paths["suite_csv"], [{k: b.index.get(k) for k in SUITE_COLUMNS}
                                    for b in behaviors], SUITE_COLUMNS)
-    paths["suite_html"] = write_page(out, name, behaviors, extra.get("report"))
+    paths["suite_html"] = write_page(out, name, behaviors, extra.get("report"),
+                                     Path(extra["map"]) if extra.get("map") else None)
     return paths
 
 
 SUITE_HTML = "suite.html"
 
 
-def write_page(out: Path, name: str, behaviors: Sequence[Behavior], report: str | None
-               ) -> Path:
-    """suite.html: the index as a page, each behavior linking its card, dataset and results
-    (the files that exist), and the suite's report."""
+def write_page(out: Path, name: str, behaviors: Sequence[Behavior], report: str | None,
+               map_page: Path | None = None) -> Path:
+    """suite.html: the index as a page, each behavior linking its card, dataset, results and
+    map (the files that exist), and the suite's report."""
     from mwe.io import atomic_open
     from mwe.report.render import environment, stylesheet
 
@@ -339,6 +340,8 @@ def write_page(out: Path, name: str, behaviors: Sequence[Behavior], report: str 
         files = (("card", run.card_md), ("dataset", run.dataset),
                  ("results", run.results.summary_csv))
         links = [(label, f.relative_to(out).as_posix()) for label, f in files if f.is_file()]
+        if b.status == "done" and map_page is not None:
+            links.append(("map", map_page.relative_to(out).as_posix()))
         lines.append({**{k: None for k in SUITE_COLUMNS}, "results_by_target": [],
                       **b.index, "links": links})
     page = environment().get_template("suite_page.html.j2").render(
