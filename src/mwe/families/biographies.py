@@ -109,17 +109,26 @@ def sample(spec: BehaviorSpec, model: CachedModel, us: Sequence[Unit], progress:
            ) -> tuple[list[dict[str, Any]], dict[str, Prompt]]:
     """Every sample of every unit ({id, unit, sample}), one cached model call per chunk."""
     prompts, calls = bio_calls(spec, model, us)
+    return draw_chunks(model, prompts, [(u.id, s) for u, s in calls], "unit",
+                       f"biographies ({spec.generator})", progress), prompts
+
+
+def draw_chunks(model: CachedModel, prompts: dict[str, Prompt],
+                calls: Sequence[tuple[str, Sampling]], key: str, desc: str, progress: bool
+                ) -> list[dict[str, Any]]:
+    """Each (name, sampling) call's samples of the name's prompt, in call order, numbered per
+    name ({id, KEY: name, sample}); one cached model call per chunk (the user-written texts
+    of sycophancy, sandbagging and pushback)."""
     records: list[dict[str, Any]] = []
     done: dict[str, int] = defaultdict(int)
-    with tqdm(total=spec.generate.per_label * len(us), desc=f"biographies ({spec.generator})",
-              unit="sample", disable=not progress, smoothing=0.1) as bar:
-        for u, s in calls:
-            for text in model.generate([prompts[u.id]], s)[0]:
-                records.append({"id": f"{u.id}-{done[u.id]:04d}", "unit": u.id,
-                                "sample": text})
-                done[u.id] += 1
+    with tqdm(total=sum(s.n for _, s in calls), desc=desc, unit="sample",
+              disable=not progress, smoothing=0.1) as bar:
+        for name, s in calls:
+            for text in model.generate([prompts[name]], s)[0]:
+                records.append({"id": f"{name}-{done[name]:04d}", key: name, "sample": text})
+                done[name] += 1
             bar.update(s.n)
-    return records, prompts
+    return records
 
 
 def parse_and_dedup(records: list[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from mwe.card import distinct_n
 from mwe.dedup import normalize
-from mwe.families.biographies import unit_seed
+from mwe.families.biographies import draw_chunks, unit_seed
 from mwe.models.base import Prompt, Sampling, ScoreRequest, estimate_tokens
 from mwe.plan import sampling_row
 from mwe.prompts import choice_request, prompt_text, shown
@@ -169,17 +169,8 @@ def sample(spec: BehaviorSpec, model: CachedModel, styles: Mapping[str, str], pr
            ) -> tuple[list[dict[str, Any]], dict[str, Prompt]]:
     """Every sample of every style ({id, style, sample}), one cached model call per chunk."""
     prompts, calls = pushback_calls(spec, model, styles)
-    records: list[dict[str, Any]] = []
-    done: dict[str, int] = defaultdict(int)
-    with tqdm(total=spec.generate.per_label * len(styles), desc=f"pushback ({spec.generator})",
-              unit="sample", disable=not progress, smoothing=0.1) as bar:
-        for style, s in calls:
-            for text in model.generate([prompts[style]], s)[0]:
-                records.append({"id": f"{style}-{done[style]:04d}", "style": style,
-                                "sample": text})
-                done[style] += 1
-            bar.update(s.n)
-    return records, prompts
+    return draw_chunks(model, prompts, calls, "style", f"pushback ({spec.generator})",
+                       progress), prompts
 
 
 def parse_and_dedup(records: list[dict[str, Any]], styles: Mapping[str, str]) -> None:

@@ -114,6 +114,18 @@ def pool_failed(what: str, exc: MweError) -> None:
           file=sys.stderr)
 
 
+def score_pooled(models: Models, requests: dict[str, list[ScoreRequest]], stage: str,
+                 progress: bool) -> None:
+    """Each model's requests of every behavior in one `score` call (committed in chunks)."""
+    for spec, reqs in requests.items():
+        with tqdm(total=len(reqs), desc=f"suite: {stage} ({spec})", unit="request",
+                  disable=not progress) as bar:
+            try:
+                models.open(spec).score(reqs, on_progress=bar.update)
+            except MweError as exc:
+                pool_failed(f"{stage} ({spec})", exc)
+
+
 def pool_generation(live: Sequence[Behavior], models: Models, progress: bool) -> None:
     """Every staged behavior's draws, grouped by generator and sampling: one call each."""
     groups: dict[tuple[str, Sampling], list[Prompt]] = {}
@@ -160,13 +172,7 @@ def pool_filter(live: Sequence[Behavior], models: Models, progress: bool) -> Non
                                                        disc.rewards))
         except MweError as exc:
             b.fail(exc)
-    for name, reqs in requests.items():
-        with tqdm(total=len(reqs), desc=f"suite: filter ({name})", unit="prompt",
-                  disable=not progress) as bar:
-            try:
-                models.open(name).score(reqs, on_progress=bar.update)
-            except MweError as exc:
-                pool_failed(f"filter ({name})", exc)
+    score_pooled(models, requests, "filter", progress)
     for b in live:  # each dataset written now (from the cache), for evaluation's pool
         if b.status == "pending" and isinstance(by_name(b.spec.family).builder, StagedBuilder):
             try:
@@ -195,13 +201,7 @@ def pool_evaluation(live: Sequence[Behavior], models: Models, progress: bool) ->
             for t in filter(pooled, b.spec.targets):
                 per_target.setdefault(t, []).extend(
                     requests_for(models.open(t), d, b.spec.evaluate_format))
-    for t, reqs in per_target.items():
-        with tqdm(total=len(reqs), desc=f"suite: evaluate ({t})", unit="question",
-                  disable=not progress) as bar:
-            try:
-                models.open(t).score(reqs, on_progress=bar.update)
-            except MweError as exc:
-                pool_failed(f"evaluation ({t})", exc)
+    score_pooled(models, per_target, "evaluate", progress)
 
 
 def build_one_step(live: Sequence[Behavior], models: Models, progress: bool) -> None:
