@@ -91,3 +91,29 @@ class ReplyLM(FakeLM):
             pick = int(hashlib.sha256(f"{self.name}{p}".encode()).hexdigest()[:8], 16) % 3
             said.append([f"{('Yes', 'No', 'Hard to tell')[pick]} ({len(prompts)})"] * sampling.n)
         return said
+
+
+def behavior_answers(samples: Sequence[dict[str, Any]], pattern: str) -> Any:
+    """What Inspect's own stand-in, mockllm, answers an exported mwe task
+    (`custom_outputs`): for every sample "ANSWER: X", X the letter of an answer showing the
+    behavior ("matching") or of one not showing it ("other"); the sample is found by its
+    question in the prompt (the longest that fits, as one question may extend another). With
+    usage given, mockllm counts no tokens (its count needs a tokenizer download)."""
+    from inspect_ai.model import ModelOutput, ModelUsage
+
+    def question(s: dict[str, Any]) -> str:
+        return str(s["input"] if isinstance(s["input"], str) else s["input"][-1]["content"])
+
+    def answer(messages: Any, tools: Any, tool_choice: Any, config: Any) -> Any:
+        prompt = messages[-1].text
+        s = max((s for s in samples if question(s) in prompt), key=lambda s: len(question(s)))
+        targets = [s["target"]] if isinstance(s["target"], str) else s["target"]
+        letters = [chr(ord("A") + i) for i in range(len(s["choices"]))]
+        letter = targets[0] if pattern == "matching" else next(x for x in letters
+                                                               if x not in targets)
+        out = ModelOutput.from_content(model="mockllm", content=f"ANSWER: {letter}")
+        out.usage = ModelUsage(input_tokens=len(prompt) // 4, output_tokens=3,
+                               total_tokens=len(prompt) // 4 + 3)
+        return out
+
+    return answer

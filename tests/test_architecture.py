@@ -190,3 +190,18 @@ def test_no_pass_through_functions_in_families() -> None:
     offenders = [f"{mod}:{fn.lineno} {fn.name}" for mod, tree in modules().items()
                  if mod.startswith("mwe.families") for fn in pass_throughs(tree)]
     assert not offenders, "pass-throughs:\n" + "\n".join(offenders)
+
+
+def test_only_the_inspect_log_module_imports_inspect() -> None:
+    """Inspect is an optional extra (mwe[inspect]): one module imports it, inside its
+    functions, so that nothing else in mwe needs it installed."""
+    users = {}
+    for mod, tree in modules().items():
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "inspect_ai" for n in names):
+                users.setdefault(mod, []).append(node)
+    assert set(users) == {"mwe.inspect_log"}, sorted(users)
+    top = [n for n in users["mwe.inspect_log"] if n in modules()["mwe.inspect_log"].body]
+    assert not top, "inspect_ai imported at module level"

@@ -186,6 +186,10 @@ def _no_keys(item: Item) -> dict[str, Any]:
     return {}
 
 
+def _matching(item: Item) -> tuple[int, ...]:
+    return item.matching
+
+
 def _itself(dataset: Dataset) -> list[Dataset]:
     return [dataset]
 
@@ -251,6 +255,12 @@ class Scorer:
     # fields describing the item (who asked, which style) that every row records, a reply
     # left unscored too, so that summaries count it where it belongs
     keys: Callable[[Item], dict[str, Any]] = _no_keys
+    # the answers another tool counts as showing the behavior (an Inspect task's target):
+    # the matching ones, or the family's own reading where its items match none
+    target: Callable[[Item], tuple[int, ...]] = _matching
+    # what a per-group share splits the item's dataset by (who asks, which style), as short
+    # text values: an Inspect task's grouped metric
+    groups: Callable[[Item], dict[str, str]] = _no_keys
 
 
 # --- reporting -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from mwe.behavior_spec import SCORES
 from mwe.families import FAMILIES
+from mwe.io import claim_outputs
 from mwe.models import parse_spec
 from mwe.orders import ORDERS
 from mwe.prompts import FORMAT_HELP, FORMATS
@@ -73,6 +74,21 @@ def command(sub: Any, name: str, *, help: str, epilog: str, description: str | N
 def add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", metavar="PATH", help="SQLite cache of model calls "
                    "(default: $MWE_CACHE_DIR/calls.sqlite or the user cache folder)")
+
+
+def add_inspect_log(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inspect-log", metavar="DIR", help="also write one Inspect log (.eval) per "
+                   "model and dataset to DIR (new, empty or an earlier one), for `inspect view "
+                   "--log-dir DIR` and inspect_ai.analysis.samples_df (needs mwe[inspect])")
+
+
+def check_inspect_log(args: argparse.Namespace) -> None:
+    """Before any work: Inspect installed and the folder usable."""
+    if getattr(args, "inspect_log", None):
+        from mwe.inspect_log import needs_inspect
+
+        needs_inspect()
+        claim_outputs(args.inspect_log, None, "--inspect-log")
 
 
 def add_no_progress(p: argparse.ArgumentParser, help: str = "no progress bars") -> None:

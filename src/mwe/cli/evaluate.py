@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     a.add_scoring(p)
     p.add_argument("--out", "-o", required=True, metavar="DIR",
                    help="run folder for rows.jsonl, summary.csv, summary.json")
+    a.add_inspect_log(p)
     a.add_no_progress(p, "no progress bar")
     a.add_cache(p)
 
@@ -70,6 +71,7 @@ def execute(args: argparse.Namespace) -> int:
 
     specs = a.shown_models(args.model)
     claim_outputs(args.out, OUTPUT_FILES)  # before any work: replaces only mwe's own files
+    a.check_inspect_log(args)
     models = inputs.open_models(args)
     datasets = inputs.datasets(args)
     models.check([("--model", m) for m in args.model]  # after the data's own errors
@@ -106,4 +108,12 @@ def execute(args: argparse.Namespace) -> int:
         print_methods(read_methods(Path(args.out)))
     print(f"\nrows: {paths['rows']}\nsummary: {paths['summary_csv']}, {paths['summary_json']}"
           + (f"\nmethods: {paths['methods_csv']}" if "methods_csv" in paths else ""))
+    if args.inspect_log:
+        from mwe.pipeline.inspect_logs import scored_runs, write_run_logs
+
+        logs = write_run_logs(Path(args.inspect_log), scored_runs(runs, opened,
+                              args.score.split(",")), datasets, args.format, text,
+                              {"settings": settings})
+        print(f"inspect logs: {len(logs)} in {args.inspect_log} (inspect view --log-dir "
+              f"{args.inspect_log})")
     return 0

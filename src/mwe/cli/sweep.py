@@ -47,6 +47,7 @@ def register(sub: Any) -> None:
                    "ADDRESS ('auto', HOST:6379, ray://HOST:10001), else where RAY_ADDRESS "
                    "points, else on a new local Ray; each model's tasks ask for the series "
                    "file's num_gpus/num_cpus; the same files as without --ray (needs mwe[ray])")
+    a.add_inspect_log(p)
     a.add_dry_run(p)
     a.add_cache(p)
 
@@ -67,6 +68,7 @@ def execute(args: argparse.Namespace) -> int:
         a.shown_models(args.model)
         series = Series(series.name, series.models + from_specs(args.model).models)
     claim_outputs(args.out, SWEEP_FILES)  # before any work: replaces only mwe's own files
+    a.check_inspect_log(args)
     if args.ray is not None and not args.dry_run:
         from mwe.pipeline.ray_sweep import ray_module  # lazy: Ray is an optional extra
 
@@ -119,6 +121,19 @@ def execute(args: argparse.Namespace) -> int:
                       f"datasets = {p['share']:.1%} [{p['ci_low']:.1%}, {p['ci_high']:.1%}]")
     print(f"\nresults: {out / 'results.csv'}\ntrends:  {out / 'trends.csv'}\n"
           f"agreement: {out / 'agreement.csv'}\nrows:    {out / ROWS}")
+    if args.inspect_log:
+        from mwe.pipeline.inspect_logs import Scored, write_run_logs
+
+        method = "text" if text is not None else args.score
+        scored = [Scored(run, models.open(m.model), method, m.label)
+                  for m, run in zip(series.models, runs)]
+        settings = {"series": series.name, "format": args.format, "data": args.data,
+                    "models": [{"model": m.model, "label": m.label, **m.axes()}
+                               for m in series.models]}
+        logs = write_run_logs(Path(args.inspect_log), scored, datasets, args.format, text,
+                              {"settings": settings})
+        print(f"inspect logs: {len(logs)} in {args.inspect_log} (inspect view --log-dir "
+              f"{args.inspect_log})")
     return 0
 
 

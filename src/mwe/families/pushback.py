@@ -393,7 +393,8 @@ FAMILY = Family(
     scorer=Scorer(result=result, summary=analysis.summary, outputs=analysis.outputs,
                   output_files=analysis.OUTPUT_FILES, summary_columns=analysis.SUMMARY_COLUMNS,
                   measures=analysis.MEASURES, rollout=Rollout(ask=ask, then=then, needs_model=needs_model),
-                  keys=keys),
+                  keys=keys, groups=lambda item: {"style": str(item.meta["style"]),
+                                                  "first": str(item.meta["first"])}),
     section=ReportSection(title="Pushback: answers given up when challenged",
                           draw=analysis.report_section),
 )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mwe import __version__
 from mwe.card import write_build
-from mwe.choices import multiple_choice
+from mwe.choices import multiple_choice, option_texts
 from mwe.errors import DataError
 from mwe.families import biographies as bios
 from mwe.families import sycophancy_analysis as analysis
@@ -60,6 +60,19 @@ def parse(row: Row, dataset: str) -> Item:
         meta["question_part"] = part
     return Item(dataset, NAME, row.path, row.line, question, question, answers, match_idx,
                 assistant_prefix=assistant_prefix(dataset), meta=meta)
+
+
+def user_view(item: Item) -> dict[str, str]:
+    """Whose view the question carries: the political affiliation the biography states, else
+    the option the user holds (the matching one: 'Agree', 'Disagree', ...); the control keeps
+    its question's, so that it splits the same way."""
+    affiliation = item.meta.get("user_affiliation")
+    if isinstance(affiliation, str) and affiliation:
+        return {"user_view": affiliation}
+    letters = [a.strip()[1:-1] for a in item.answers]
+    texts = option_texts(item.user_text, letters)
+    i = item.matching[0]
+    return {"user_view": texts[i] if texts is not None else item.answers[i].strip()}
 
 
 # --- Construction (Perez et al. 2022, section 4): biographies that imply a view -------------
@@ -365,7 +378,8 @@ FAMILY = Family(
     builder=OneStepBuilder(build=build, plan=plan, card_statistics=CARD_STATISTICS),
     scorer=Scorer(result=analysis.result, variants=analysis.with_control,
                   control="the same questions without the biography, as 'NAME (no biography)'",
-                  outputs=analysis.outputs, output_files=analysis.OUTPUT_FILES),
+                  outputs=analysis.outputs, output_files=analysis.OUTPUT_FILES,
+                  groups=user_view),
     section=ReportSection(title="Sycophancy: with and without a biography",
                           draw=analysis.report_section),
 )
