@@ -151,3 +151,101 @@ def test_rebalance_of_identical_texts_makes_no_empty_cluster(tmp_path: Path) -> 
         out, info = rebalance_by_cluster(kept, by_id, Models(Store(tmp_path / "c.sqlite")), 5, 0)
     assert info["clusters"] == 1 and info["removed"] == 0
     assert [len(v) for v in out.values()] == [3, 3]
+
+
+NUMBA_FAKE = '''
+import ctypes, numba
+c_abs = ctypes.CDLL(None).labs
+c_abs.restype, c_abs.argtypes = ctypes.c_long, [ctypes.c_long]
+
+@numba.njit
+def uses_ctypes(x):  # a dynamic global: numba warns and does not cache it
+    return c_abs(x)
+
+def make(k):
+    @numba.njit
+    def inner(x):  # a closure: cached, keyed by its closure's values
+        return x + k
+    return inner
+
+closure = make(3)
+ns = {}
+exec("import numba\\n@numba.njit\\ndef nofile(x):\\n    return x * 2\\n", ns)
+nofile = ns["nofile"]  # no source file: no cache locator, left uncached
+'''
+
+
+def test_numba_functions_that_cannot_be_cached_stay_uncached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    import warnings
+
+    from numba import config
+
+    (tmp_path / "mwe_fake_numba.py").write_text(NUMBA_FAKE)
+    spec = importlib.util.spec_from_file_location("mwe_fake_numba", tmp_path / "mwe_fake_numba.py")
+    assert spec is not None and spec.loader is not None
+    fake = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake)
+    monkeypatch.setitem(sys.modules, "mwe_fake_numba", fake)
+    monkeypatch.setattr(dataset_map, "NUMBA_MODULES", ("mwe_fake_numba",))
+    monkeypatch.setattr(dataset_map, "_numba_cached", False)
+    monkeypatch.setattr(config, "CACHE_DIR", "")
+    monkeypatch.setenv("MWE_CACHE_DIR", str(tmp_path / "mwe-cache"))
+    assert dataset_map.numba_cache_dir() == tmp_path / "mwe-cache" / "numba"
+    assert dataset_map.cache_numba_code() == 2  # the closure and the ctypes user
+    assert dataset_map.cache_numba_code() == 0  # once per process
+    assert config.CACHE_DIR == ""  # numba's own setting is left as it was
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert (fake.uses_ctypes(-5), fake.closure(1), fake.nofile(4)) == (5, 4, 8)
+    assert any("Cannot cache" in str(w.message) for w in caught)
+    index = [p.name.split("-")[0] for p in (tmp_path / "mwe-cache" / "numba").rglob("*.nbi")]
+    assert index == ["mwe_fake_numba.make.locals.inner"]
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "user-numba"))
+    assert dataset_map.numba_cache_dir() == tmp_path / "user-numba"  # NUMBA_CACHE_DIR wins
+
+
+PROJECT_CHILD = '''
+import json, sys
+import numpy as np
+import umap  # its eagerly typed functions compile here, before caching can be enabled
+from numba.core import event
+from mwe import map as dataset_map
+
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev): pass
+    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Listener())
+vectors = np.random.default_rng(0).normal(size=(28, 384))
+xy, how = dataset_map.project(vectors, 0)
+print(json.dumps({"compiled": compiled, "how": how, "xy": xy.tolist()}))
+'''
+
+
+@pytest.mark.slow
+def test_a_second_map_process_loads_umaps_compiled_code(tmp_path: Path) -> None:
+    """UMAP's functions are compiled once, in the first process, and their machine code kept
+    in mwe's cache folder: the second process compiles nothing and gets the same map."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["MWE_CACHE_DIR"] = str(tmp_path)
+    runs = []
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-c", PROJECT_CHILD], env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        runs.append(json.loads(res.stdout))
+        if not runs[1:]:
+            index = {p.name.split("-")[0] for p in (tmp_path / "numba").rglob("*.nbi")}
+            assert {"umap_.smooth_knn_dist", "umap_.compute_membership_strengths",
+                    "layouts._optimize_layout_euclidean_single_epoch"} <= index
+    first, second = runs
+    assert first["how"] == "umap" and "smooth_knn_dist" in first["compiled"]
+    assert second["compiled"] == []
+    assert second["xy"] == first["xy"]  # bit-identical: loaded code is the compiled code

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from mwe.families import by_name
 from mwe.io import write_csv, write_json
 from mwe.models import Models
 from mwe.models.base import Sampling
+from mwe.paths import cache_dir
 from mwe.prompts import prompt_text
 from mwe.records import Dataset
 from mwe.run_folder import ResultsFolder, RunFolder
@@ -61,6 +63,64 @@ def points_of(ds: Dataset) -> list[Point]:
     return out
 
 
+NUMBA_MODULES = ("umap", "pynndescent")
+_numba_cached = False
+
+
+def numba_cache_dir() -> Path:
+    """Where UMAP's compiled code is kept: NUMBA_CACHE_DIR when the user set it, else a
+    folder in mwe's user cache."""
+    from numba import config
+
+    user = getattr(config, "CACHE_DIR", "")  # NUMBA_CACHE_DIR, read when numba is imported
+    return Path(user) if user else cache_dir() / "numba"
+
+
+def cache_numba_code() -> int:
+    """Turn on numba's disk cache for the umap and pynndescent functions jitted without it,
+    which every `mwe map` compiled again (most of its run time on a cached call store);
+    returns how many. The cache sits in numba_cache_dir, fixed per function when enabled, so
+    numba's global setting is left as it was; one subfolder per version of those packages,
+    since numba checks only the source file of the cached function, not code inlined from
+    another package. A cache entry is keyed by signature and CPU, not by jit options, so of
+    several dispatchers of one Python function (umap's layout step, serial and parallel) only
+    the serial one, which a fixed seed uses, is cached. A function numba cannot cache
+    (dynamic globals, no source file) stays uncached and is compiled as before."""
+    global _numba_cached
+    if _numba_cached:
+        return 0
+    _numba_cached = True
+    try:
+        from numba import config as numba_config
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # another numba: compile as before
+        return 0
+    groups: dict[object, list[Dispatcher]] = defaultdict(list)
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.split(".")[0] in NUMBA_MODULES:
+            for d in list(vars(module).values()):
+                if isinstance(d, Dispatcher) and d not in groups[d.py_func]:
+                    groups[d.py_func].append(d)
+    config: Any = numba_config  # numba's stubs do not declare CACHE_DIR
+    before, enabled = config.CACHE_DIR, 0
+    versions = "_".join(f"{m}-{getattr(sys.modules.get(m), '__version__', '')}"
+                        for m in NUMBA_MODULES)
+    config.CACHE_DIR = str(numba_cache_dir() / versions)
+    try:
+        for ds in groups.values():
+            if all(isinstance(getattr(d, "_cache", None), NullCache) for d in ds):
+                one: Any = min(ds, key=lambda d: bool(d.targetoptions.get("parallel")))
+                try:
+                    one.enable_caching()
+                    enabled += 1
+                except Exception:  # no cache locator for its file: left uncached
+                    one._cache = NullCache()
+    finally:
+        config.CACHE_DIR = before
+    return enabled
+
+
 def project(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     """2-D coordinates: UMAP (cosine, as for sentence embeddings); PCA below 10 points, where
     UMAP's neighbour graph has too little to work with."""
@@ -80,6 +140,7 @@ def project(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
         warnings.simplefilter("ignore")  # umap's notes on n_jobs with a fixed random_state
         import umap
 
+        cache_numba_code()
         reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), metric="cosine",
                             random_state=seed)
         return np.asarray(reducer.fit_transform(vectors)), "umap"

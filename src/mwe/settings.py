@@ -57,7 +57,8 @@ class HttpSettings:
 class Settings:
     """Every `MWE_*` variable, parsed; `http` holds the MWE_HTTP_* ones."""
 
-    cache_dir: Path | None = _var(None, PATH, "the call cache and converted weights",
+    cache_dir: Path | None = _var(None, PATH, "the call cache, converted weights and "
+                                  "UMAP's compiled code (numba/)",
                                   "the user cache folder (~/.cache/mwe)")
     threads: int | None = _var(None, POSITIVE_INT, "CPU threads per local model "
                                "(?threads=N on the model string wins)", "physical cores")
