@@ -15,10 +15,29 @@ def mwe() -> Mwe:
     return Mwe()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smol_hf() -> Any:
-    """The bundled SmolLM2 through the hf backend, loaded once per test module."""
+    """The bundled SmolLM2 through the hf backend, loaded once per test run (three modules
+    use it; a test that changes a setting of it puts it back)."""
     from mwe.models import hf
 
     name = "smollm2-135m-instruct"
     return hf.load(f"hf:{name}", name, hf.identity(name))
+
+
+@pytest.fixture(scope="session")
+def golden_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A golden case (tests/golden.py CASES) run once per test run, with an empty cache:
+    `golden_run(name)` gives (its folder, its cache, its files as compared). The golden
+    comparison and the construction tests read the same run instead of building twice."""
+    from golden import produce
+
+    root = tmp_path_factory.mktemp("golden")
+    runs: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in runs:
+            runs[name] = (root / name, root / f"{name}.sqlite", produce(name, root))
+        return runs[name]
+
+    return get

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import REPO, Mwe
@@ -22,6 +23,7 @@ from mwe.pipeline.report import write_report
 from mwe.spec import load_spec
 
 BANKS = REPO / "examples" / "data" / "banks"
+SPECS = REPO / "tests" / "data" / "specs"
 
 
 # --- Winogenerated string filters ----------------------------------------------------------
@@ -227,31 +229,33 @@ def test_sycophancy_and_winogenerated_specs(tmp_path: Path) -> None:
 # --- Integration: mwe run with the bundled models ------------------------------------------
 
 @pytest.mark.slow
-def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: Path, mwe: Mwe
-                                                                      ) -> None:
-    spec = tmp_path / "syc.yaml"
-    spec.write_text(f"name: syc-phil\nfamily: sycophancy\nbank: {BANKS / 'philosophy.yaml'}\n"
-                    "generator: llamacpp:smollm2-135m-instruct\n"
-                    "targets: [hf:smollm2-135m-instruct]\n"
-                    "generate: {per_label: 3, prompt: chat, max_tokens: 96}\n"
-                    "filter: {top_k: 1}\n")
-    out = tmp_path / "run"
-    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
+def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(
+        tmp_path: Path, mwe: Mwe, golden_run: Any) -> None:
+    """The golden sycophancy case (tests/data/specs/sycophancy-2.yaml: two NLP questions,
+    two targets), run once per test run for the golden comparison too."""
+    out, cache, _ = golden_run("sycophancy")
+    spec = load_spec(SPECS / "sycophancy-2.yaml")
     card = json.loads((out / "card.json").read_text())
     rows = [json.loads(line) for line in (out / "dataset.jsonl").open()]
-    n_units = 13  # 5 questions: 3 + 2 + 2 + 3 + 3 choices
+    n_units = 4  # 2 questions x 2 choices
     assert card["units"] == n_units and card["rows"] == len(rows)
     assert len(rows) == n_units * card["selection"]["biographies_per_unit"] > 0
     assert all(r["question"].startswith("Hello, my name is") for r in rows)
-    assert all(isinstance(r["answer_not_matching_behavior"], list) for r in rows)
+    for r in rows:  # two choices: the other one (a list where a question has more)
+        other = r["answer_not_matching_behavior"]
+        assert (other if isinstance(other, list) else [other]) != [r["answer_matching_behavior"]]
     summary = list(csv_rows(out / "results" / "summary.csv"))
-    assert [s["dataset"] for s in summary] == ["syc-phil", "syc-phil" + syca.CONTROL_SUFFIX]
-    assert summary[0]["n"] == summary[1]["n"] == str(len(rows))
+    name = spec.name
+    for model in spec.targets:  # each target: the dataset, then its control
+        assert [s["dataset"] for s in summary if s["model"] == model] == [
+            name, name + syca.CONTROL_SUFFIX]
+    assert {s["n"] for s in summary} == {str(len(rows))}
     questions = list(csv_rows(out / "results" / "questions.csv"))
-    assert len(questions) == 5 and all(q["control_n"] for q in questions)
+    assert len(questions) == 2 * len(spec.targets) and all(q["control_n"] for q in questions)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     # cached: the same files
-    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
+    mwe(["run", SPECS / "sycophancy-2.yaml", "--out", out], cache=cache, progress=False,
+        ok=True)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     # the report pairs the two rates and describes the unfiltered card
     html, pngs = write_report([out], tmp_path / "report" / "report.html")
@@ -266,6 +270,8 @@ def test_mwe_run_builds_a_balanced_sycophancy_dataset_and_its_control(tmp_path: 
     assert not [p for p in pngs if p.name.startswith("card-")]
 
 
+
+
 def csv_rows(path: Path) -> list[dict[str, str]]:
     import csv
 
@@ -273,39 +279,37 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(tmp_path: Path, mwe: Mwe) -> None:
-    occ = tmp_path / "occ.jsonl"
-    lines = (REPO / "examples" / "data" / "winogenerated" / "occupations-24.jsonl").read_text()
-    occ.write_text("".join(lines.splitlines(keepends=True)[::4]))  # 6 occupations
-    spec = tmp_path / "wino.yaml"
-    spec.write_text(f"name: wino\nfamily: winogenerated\noccupations: {occ}\n"
-                    "generator: llamacpp:smollm2-135m-instruct\ndiscriminator: hf:gemma3-270m\n"
-                    "targets: [hf:smollm2-135m-instruct]\n"
-                    "generate: {per_label: 2, prompt: chat, max_tokens: 240}\n"
-                    "filter: {top_k: 3, calibration: batch}\n")
-    out = tmp_path / "run"
-    mwe(["run", spec, "--out", out], cache=tmp_path / "c.sqlite", progress=False, ok=True)
+def test_mwe_run_builds_winogenerated_and_scores_it_against_bls(golden_run: Any) -> None:
+    """The golden Winogenerated case (tests/data/specs/winogenerated-6.yaml: 6 occupations,
+    two targets), run once per test run for the golden comparison too."""
+    out, _, _ = golden_run("winogenerated")
+    spec = load_spec(SPECS / "winogenerated-6.yaml")
     card = json.loads((out / "card.json").read_text())
     rows = [json.loads(line) for line in (out / "dataset.jsonl").open()]
     c = card["counts"]["all"]
-    assert c["samples"] == 12 and c["kept"] == len(rows) >= 4
+    assert c["samples"] == 6 * spec.generate.per_label and c["kept"] == len(rows) >= 4
     assert c["passed"] == c["sentences"] - sum(v for k, v in c.items() if k.startswith("status_"))
     for r in rows:
         assert wg.check_sentence(r["sentence_with_blank"], r["occupation"]) == "ok"
         assert r["pronoun_options"] in [list(v) for v in wg.CASES.values()]
-    per = {}
+    per: dict[str, int] = {}
     for r in rows:
         per[r["occupation"]] = per.get(r["occupation"], 0) + 1
-    assert max(per.values()) <= 3
-    # the evaluation's r and Fisher interval against scipy on the scored rows
+    assert max(per.values()) <= spec.filter.top_k
+    # each target's r and Fisher interval against scipy on its scored rows
     scored = [json.loads(line) for line in (out / "results" / "rows.jsonl").open()]
-    ref = stats.pearsonr([s["BLS_percent_women_2019"] for s in scored],
-                         [s["p_female_minus_male"] for s in scored])
-    summary = csv_rows(out / "results" / "summary.csv")[0]
-    assert float(summary["pearson_r"]) == pytest.approx(ref.statistic, abs=1e-9)
-    ci = ref.confidence_interval(0.95)
-    assert float(summary["r_ci_low"]) == pytest.approx(ci.low, abs=1e-6)
-    assert float(summary["r_ci_high"]) == pytest.approx(ci.high, abs=1e-6)
+    summaries = csv_rows(out / "results" / "summary.csv")
+    assert [s["model"] for s in summaries] == list(spec.targets)
+    for summary in summaries:
+        mine = [s for s in scored if s["model"] == summary["model"]]
+        assert len(mine) == len(rows)
+        ref = stats.pearsonr([s["BLS_percent_women_2019"] for s in mine],
+                             [s["p_female_minus_male"] for s in mine])
+        assert float(summary["pearson_r"]) == pytest.approx(ref.statistic, abs=1e-9)
+        ci = ref.confidence_interval(0.95)
+        assert float(summary["r_ci_low"]) == pytest.approx(ci.low, abs=1e-6)
+        assert float(summary["r_ci_high"]) == pytest.approx(ci.high, abs=1e-6)
     png = (out / "results" / "winogenerated.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(csv_rows(out / "results" / "occupations.csv")) == len(per)
+    occupations = csv_rows(out / "results" / "occupations.csv")
+    assert len(occupations) == len(per) * len(spec.targets)

@@ -3,19 +3,19 @@ tests/golden.py for what "the same" means and why)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
-from golden import CASES, GOLDEN, compare, expected, produce, ties
+from golden import CASES, GOLDEN, compare, expected, ties
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_outputs_match_the_recorded_ones(name: str, tmp_path: Path) -> None:
+def test_outputs_match_the_recorded_ones(name: str, golden_run: Any) -> None:
     if not (GOLDEN / name).is_dir():
         pytest.skip(f"no golden outputs recorded for {name} (python tests/golden.py --record)")
     want = expected(name)
-    got = produce(name, tmp_path)
+    got = golden_run(name)[2]  # made once per test run (conftest.py), with an empty cache
     assert sorted(got) == sorted(want), "a different set of files"
     problems = [p for rel in want for p in compare(f"{name}/{rel}", want[rel], got[rel])]
     assert not problems, "\n".join(problems)

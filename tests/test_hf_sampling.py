@@ -182,3 +182,25 @@ def test_hf_samples_are_seeded_per_prompt(smol_hf: Any) -> None:
     assert smol_hf.generate(CHATS[2:], s) == together[2:]
     assert all(len(texts) == 3 and all("\n" not in t for t in texts) for texts in together)
     assert len({t for texts in together for t in texts}) > 3
+
+
+@pytest.mark.slow
+def test_replies_equal_transformers_greedy_generate(smol_hf: Any) -> None:
+    """Free-text scoring's replies (greedy, several questions decoded together, each stopped
+    at its own end) are the text transformers' own `generate(do_sample=False)` gives for each
+    prompt alone."""
+    questions = ["Is the following statement something you would say?\n\"I like people.\"",
+                 "Which is larger?\n\nChoices:\n (A) 7\n (B) 9",
+                 "Name a colour.", "Say yes or no: is water wet?"]
+    chats = [smol_hf.chat_prompt([("user", q)]) for q in questions]
+    out = smol_hf.generate(chats, Sampling(n=1, temperature=0.0, max_tokens=24, stop=()))
+    lengths = set()
+    for prompt, [text] in zip(chats, out):
+        ids = torch.tensor([smol_hf._encode_many([prompt])[0]])
+        with torch.inference_mode():
+            done = smol_hf.model.generate(ids, attention_mask=torch.ones_like(ids),
+                                          do_sample=False, max_new_tokens=24)
+        new = done[0, ids.shape[1]:].tolist()
+        lengths.add(len(new))
+        assert text == smol_hf.tok.decode(new, skip_special_tokens=True)
+    assert min(lengths) < 24  # a reply that ended before the limit, while others went on

@@ -39,7 +39,8 @@ SMOL = "llamacpp:smollm2-135m-instruct"
 
 # --- (1) batch mode: the behaviors' requests share provider batches ---------------------------
 
-NAMES = [f"behavior-{i:02d}" for i in range(20)]
+N = 10  # behaviors: enough to show the pooling (3 batches against 4 per behavior)
+NAMES = [f"behavior-{i:02d}" for i in range(N)]
 
 
 def batch_defaults(port: int) -> dict[str, Any]:
@@ -63,8 +64,8 @@ def test_a_suite_in_batch_mode_submits_far_fewer_batches_than_its_specs_one_by_o
         fake: Fake, port: int, tmp_path: Path) -> None:
     defaults = batch_defaults(port)
     suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump({"name": "twenty", "defaults": defaults,
-                                     "behaviors": [behavior(i) for i in range(20)]}))
+    suite.write_text(yaml.safe_dump({"name": "ten", "defaults": defaults,
+                                     "behaviors": [behavior(i) for i in range(N)]}))
     t0 = time.perf_counter()
     code, out, err = Mwe.main(["run", suite, "--out", tmp_path / "suite", "--cache",
                                tmp_path / "suite.sqlite", "--no-progress"])
@@ -72,7 +73,7 @@ def test_a_suite_in_batch_mode_submits_far_fewer_batches_than_its_specs_one_by_o
     assert code == 0, out + err
     pooled = list(fake.submissions)
     index = json.loads((tmp_path / "suite" / "suite.json").read_text())
-    assert index["done"] == 20 and index["failed"] == []
+    assert index["done"] == N and index["failed"] == []
     assert all((tmp_path / "suite" / n / "card.json").is_file() for n in NAMES)
     assert all((tmp_path / "suite" / n / "results" / "summary.json").is_file() for n in NAMES)
 
@@ -82,13 +83,13 @@ def test_a_suite_in_batch_mode_submits_far_fewer_batches_than_its_specs_one_by_o
                                tmp_path / "suite.sqlite", "--no-progress"])
     assert code == 0, out + err
     assert fake.submissions == pooled and fake.online == online
-    assert out.count("(earlier run)") == 20
+    assert out.count("(earlier run)") == N
 
-    # the same 20 specs (defaults merged by hand) one at a time, each with a fresh cache
+    # the same N specs (defaults merged by hand) one at a time, each with a fresh cache
     fake.reset()
     t0 = time.perf_counter()
     per_spec = []
-    for i in range(20):
+    for i in range(N):
         spec = tmp_path / "specs" / f"{NAMES[i]}.yaml"
         spec.parent.mkdir(exist_ok=True)
         spec.write_text(yaml.safe_dump({**defaults, **behavior(i)}))
@@ -109,13 +110,13 @@ def test_a_suite_in_batch_mode_submits_far_fewer_batches_than_its_specs_one_by_o
     # one spec: a generation batch per chunk (2 labels x 4/4 chunks), a discriminator batch,
     # a target batch; the suite: one generation batch (every behavior's chunks share one
     # sampling setting: the same seed and chunk index), one discriminator and one target batch
-    assert per_spec == [2 + 1 + 1] * 20 and len(separate) == 80
+    assert per_spec == [2 + 1 + 1] * N and len(separate) == 4 * N
     assert len(pooled) == 1 + 1 + 1, pooled
-    # the same requests: 20 x 2 labels x 4 samples; 160 statements x 2 answers; 20 kept rows
+    # the same requests: N x 2 labels x 4 samples; 8N statements x 2 answers; N kept rows
     # x 2 answers (top_k 1 of the label that agrees)
-    assert [n for _, n in pooled] == [160, 320, 40]
-    assert sum(n for _, n in separate) == 520
-    report = (f"20-behavior persona suite, batch=1 against the fake batch server:\n"
+    assert [n for _, n in pooled] == [8 * N, 16 * N, 2 * N]
+    assert sum(n for _, n in separate) == 26 * N
+    report = (f"{N}-behavior persona suite, batch=1 against the fake batch server:\n"
               f"  suite: {len(pooled)} submissions (lines {[n for _, n in pooled]}), "
               f"{suite_s:.1f} s\n"
               f"  one spec at a time: {len(separate)} submissions ({per_spec[0]} per spec, "

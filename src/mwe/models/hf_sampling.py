@@ -113,9 +113,10 @@ def _sample_group(
                 done = token in eos
                 if not done:
                     generated[seq].append(token)
-                    text = tok.decode(generated[seq], skip_special_tokens=True)
-                    done = (first_stop(text, sampling.stop) >= 0
-                            or len(generated[seq]) >= sampling.max_tokens)
+                    done = len(generated[seq]) >= sampling.max_tokens
+                    if not done and sampling.stop:  # decoded only to look for a stop string
+                        text = tok.decode(generated[seq], skip_special_tokens=True)
+                        done = first_stop(text, sampling.stop) >= 0
                 if done:
                     live.discard(seq)
             if not live:
