@@ -354,9 +354,9 @@ class LlamaCppModel:
                 done = self._is_eog(tok)
                 if not done:
                     generated[seq].append(tok)
-                    text = self._text(generated[seq])
-                    done = (first_stop(text, sampling.stop) >= 0
-                            or len(generated[seq]) >= sampling.max_tokens)
+                    done = len(generated[seq]) >= sampling.max_tokens
+                    if not done and sampling.stop:  # detokenized only to look for a stop
+                        done = first_stop(self._text(generated[seq]), sampling.stop) >= 0
                 if done:
                     ctx.kv_cache_seq_rm(seq, -1, -1)
                 else:
