@@ -81,8 +81,9 @@ def test_kill_9_then_resume_gives_identical_outputs(tmp_path: Path, mwe: Mwe,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after some chunks are committed, the rerun computes only the rest and writes
     the bytes of an uninterrupted run. Chunks of 64 (kept the same for all three runs, as
-    bit-identical batches need) let 320 rows show it in a fifth of the time of 256 x 600."""
-    chunk, n = 64, 320
+    bit-identical batches need) let 192 rows (three chunks: killed after the first, with two
+    to go) show it in a tenth of the time of 256 x 600."""
+    chunk, n = 64, 192
     monkeypatch.setenv("MWE_SCORE_CHUNK", str(chunk))
     data = str(REPO / "examples" / "data" / "persona" / "agreeableness.jsonl")
     base = ["evaluate", "-m", "llamacpp:smollm2-135m-instruct", "-d", data, "--limit", str(n),
