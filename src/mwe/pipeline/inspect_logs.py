@@ -24,7 +24,7 @@ from mwe.io import claim_outputs
 from mwe.models import CachedModel, Models
 from mwe.pipeline.evaluate import ModelRun, select
 from mwe.pipeline.replies import TextScoring, text_prompt
-from mwe.pipeline.rescore import read_rows
+from mwe.pipeline.rescore import read_rows, read_summary
 from mwe.pipeline.rollout import roll_out
 from mwe.records import Dataset
 from mwe.report.jsonfile import load_json
@@ -109,18 +109,7 @@ def _settings(folder: ResultsFolder) -> tuple[dict[str, Any], list[Any], At]:
         at = At(str(folder.path / SWEEP_JSON), word="found", show="kind")
         sweep = at.mapping(load_json(folder.path / SWEEP_JSON), None)
         return sweep, [], at
-    if not folder.summary_json.is_file():
-        raise MweError(f"{folder.summary_json}: missing (--to inspect-log takes the folder of "
-                       "a finished mwe evaluate or mwe sweep run)")
-    at = At(str(folder.summary_json), word="found", show="kind")
-    summary = at.mapping(load_json(folder.summary_json), None)
-    settings = summary.get("settings")
-    if not isinstance(settings, dict):
-        raise at.expected("settings", "the run's settings", settings)
-    found = summary.get("summary")
-    if not isinstance(found, list):
-        raise at.expected("summary", "a list of summaries", found)
-    return settings, found, at
+    return read_summary(folder, "--to inspect-log")
 
 
 def _datasets(settings: dict[str, Any], at: At) -> list[Dataset]:

@@ -51,6 +51,22 @@ def read_rows(path: Path) -> list[tuple[int, ScoredRow]]:
     return out
 
 
+def read_summary(folder: ResultsFolder, command: str
+                 ) -> tuple[dict[str, Any], list[Any], At]:
+    """summary.json of a finished evaluate folder: its settings ({} when it has none), its
+    summaries, and where they were read (for located errors)."""
+    if not folder.summary_json.is_file():
+        raise MweError(f"{folder.summary_json}: missing ({command} takes the folder of a "
+                       "finished mwe evaluate or mwe sweep run)")
+    at = At(str(folder.summary_json), word="found", show="kind")
+    summary = at.mapping(load_json(folder.summary_json), None)
+    summaries = summary.get("summary")
+    if not isinstance(summaries, list):
+        raise at.expected("summary", "a list of summaries", summaries)
+    settings = summary.get("settings")
+    return (dict(settings) if isinstance(settings, dict) else {}), summaries, at
+
+
 def rescore(run: Path, out: Path, judge: Judge | None = None,
             on_progress: Callable[[int], None] | None = None,
             settings_note: dict[str, Any] | None = None) -> Rescored:
@@ -64,16 +80,7 @@ def rescore(run: Path, out: Path, judge: Judge | None = None,
                        "has none")
     if (run / SWEEP_JSON).is_file():
         return rescore_sweep(run, out, rows, judge, on_progress, settings_note)
-    if not folder.summary_json.is_file():
-        raise MweError(f"{folder.summary_json}: missing (mwe rescore takes the folder of a "
-                       "finished mwe evaluate or mwe sweep run)")
-    shown = At(str(folder.summary_json), word="found", show="kind")
-    summary = shown.mapping(load_json(folder.summary_json), None)
-    old_summaries = summary.get("summary")
-    if not isinstance(old_summaries, list):
-        raise shown.expected("summary", "a list of summaries", old_summaries)
-    settings = summary.get("settings")
-    settings = dict(settings) if isinstance(settings, dict) else {}
+    settings, old_summaries, shown = read_summary(folder, "mwe rescore")
 
     result = Rescored({}, [], earlier_usage=read_usage(folder.usage, "evaluate"))
     new_rows, _ = reread(rows, str(folder.rows), judge, on_progress, result)
