@@ -89,7 +89,7 @@ def main() -> None:
     n = len(lines)
     # the same work for both: each question in Inspect's own multiple_choice prompt, asked by
     # mwe (a persona row whose question is that prompt), so both generate the same replies
-    from inspect_ai.solver._multiple_choice import SINGLE_ANSWER_TEMPLATE
+    from inspect_ai.solver import MultipleChoiceTemplate
 
     same = work / "same-prompt.jsonl"
     with same.open("w", encoding="utf-8") as fh:
@@ -98,7 +98,7 @@ def main() -> None:
             row = json.loads(line)
             options = "\n".join(f"{chr(65 + i)}) {c}" for i, c in enumerate(sample["choices"]))
             letters = ",".join(chr(65 + i) for i in range(len(sample["choices"])))
-            row["question"] = SINGLE_ANSWER_TEMPLATE.format(
+            row["question"] = MultipleChoiceTemplate.SINGLE_ANSWER.value.format(
                 question=sample["input"], choices=options, letters=letters)
             fh.write(json.dumps(row) + "\n")
     tools: dict[str, Any] = {

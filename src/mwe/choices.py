@@ -55,14 +55,15 @@ def multiple_choice(
 
 
 
-_OPTION_LINE = re.compile(rf"^\s*\(([{ANSWER_LETTERS}])\)[ \t]*(\S.*?)\s*$", re.MULTILINE)
+# a lettered option on a line of its own: its letter and its text
+OPTION_LINE = re.compile(rf"^\s*\(([{ANSWER_LETTERS}])\)[ \t]*(\S.*?)\s*$", re.MULTILINE)
 
 
 def option_texts(question: str, letters: list[str]) -> list[str] | None:
     """The text of each lettered option ('(A) Yes' -> 'Yes'), in the order of `letters`;
     None when the question does not list every one on a line of its own."""
     found: dict[str, str] = {}
-    for letter, text in _OPTION_LINE.findall(question):
+    for letter, text in OPTION_LINE.findall(question):
         found.setdefault(letter, text)
     if not all(x in found for x in letters):
         return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from mwe import __version__
 from mwe.card import md_code
-from mwe.choices import ANSWER_LETTERS
+from mwe.choices import ANSWER_LETTERS, OPTION_LINE
 from mwe.errors import MweError
 from mwe.families import by_name
 from mwe.io import atomic_open, write_jsonl
@@ -31,7 +31,6 @@ from mwe.records import Dataset, Item
 
 __all__ = ["export_inspect", "inspect_sample", "split_options"]
 
-_OPTION = re.compile(rf"^\s*\(([{ANSWER_LETTERS}])\)[ \t]*(\S.*?)\s*$")
 # a short line that introduces or closes the options ("Choices:", "Answer:"): Inspect's
 # solver writes its own
 _FRAME = re.compile(r"^\s*[A-Za-z ]{1,20}:\s*$")
@@ -43,7 +42,7 @@ def _options_in(text: str, letters: Sequence[str]) -> tuple[str, list[str]] | No
     lines = text.split("\n")
     found: dict[str, tuple[int, str]] = {}
     for k, line in enumerate(lines):
-        m = _OPTION.match(line)
+        m = OPTION_LINE.match(line)
         if m and m.group(1) in letters:
             found.setdefault(m.group(1), (k, m.group(2)))
     if not all(x in found for x in letters):

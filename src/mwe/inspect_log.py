@@ -276,11 +276,3 @@ def write_logs(out: Path, groups: Iterable[LogGroup], header: dict[str, Any]) ->
             tmp.unlink()
             written.append(path)
     return written
-
-
-def rows_by_dataset(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """A model's rows per dataset, in order."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        out.setdefault(str(row["dataset"]), []).append(row)
-    return out

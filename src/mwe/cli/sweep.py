@@ -122,16 +122,13 @@ def execute(args: argparse.Namespace) -> int:
     print(f"\nresults: {out / 'results.csv'}\ntrends:  {out / 'trends.csv'}\n"
           f"agreement: {out / 'agreement.csv'}\nrows:    {out / ROWS}")
     if args.inspect_log:
-        from mwe.pipeline.inspect_logs import Scored, write_run_logs
+        from mwe.pipeline.inspect_logs import Scored, sweep_header, write_run_logs
 
         method = "text" if text is not None else args.score
         scored = [Scored(run, models.open(m.model), method, m.label)
                   for m, run in zip(series.models, runs)]
-        settings = {"series": series.name, "format": args.format, "data": args.data,
-                    "models": [{"model": m.model, "label": m.label, **m.axes()}
-                               for m in series.models]}
         logs = write_run_logs(Path(args.inspect_log), scored, datasets, args.format, text,
-                              {"settings": settings})
+                              sweep_header(out))
         print(f"inspect logs: {len(logs)} in {args.inspect_log} (inspect view --log-dir "
               f"{args.inspect_log})")
     return 0

@@ -104,6 +104,18 @@ def write_run_logs(out: Path, runs: Sequence[Scored], datasets: Sequence[Dataset
 
 # --- a finished run folder ----------------------------------------------------------------
 
+def run_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a log's header records of a run: its settings (sweep.json: without the results,
+    which the logs' own results give per model and dataset)."""
+    return {k: v for k, v in settings.items()
+            if k not in ("results", "trends", "agreement", "reversals")}
+
+
+def sweep_header(out: Path) -> dict[str, Any]:
+    """The header of a finished sweep's logs, from its sweep.json."""
+    return {"settings": run_settings(load_json(out / SWEEP_JSON))}
+
+
 def _settings(folder: ResultsFolder) -> tuple[dict[str, Any], list[Any], At]:
     if (folder.path / SWEEP_JSON).is_file():
         at = At(str(folder.path / SWEEP_JSON), word="found", show="kind")
@@ -190,11 +202,12 @@ def export_run_logs(run: Path, out: Path, store_path: Path) -> list[Path]:
         if name not in specs:
             raise MweError(f"{folder.rows}: rows of {name!r}, which the run's settings do not "
                            "list as a model")
-        model = opened.setdefault(name, models.open(specs[name]))
+        if name not in opened:
+            opened[name] = models.open(specs[name])
+        model = opened[name]
         shown = f"{name} ({method})" if len(methods) > 1 else name
         scored.append(Scored(r, model, method, shown))
-    header: dict[str, Any] = {"settings": {k: v for k, v in settings.items() if k not in
-                                           ("results", "trends", "agreement", "reversals")}}
+    header: dict[str, Any] = {"settings": run_settings(settings)}
     spec_path = run.parent / SPEC
     if spec_path.is_file():
         header["spec"] = load_json(spec_path)
